@@ -1,0 +1,37 @@
+# Thin wrapper over CMake presets: `make run` and `make test` do all set-up on a fresh Debian 12.
+PRESET  ?= default
+VARIANT ?= single-thread
+ARGS    ?=
+
+BUILD_DIR = build/$(PRESET)
+BINARY    = $(BUILD_DIR)/variants/$(subst -,_,$(VARIANT))/mjpeg-$(VARIANT)
+
+.PHONY: all deps configure build run test format format-check clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+configure: deps
+	cmake --preset $(PRESET)
+
+build: configure
+	cmake --build --preset $(PRESET)
+
+## make run [VARIANT=single-thread] [ARGS="--port 9000 --source 0"]: serve the synthetic camera.
+run: build
+	$(BINARY) $(ARGS)
+
+## make test [PRESET=asan|tsan]: build, then every test with output on failure.
+test: build
+	ctest --preset $(PRESET)
+
+format:
+	@scripts/format
+
+format-check: deps
+	@scripts/format --check
+
+clean:
+	rm -rf build

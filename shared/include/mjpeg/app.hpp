@@ -1,0 +1,94 @@
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include "mjpeg/frame_hub.hpp"
+#include "mjpeg/http.hpp"
+#include "mjpeg/options.hpp"
+#include "mjpeg/stats.hpp"
+
+namespace mjpeg {
+
+/// The one shutdown signal of a server: set by SIGINT, SIGTERM or --duration.
+///
+/// Blocking code polls fd() beside its socket; asynchronous code registers a callback.
+class shutdown_signal {
+ public:
+  /// Creates the eventfd.
+  shutdown_signal();
+  /// Closes the eventfd.
+  ~shutdown_signal();
+  shutdown_signal(const shutdown_signal&) = delete;
+  shutdown_signal& operator=(const shutdown_signal&) = delete;
+
+  /// Requests shutdown: fd() becomes readable for good and the callbacks run once. Idempotent.
+  void trigger();
+  /// True once triggered.
+  bool triggered() const noexcept { return triggered_.load(std::memory_order_acquire); }
+  /// Readable once triggered; poll it beside a socket to wake up at once.
+  int fd() const noexcept { return fd_; }
+  /// Runs `callback` on trigger (at once if already triggered), on the triggering thread.
+  void on_trigger(std::function<void()> callback);
+
+ private:
+  int fd_;
+  std::atomic<bool> triggered_{false};
+  std::mutex mutex_;
+  std::vector<std::function<void()>> callbacks_;
+};
+
+/// Everything a variant's serving code needs; built by run_variant.
+struct server_context {
+  std::string_view variant;                  ///< The variant's name.
+  const options& opts;                       ///< Parsed options.
+  frame_hub& hub;                            ///< Where frames come from.
+  server_stats& stats;                       ///< Counters behind /stats.
+  shutdown_signal& shutdown;                 ///< Set when the server must stop.
+  http::route_options routes;                ///< Access control for the router.
+  boost::asio::io_context& io;               ///< The io_context the acceptor belongs to.
+  boost::asio::ip::tcp::acceptor& acceptor;  ///< Bound and listening.
+};
+
+/// A complete non-stream reply: the head (and any text body) plus, for a snapshot, the JPEG
+/// shared with the frame, so one gather write sends it without copying the image.
+struct reply {
+  std::string head;  ///< Status line, headers and any text body.
+  frame_ptr image;   ///< Snapshot frame whose JPEG follows `head`, or null.
+  /// The buffers for one gather write.
+  std::array<boost::asio::const_buffer, 2> buffers() const noexcept;
+};
+
+/// Builds the reply for every route but the stream (page, stats, snapshot, errors), and counts
+/// error statuses in the stats.
+reply make_reply(const http::route_result& plan, const server_context& ctx);
+
+/// Unsent bytes the kernel may hold for one viewer before the socket stops being writable
+/// (TCP_NOTSENT_LOWAT). Waiting for writability before each frame then skips frames for a slow
+/// viewer instead of queueing them, so the frames it does get stay fresh.
+inline constexpr int unsent_limit = 16 * 1024;
+
+/// Sets TCP_NODELAY (each write is a whole frame) and TCP_NOTSENT_LOWAT to unsent_limit.
+void tune_for_streaming(int native_socket) noexcept;
+
+/// "address:port" of the connected peer, or "?" if it is already gone.
+std::string peer_name(const boost::asio::ip::tcp::socket& socket);
+
+/// The variant's serving loop: returns once ctx.shutdown is triggered.
+using serve_function = std::function<void(server_context&)>;
+
+/// The whole life of a server: options, capture, listener, the URL line, signal handling and a
+/// clean stop. Returns the process exit code (0 after a signal or --duration, 1 when the server
+/// could not start, 2 for bad options).
+int run_variant(int argc, const char* const* argv, const variant_info& info, const serve_function& serve);
+
+}  // namespace mjpeg

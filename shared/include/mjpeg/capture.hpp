@@ -1,0 +1,56 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "mjpeg/frame_hub.hpp"
+#include "mjpeg/frame_source.hpp"
+#include "mjpeg/stats.hpp"
+
+namespace mjpeg {
+
+/// Capture settings taken from the options.
+struct capture_config {
+  double fps = 30;   ///< Frames per second to publish (sources faster than this are paced down).
+  int quality = 80;  ///< JPEG quality 1..100 for sources that deliver pixels.
+};
+
+/// One thread: source → encode once → hub.publish, paced to the configured fps.
+///
+/// The source is opened in the constructor so a bad source fails at start with a clear error.
+/// A source that fails later is reopened with backoff while viewers keep the last frame.
+class capture {
+ public:
+  /// Opens `source` (throws on failure) and starts the capture thread.
+  capture(std::unique_ptr<frame_source> source, capture_config config, frame_hub& hub, server_stats& stats);
+  /// Stops and joins the thread.
+  ~capture();
+  capture(const capture&) = delete;
+  capture& operator=(const capture&) = delete;
+
+  /// Asks the thread to stop; returns at once.
+  void stop();
+
+ private:
+  void run();
+  bool sleep_until(std::chrono::steady_clock::time_point t);
+
+  std::unique_ptr<frame_source> source_;
+  capture_config config_;
+  frame_hub& hub_;
+  server_stats& stats_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+/// Encodes pixels as JPEG at `quality`.
+std::vector<std::uint8_t> encode_jpeg(const cv::Mat& pixels, int quality);
+
+}  // namespace mjpeg

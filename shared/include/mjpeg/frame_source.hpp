@@ -1,0 +1,52 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <opencv2/core/mat.hpp>
+
+namespace mjpeg {
+
+/// One picture from a source: either raw pixels to encode, or JPEG bytes to send as they are.
+struct source_image {
+  cv::Mat pixels;                  ///< BGR image to encode; empty when `jpeg` is set.
+  std::vector<std::uint8_t> jpeg;  ///< Ready JPEG (replay source): sent without re-encoding.
+};
+
+/// Where frames come from. read() blocks for at most about one frame interval.
+class frame_source {
+ public:
+  virtual ~frame_source() = default;
+  /// (Re)opens the device, file or stream; throws std::runtime_error with a clear message.
+  virtual void open() = 0;
+  /// Next picture, or false when the source failed or ended (the capture loop reopens it).
+  virtual bool read(source_image& out) = 0;
+  /// Releases the device (idle stop, shutdown); open() brings it back.
+  virtual void close() = 0;
+  /// Human-readable description for logs and /stats.
+  virtual std::string describe() const = 0;
+  /// True when the source sets its own pace (a camera); others are paced to --fps.
+  virtual bool self_paced() const { return false; }
+};
+
+/// What make_source needs to know.
+struct source_config {
+  std::string spec = "pattern";  ///< "pattern", a camera index, a JPEG file or folder, or a path/URL.
+  int width = 640;               ///< Requested width (pattern draws exactly this).
+  int height = 480;              ///< Requested height.
+  double fps = 30;               ///< Requested frame rate.
+};
+
+/// Picks the source for a spec: "pattern"; a number is a camera index; a folder or a .jpg/.jpeg
+/// file is replayed without re-encoding; anything else goes to cv::VideoCapture (file, RTSP, HTTP).
+std::unique_ptr<frame_source> make_source(const source_config& config);
+
+/// Draws test-card frame `n`, stamped with the current wall-clock time, into `out`.
+void draw_pattern(cv::Mat& out, const cv::Mat& background, std::uint64_t n);
+
+/// The static, textured part of the test card, drawn once per size.
+cv::Mat pattern_background(int width, int height);
+
+}  // namespace mjpeg

@@ -1,0 +1,91 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/status.hpp>
+
+#include "mjpeg/frame.hpp"
+
+/// Requests in, bytes out: parsing, routing and response writers. No sockets here, so every
+/// byte is unit-testable.
+namespace mjpeg::http {
+
+using status = boost::beast::http::status;
+
+/// Request headers larger than this get 431.
+inline constexpr std::size_t header_limit = 8 * 1024;
+/// Request targets longer than this get 414.
+inline constexpr std::size_t target_limit = 2 * 1024;
+
+/// Beast's request parser with our limits; GET has no body, so the body type is empty.
+class request_parser : public boost::beast::http::request_parser<boost::beast::http::empty_body> {
+ public:
+  /// Sets the header limit.
+  request_parser() { header_limit(static_cast<std::uint32_t>(http::header_limit)); }
+};
+
+/// What the router needs from a parsed request.
+struct request_head {
+  boost::beast::http::verb method = boost::beast::http::verb::unknown;  ///< Parsed method.
+  std::string target;                                                   ///< Request target as sent.
+  unsigned version = 11;                                                ///< 10 for HTTP/1.0, 11 for 1.1.
+  std::string authorization;                                            ///< Authorization header value.
+  bool has_body = false;                                                ///< Content-Length > 0 or chunked.
+};
+
+/// Copies what routing needs out of a parser whose header is complete.
+request_head head_of(const request_parser& parser);
+
+/// What to send back.
+enum class resource {
+  none,      ///< Nothing: the peer left before sending a request.
+  error,     ///< An error status (see route_result::code).
+  page,      ///< The HTML viewer.
+  stream,    ///< The endless multipart stream.
+  snapshot,  ///< The latest frame as one JPEG.
+  stats,     ///< JSON counters.
+};
+
+/// The router's decision.
+struct route_result {
+  resource what = resource::none;  ///< What to send.
+  status code = status::ok;        ///< HTTP status for `what`.
+  bool head_only = false;          ///< HEAD request: send the header, no body.
+};
+
+/// Access control for every endpoint.
+struct route_options {
+  /// Expected Authorization value ("Basic …"), empty when no --auth was given.
+  std::string expected_authorization;
+};
+
+/// Builds the Authorization value `user:pass` must arrive as.
+std::string basic_authorization(std::string_view user_colon_pass);
+
+/// Pure routing: method, target, version and credentials to a resource and status.
+route_result route(const request_head& head, const route_options& options);
+
+/// The status for a request whose header could not be read: `ec` from Beast's read_header (or
+/// the stream) and the parser it was reading into. resource::none when the peer simply left.
+route_result route_error(const boost::beast::error_code& ec, const request_parser& parser);
+
+/// The response head for the stream, followed by the first boundary line.
+std::string stream_preamble();
+
+/// A complete plain-text error response; 405 carries Allow, 503 Retry-After, 401
+/// WWW-Authenticate. The connection closes after it.
+std::string error_response(status code);
+
+/// A complete response carrying `body` with the given content type (HTML page, JSON stats).
+std::string document_response(std::string_view content_type, std::string_view body, bool head_only);
+
+/// The response head for a snapshot of `f`; the JPEG bytes follow it unchanged.
+std::string snapshot_head(const frame& f);
+
+}  // namespace mjpeg::http

@@ -1,0 +1,53 @@
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+namespace mjpeg {
+
+/// Every command-line option. The common ones exist in every variant; the model options only
+/// where the variant's concurrency model gives them a meaning (see model_options).
+struct options {
+  std::string host = "127.0.0.1";  ///< Address to bind; loopback unless told otherwise.
+  int port = 8080;                 ///< TCP port; 0 picks a free one.
+  std::string source = "pattern";  ///< Frame source spec (see make_source).
+  int width = 640;                 ///< Frame width in pixels.
+  int height = 480;                ///< Frame height in pixels.
+  double fps = 30;                 ///< Frames per second.
+  int quality = 80;                ///< JPEG quality.
+  double duration = 0;             ///< Stop after this many seconds; 0 runs until a signal.
+  double header_timeout = 10;      ///< Seconds a client has to send its request head.
+  double send_timeout = 10;        ///< Seconds a viewer may stall a send before it is dropped.
+  std::string auth;                ///< "user:pass" for HTTP Basic on every endpoint; empty = open.
+  int threads = 1;                 ///< Worker threads (thread_pool, async).
+  int queue = 0;                   ///< Waiting connections (thread_pool).
+  int max_clients = 0;             ///< Concurrent viewers before 503; 0 = unlimited.
+};
+
+/// Seconds from the command line as a steady_clock duration.
+inline std::chrono::steady_clock::duration seconds(double s) {
+  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>{s});
+}
+
+/// Which model options a variant has, with its defaults; nullopt leaves the option out.
+struct model_options {
+  std::optional<int> threads;      ///< --threads default.
+  std::optional<int> queue;        ///< --queue default.
+  std::optional<int> max_clients;  ///< --max-clients default (0 = unlimited).
+};
+
+/// Name and one-line description of a variant, and the options its model adds.
+struct variant_info {
+  std::string_view name;     ///< "single_thread", "thread_pool", …: shown in /stats and the page.
+  std::string_view summary;  ///< One line for --help.
+  model_options model;       ///< The options this model adds.
+};
+
+/// Parses the command line. Returns the options, or the exit code to leave with: 0 after
+/// --help, 2 after a bad value (a one-line message naming the option is printed to stderr).
+std::variant<options, int> parse_options(int argc, const char* const* argv, const variant_info& info);
+
+}  // namespace mjpeg

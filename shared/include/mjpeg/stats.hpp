@@ -1,0 +1,103 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <list>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+namespace mjpeg {
+
+/// One viewer's subscription: what it has seen and been sent.
+///
+/// Written by the thread (or coroutine) serving the viewer, read by /stats from another thread,
+/// hence relaxed atomics. Where it lives is each variant's lesson: a local, a thread_local, or the
+/// coroutine frame.
+struct viewer_state {
+  std::uint64_t id = 0;                          ///< Unique per viewer, never reused.
+  std::string peer;                              ///< "address:port" of the viewer.
+  std::chrono::steady_clock::time_point since;   ///< When the stream started.
+  std::atomic<std::uint64_t> last_seq{0};        ///< Sequence number of the last frame sent.
+  std::atomic<std::uint64_t> frames_sent{0};     ///< Frames written to this viewer.
+  std::atomic<std::uint64_t> frames_skipped{0};  ///< Frames published while it was busy.
+  std::atomic<std::uint64_t> bytes_sent{0};      ///< Bytes written, headers included.
+};
+
+/// Server-wide counters behind /stats.
+class server_stats {
+ public:
+  /// Starts the clock for uptime.
+  explicit server_stats(std::string variant);
+
+  /// Records one captured frame (for the measured capture rate).
+  void frame_captured(std::chrono::steady_clock::time_point now);
+  /// Records whether the source is delivering.
+  void set_source(std::string description, bool up);
+  /// Records the configured stream settings shown by /stats and the viewer page.
+  void set_config(int width, int height, double fps);
+  /// A connection refused for capacity (503).
+  void connection_rejected() { rejected_.fetch_add(1, std::memory_order_relaxed); }
+  /// A request answered with a 4xx status.
+  void bad_request() { bad_requests_.fetch_add(1, std::memory_order_relaxed); }
+
+  /// Starts a viewer: resets `v`, gives it a new id and lists it (the `__enter__` half).
+  void viewer_started(viewer_state& v, std::string peer);
+  /// Records a frame sent to `v`: `seq` is its sequence number, gaps are skipped frames.
+  void frame_sent(viewer_state& v, std::uint64_t seq, std::size_t bytes);
+  /// Ends a viewer: unlists it (the `__exit__` half).
+  void viewer_stopped(viewer_state& v);
+
+  /// Viewers streaming now.
+  std::uint64_t viewers_now() const;
+  /// Measured capture rate over the last frames.
+  double capture_fps() const;
+  /// The JSON document served at /stats; `frame_seq` and `frame_bytes` describe the latest frame.
+  std::string to_json(std::uint64_t frame_seq, std::size_t frame_bytes) const;
+
+ private:
+  std::string variant_;
+  std::chrono::steady_clock::time_point started_;
+  std::atomic<std::uint64_t> next_id_{1};
+  std::atomic<std::uint64_t> viewers_total_{0};
+  std::atomic<std::uint64_t> frames_captured_{0};
+  std::atomic<std::uint64_t> frames_sent_{0};
+  std::atomic<std::uint64_t> frames_skipped_{0};
+  std::atomic<std::uint64_t> bytes_sent_{0};
+  std::atomic<std::uint64_t> rejected_{0};
+  std::atomic<std::uint64_t> bad_requests_{0};
+  std::atomic<double> capture_fps_{0};
+  std::atomic<std::int64_t> last_capture_ns_{0};
+
+  mutable std::mutex mutex_;  // guards the fields below
+  std::list<viewer_state*> viewers_;
+  std::string source_;
+  bool source_up_ = false;
+  int width_ = 0;
+  int height_ = 0;
+  double fps_ = 0;
+};
+
+/// The `__enter__`/`__exit__` pair of one viewer: viewer_started on construction, viewer_stopped
+/// on destruction.
+class viewer_scope {
+ public:
+  /// Starts `viewer` in `stats`.
+  viewer_scope(server_stats& stats, viewer_state& viewer, std::string peer) : stats_{stats}, viewer_{viewer} {
+    stats_.viewer_started(viewer_, std::move(peer));
+  }
+  /// Stops it.
+  ~viewer_scope() { stats_.viewer_stopped(viewer_); }
+  viewer_scope(const viewer_scope&) = delete;
+  viewer_scope& operator=(const viewer_scope&) = delete;
+
+ private:
+  server_stats& stats_;
+  viewer_state& viewer_;
+};
+
+/// Escapes `text` for a JSON string literal (quotes not included).
+std::string json_escape(std::string_view text);
+
+}  // namespace mjpeg

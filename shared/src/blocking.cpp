@@ -1,0 +1,198 @@
+#include "mjpeg/blocking.hpp"
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <string_view>
+
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/read.hpp>
+
+namespace mjpeg::blocking {
+namespace {
+
+using boost::system::error_code;
+namespace asio_error = boost::asio::error;
+
+error_code errno_code(int e) {
+  return {e, boost::system::system_category()};
+}
+
+}  // namespace
+
+deadline_stream::deadline_stream(boost::asio::ip::tcp::socket& socket, const shutdown_signal& shutdown)
+    : fd_{socket.native_handle()}, shutdown_fd_{shutdown.fd()} {
+  error_code ignored;
+  socket.non_blocking(true, ignored);
+}
+
+bool deadline_stream::wait(short events, clock::time_point deadline, error_code& ec) {
+  pollfd fds[2] = {{fd_, events, 0}, {shutdown_fd_, POLLIN, 0}};
+  for (;;) {
+    const auto now = clock::now();
+    if (now >= deadline) {
+      ec = asio_error::timed_out;
+      return false;
+    }
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - now).count();
+    const int timeout = left > 60'000 ? 60'000 : static_cast<int>(left);
+    const int n = ::poll(fds, 2, timeout);
+    if (n < 0 && errno != EINTR) {
+      ec = errno_code(errno);
+      return false;
+    }
+    if (n <= 0) continue;
+    if (fds[1].revents != 0) {
+      ec = asio_error::operation_aborted;
+      return false;
+    }
+    if (fds[0].revents != 0) return true;  // ready, or an error the next call will report
+  }
+}
+
+std::size_t deadline_stream::recv_some(iovec* iov, std::size_t count, error_code& ec) {
+  ec = {};
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = count;
+  for (;;) {
+    const auto n = ::recvmsg(fd_, &msg, 0);
+    if (n > 0) return static_cast<std::size_t>(n);
+    if (n == 0) {
+      ec = asio_error::eof;
+      return 0;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      ec = errno_code(errno);
+      return 0;
+    }
+    if (!wait(POLLIN, read_deadline_, ec)) return 0;
+  }
+}
+
+std::size_t deadline_stream::send_some(const iovec* iov, std::size_t count, error_code& ec) {
+  ec = {};
+  msghdr msg{};
+  msg.msg_iov = const_cast<iovec*>(iov);
+  msg.msg_iovlen = count;
+  for (;;) {
+    // MSG_NOSIGNAL: a viewer that vanished is an error code here, never a SIGPIPE.
+    const auto n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+    if (n >= 0) return static_cast<std::size_t>(n);
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      ec = errno_code(errno);
+      return 0;
+    }
+    if (!wait(POLLOUT, clock::now() + write_timeout_, ec)) return 0;
+  }
+}
+
+void deadline_stream::wait_writable(error_code& ec) {
+  ec = {};
+  wait(POLLOUT, clock::now() + write_timeout_, ec);
+}
+
+void deadline_stream::close_gracefully() {
+  // Half-close, then drain briefly: closing with unread input would send a reset that can
+  // destroy the response before the peer reads it.
+  ::shutdown(fd_, SHUT_WR);
+  const auto until = clock::now() + std::chrono::milliseconds{200};
+  char sink[4096];
+  error_code ec;
+  read_deadline(until);
+  for (std::size_t drained = 0; drained < 64 * 1024;) {
+    iovec iov{sink, sizeof sink};
+    const auto n = recv_some(&iov, 1, ec);
+    if (ec) break;
+    drained += n;
+  }
+}
+
+bool accept_next(server_context& ctx, boost::asio::ip::tcp::socket& socket) {
+  const int listen_fd = ctx.acceptor.native_handle();
+  error_code ec;
+  ctx.acceptor.non_blocking(true, ec);
+  bool told = false;
+  for (;;) {
+    pollfd fds[2] = {{listen_fd, POLLIN, 0}, {ctx.shutdown.fd(), POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0 && errno != EINTR) return false;
+    if (fds[1].revents != 0 || ctx.shutdown.triggered()) return false;
+    if (fds[0].revents == 0) continue;
+    ctx.acceptor.accept(socket, ec);
+    if (!ec) return true;
+    if (ec == asio_error::would_block || ec == asio_error::try_again || ec == asio_error::connection_aborted)
+      continue;
+    // Out of descriptors or memory: the pending connection stays queued and poll would report
+    // it again at once. Pause instead of spinning, and say so once.
+    if (!told) std::fprintf(stderr, "%s: accept: %s; pausing\n", ctx.variant.data(), ec.message().c_str());
+    told = true;
+    pollfd stop{ctx.shutdown.fd(), POLLIN, 0};
+    ::poll(&stop, 1, 100);
+  }
+}
+
+void reject_busy(server_context& ctx, boost::asio::ip::tcp::socket socket) {
+  ctx.stats.connection_rejected();
+  const std::string response = http::error_response(http::status::service_unavailable);
+  // One non-blocking attempt: a small response into an empty send buffer always fits, and the
+  // acceptor must never wait for a client it is turning away.
+  ::send(socket.native_handle(), response.data(), response.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  ::shutdown(socket.native_handle(), SHUT_WR);
+  char sink[1024];
+  while (::recv(socket.native_handle(), sink, sizeof sink, MSG_DONTWAIT) > 0) {
+  }
+}
+
+namespace {
+
+// The stream: preamble, then whatever frame is newest each time the viewer can take one.
+void stream_frames(server_context& ctx, deadline_stream& stream, viewer_state& viewer, std::string peer) {
+  const viewer_scope scope{ctx.stats, viewer, std::move(peer)};
+  error_code ec;
+  const std::string preamble = http::stream_preamble();
+  boost::asio::write(stream, boost::asio::buffer(preamble), ec);
+  while (!ec) {
+    frame_ptr f = ctx.hub.wait_newer(viewer.last_seq.load(std::memory_order_relaxed));
+    if (!f) break;  // hub closed: shutdown
+    // Wait until the kernel has taken the previous frame, then send the newest one: frames
+    // published meanwhile are skipped rather than queued, so a slow viewer sees fresh frames.
+    stream.wait_writable(ec);
+    if (ec) break;
+    f = ctx.hub.latest();
+    boost::asio::write(stream, f->buffers(), ec);
+    if (!ec) ctx.stats.frame_sent(viewer, f->seq(), f->wire_size());
+  }
+}
+
+}  // namespace
+
+void serve_client(server_context& ctx, boost::asio::ip::tcp::socket socket, viewer_state& viewer) {
+  tune_for_streaming(socket.native_handle());
+  deadline_stream stream{socket, ctx.shutdown};
+
+  // Read the request head; a client that dawdles past --header-timeout gets 408.
+  boost::beast::flat_buffer buffer;
+  http::request_parser parser;
+  error_code ec;
+  stream.read_deadline(deadline_stream::clock::now() + seconds(ctx.opts.header_timeout));
+  boost::beast::http::read_header(stream, buffer, parser, ec);
+  const auto plan = ec ? http::route_error(ec, parser) : http::route(http::head_of(parser), ctx.routes);
+
+  // Answer it; a viewer that stops taking bytes is dropped after --send-timeout.
+  stream.write_timeout(seconds(ctx.opts.send_timeout));
+  if (plan.what == http::resource::none) return;
+  if (plan.what == http::resource::stream && !plan.head_only) {
+    stream_frames(ctx, stream, viewer, peer_name(socket));
+    return;
+  }
+  const reply r = make_reply(plan, ctx);
+  boost::asio::write(stream, r.buffers(), ec);
+  if (!ec) stream.close_gracefully();
+}
+
+}  // namespace mjpeg::blocking

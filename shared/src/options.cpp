@@ -1,0 +1,93 @@
+#include "mjpeg/options.hpp"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cstdio>
+
+#include <CLI/CLI.hpp>
+
+namespace mjpeg {
+namespace {
+
+// Sockets beyond the viewers: listener, eventfd, camera, stdio, a few for /stats and the page.
+constexpr long reserved_fds = 64;
+
+long open_file_limit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return 1 << 20;
+  return static_cast<long>(limit.rlim_cur);
+}
+
+}  // namespace
+
+std::variant<options, int> parse_options(int argc, const char* const* argv, const variant_info& info) {
+  options o;
+  std::string binary = "mjpeg-" + std::string{info.name};
+  std::replace(binary.begin(), binary.end(), '_', '-');
+  CLI::App app{std::string{info.summary}, binary};
+  app.set_help_flag("-h,--help", "Print this help and exit");
+  app.get_formatter()->column_width(28);
+
+  app.add_option("--host", o.host, "Address to bind (use 0.0.0.0 only behind a proxy)")
+      ->capture_default_str();
+  app.add_option("--port", o.port, "TCP port; 0 picks a free one")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  app.add_option("--source", o.source,
+                 "pattern | camera index (0) | folder or .jpg to replay | file or URL for OpenCV")
+      ->capture_default_str();
+  app.add_option("--width", o.width, "Frame width")->check(CLI::Range(16, 7680))->capture_default_str();
+  app.add_option("--height", o.height, "Frame height")->check(CLI::Range(16, 4320))->capture_default_str();
+  app.add_option("--fps", o.fps, "Frames per second")->check(CLI::Range(0.1, 240.0))->capture_default_str();
+  app.add_option("--quality", o.quality, "JPEG quality")->check(CLI::Range(1, 100))->capture_default_str();
+  app.add_option("--duration", o.duration, "Stop after this many seconds (0 = run until SIGINT/SIGTERM)")
+      ->check(CLI::Range(0.0, 1e9))
+      ->capture_default_str();
+  app.add_option("--header-timeout", o.header_timeout, "Seconds a client has to send its request head")
+      ->check(CLI::Range(0.05, 3600.0))
+      ->capture_default_str();
+  app.add_option("--send-timeout", o.send_timeout, "Seconds a stalled viewer is kept before it is dropped")
+      ->check(CLI::Range(0.05, 3600.0))
+      ->capture_default_str();
+  app.add_option("--auth", o.auth, "Require HTTP Basic credentials user:pass on every endpoint")
+      ->check([](const std::string& v) {
+        return v.find(':') == std::string::npos ? std::string{"must be user:pass"} : std::string{};
+      });
+
+  const long fd_limit = open_file_limit();
+  const int max_viewers = static_cast<int>(std::max(1L, fd_limit - reserved_fds));
+  if (info.model.threads) {
+    o.threads = *info.model.threads;
+    app.add_option("--threads", o.threads, "Worker threads")
+        ->check(CLI::Range(1, 4096))
+        ->capture_default_str();
+  }
+  if (info.model.queue) {
+    o.queue = *info.model.queue;
+    app.add_option("--queue", o.queue, "Connections that may wait for a free worker before 503")
+        ->check(CLI::Range(0, 100000))
+        ->capture_default_str();
+  }
+  if (info.model.max_clients) {
+    // A default above what this process may open would only fail later, at accept time.
+    o.max_clients = *info.model.max_clients == 0 ? 0 : std::min(*info.model.max_clients, max_viewers);
+    app.add_option("--max-clients", o.max_clients,
+                   "Concurrent viewers before 503 (0 = unlimited; at most " + std::to_string(max_viewers) +
+                       " with this process's open-file limit)")
+        ->check(CLI::Range(0, max_viewers))
+        ->capture_default_str();
+  }
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "%s: error: %s (see --help)\n", app.get_name().c_str(), e.what());
+    return 2;
+  }
+  return o;
+}
+
+}  // namespace mjpeg

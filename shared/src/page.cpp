@@ -1,0 +1,77 @@
+#include "mjpeg/page.hpp"
+
+#include <cstdio>
+
+namespace mjpeg {
+namespace {
+
+// The status line is filled in by the server first, so it says something useful even where
+// /stats cannot answer while the stream is open (the single-threaded server serves one request
+// at a time: that is its lesson, and the page says so instead of hanging).
+constexpr std::string_view page_template = R"html(<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>mjpeg-concurrency: @VARIANT@</title>
+<style>
+  body { margin: 0; background: #111; color: #ddd; font: 15px/1.4 system-ui, sans-serif; }
+  main { max-width: @WIDTH@px; margin: 1.5em auto; padding: 0 1em; }
+  h1 { font-size: 1.1em; font-weight: 600; margin: 0 0 .6em; }
+  img { display: block; width: 100%; height: auto; background: #000; aspect-ratio: @WIDTH@ / @HEIGHT@; }
+  #status { margin-top: .6em; font-variant-numeric: tabular-nums; }
+  #status b { color: #fff; }
+  a { color: #8cf; }
+</style>
+</head>
+<body>
+<main>
+<h1>mjpeg-concurrency &middot; <span id="variant">@VARIANT@</span></h1>
+<img id="stream" src="stream" width="@WIDTH@" height="@HEIGHT@" alt="live stream">
+<div id="status">variant <b>@VARIANT@</b> &middot; <b id="fps">@FPS@</b> fps &middot;
+<b id="viewers">?</b> viewers &middot; <span id="note">waiting for /stats</span></div>
+<p><a href="stream">stream</a> &middot; <a href="snapshot">snapshot</a> &middot; <a href="stats">stats</a></p>
+</main>
+<script>
+"use strict";
+const $ = (id) => document.getElementById(id);
+async function refresh() {
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), 2000);
+  try {
+    const s = await (await fetch("stats", { cache: "no-store", signal: ctl.signal })).json();
+    $("fps").textContent = s.fps_capture.toFixed(1);
+    $("viewers").textContent = s.viewers_now;
+    $("note").textContent = s.source_up ? "source " + s.source : "source down, retrying";
+  } catch (e) {
+    $("note").textContent = "stats unavailable (server busy with the stream)";
+  } finally {
+    clearTimeout(timer);
+  }
+}
+refresh();
+setInterval(refresh, 1000);
+</script>
+</body>
+</html>
+)html";
+
+void replace_all(std::string& text, std::string_view key, std::string_view value) {
+  for (auto at = text.find(key); at != std::string::npos; at = text.find(key, at + value.size()))
+    text.replace(at, key.size(), value);
+}
+
+}  // namespace
+
+std::string viewer_page(std::string_view variant, int width, int height, double fps) {
+  std::string page{page_template};
+  char fps_text[32];
+  std::snprintf(fps_text, sizeof fps_text, "%.1f", fps);
+  replace_all(page, "@VARIANT@", variant);
+  replace_all(page, "@WIDTH@", std::to_string(width));
+  replace_all(page, "@HEIGHT@", std::to_string(height));
+  replace_all(page, "@FPS@", fps_text);
+  return page;
+}
+
+}  // namespace mjpeg

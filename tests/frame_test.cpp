@@ -1,0 +1,102 @@
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <opencv2/core.hpp>
+
+#include "mjpeg/capture.hpp"
+#include "mjpeg/frame.hpp"
+#include "mjpeg/frame_source.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(Frame, PartHeaderGoldenBytes) {
+  const mjpeg::wall_clock::time_point t{std::chrono::microseconds{1'700'000'000'123'456}};
+  const mjpeg::frame f{42, t, {0xFF, 0xD8, 0x00, 0xFF, 0xD9}};
+  EXPECT_EQ(f.part_header(),
+            "Content-Type: image/jpeg\r\nContent-Length: 5\r\nX-Timestamp: 1700000000.123456\r\n"
+            "X-Frame-Seq: 42\r\n\r\n");
+  EXPECT_EQ(f.wire_size(), f.part_header().size() + 5 + mjpeg::part_trailer.size());
+  const auto buffers = f.buffers();
+  EXPECT_EQ(buffers[1].size(), 5u);
+  EXPECT_EQ(std::string_view(static_cast<const char*>(buffers[2].data()), buffers[2].size()),
+            "\r\n--mjpegconcurrencyframe\r\n");
+}
+
+TEST(Frame, TimestampKeepsLeadingZerosOfMicroseconds) {
+  const mjpeg::wall_clock::time_point t{std::chrono::microseconds{5'000'042}};
+  EXPECT_EQ(mjpeg::format_timestamp(t), "5.000042");
+}
+
+TEST(Frame, LooksLikeJpeg) {
+  EXPECT_TRUE(mjpeg::looks_like_jpeg(std::vector<std::uint8_t>{0xFF, 0xD8, 0xFF, 0xD9}));
+  EXPECT_FALSE(mjpeg::looks_like_jpeg(std::vector<std::uint8_t>{0xFF, 0xD8, 0xFF}));
+  EXPECT_FALSE(mjpeg::looks_like_jpeg(std::vector<std::uint8_t>{0x89, 'P', 'N', 'G', 0xFF, 0xD9}));
+}
+
+TEST(PatternSource, DrawsRequestedSizeAndMoves) {
+  auto source = mjpeg::make_source({"pattern", 320, 240, 30});
+  source->open();
+  mjpeg::source_image a, b;
+  ASSERT_TRUE(source->read(a));
+  const cv::Mat first = a.pixels.clone();
+  ASSERT_TRUE(source->read(b));
+  EXPECT_EQ(first.cols, 320);
+  EXPECT_EQ(first.rows, 240);
+  EXPECT_GT(cv::norm(first, b.pixels, cv::NORM_L1), 0) << "consecutive frames must differ";
+}
+
+TEST(PatternSource, JpegSizeLooksLikeAWebcam) {
+  auto source = mjpeg::make_source({"pattern", 640, 480, 30});
+  source->open();
+  mjpeg::source_image image;
+  ASSERT_TRUE(source->read(image));
+  const auto jpeg = mjpeg::encode_jpeg(image.pixels, 80);
+  EXPECT_TRUE(mjpeg::looks_like_jpeg(jpeg));
+  EXPECT_GE(jpeg.size(), 20'000u);
+  EXPECT_LE(jpeg.size(), 80'000u);
+}
+
+TEST(ReplaySource, SendsFilesUnchangedInNameOrder) {
+  const auto dir = std::filesystem::temp_directory_path() / ("mjpeg-replay-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::vector<std::uint8_t> one{0xFF, 0xD8, 1, 0xFF, 0xD9};
+  const std::vector<std::uint8_t> two{0xFF, 0xD8, 2, 2, 0xFF, 0xD9};
+  const auto write = [&](const char* name, const std::vector<std::uint8_t>& bytes) {
+    std::ofstream{dir / name, std::ios::binary}.write(reinterpret_cast<const char*>(bytes.data()),
+                                                      static_cast<std::streamsize>(bytes.size()));
+  };
+  write("b.jpg", two);
+  write("a.jpg", one);
+  write("notes.txt", {1, 2, 3});
+  auto source = mjpeg::make_source({dir.string(), 640, 480, 30});
+  source->open();
+  mjpeg::source_image image;
+  ASSERT_TRUE(source->read(image));
+  EXPECT_EQ(image.jpeg, one);
+  ASSERT_TRUE(source->read(image));
+  EXPECT_EQ(image.jpeg, two);
+  ASSERT_TRUE(source->read(image));
+  EXPECT_EQ(image.jpeg, one) << "replay loops";
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ReplaySource, RejectsNonJpegAndEmptyFolders) {
+  const auto dir = std::filesystem::temp_directory_path() / ("mjpeg-empty-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  EXPECT_THROW(mjpeg::make_source({dir.string(), 640, 480, 30})->open(), std::runtime_error);
+  std::ofstream{dir / "fake.jpg"} << "not a jpeg";
+  EXPECT_THROW(mjpeg::make_source({(dir / "fake.jpg").string(), 640, 480, 30})->open(), std::runtime_error);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(OpenCvSource, MissingFileFailsToOpen) {
+  EXPECT_THROW(mjpeg::make_source({"/nonexistent/video.avi", 640, 480, 30})->open(), std::runtime_error);
+}
+
+}  // namespace

@@ -1,0 +1,236 @@
+#include <gtest/gtest.h>
+
+#include <deque>
+
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/read.hpp>
+
+#include "mjpeg/http.hpp"
+
+namespace {
+
+namespace http = mjpeg::http;
+using http::resource;
+using http::status;
+
+// A SyncReadStream that hands out the given chunks, then ends with `final_error` (end of stream
+// by default, or timed_out to model a client that stops sending).
+class chunk_stream {
+ public:
+  chunk_stream(std::deque<std::string> chunks, boost::system::error_code final_error)
+      : chunks_{std::move(chunks)}, final_{final_error} {}
+  template <class Buffers>
+  std::size_t read_some(const Buffers& buffers, boost::system::error_code& ec) {
+    if (chunks_.empty()) {
+      ec = final_;
+      return 0;
+    }
+    ec = {};
+    std::string& chunk = chunks_.front();
+    const std::size_t n = boost::asio::buffer_copy(buffers, boost::asio::buffer(chunk));
+    chunk.erase(0, n);
+    if (chunk.empty()) chunks_.pop_front();
+    return n;
+  }
+  template <class Buffers>
+  std::size_t read_some(const Buffers& buffers) {
+    boost::system::error_code ec;
+    const auto n = read_some(buffers, ec);
+    if (ec) throw boost::system::system_error{ec};
+    return n;
+  }
+
+ private:
+  std::deque<std::string> chunks_;
+  boost::system::error_code final_;
+};
+
+// The same path the servers take: Beast's read_header into our parser, then the router.
+http::route_result handle(std::deque<std::string> chunks, const http::route_options& options = {},
+                          boost::system::error_code final_error = boost::asio::error::eof) {
+  chunk_stream stream{std::move(chunks), final_error};
+  boost::beast::flat_buffer buffer;
+  http::request_parser parser;
+  boost::system::error_code ec;
+  boost::beast::http::read_header(stream, buffer, parser, ec);
+  if (ec) return http::route_error(ec, parser);
+  return http::route(http::head_of(parser), options);
+}
+
+http::route_result handle(const std::string& raw) {
+  return handle(std::deque<std::string>{raw});
+}
+
+std::string get(const std::string& target) {
+  return "GET " + target + " HTTP/1.1\r\nHost: x\r\n\r\n";
+}
+
+TEST(Route, Endpoints) {
+  EXPECT_EQ(handle(get("/")).what, resource::page);
+  EXPECT_EQ(handle(get("/stream")).what, resource::stream);
+  EXPECT_EQ(handle(get("/stream?t=123")).what, resource::stream);
+  EXPECT_EQ(handle(get("/snapshot")).what, resource::snapshot);
+  EXPECT_EQ(handle(get("/stats")).what, resource::stats);
+  // mjpg-streamer compatible URLs.
+  EXPECT_EQ(handle(get("/?action=stream")).what, resource::stream);
+  EXPECT_EQ(handle(get("/?action=snapshot")).what, resource::snapshot);
+}
+
+TEST(Route, HeadIsHeaderOnly) {
+  const auto r = handle("HEAD /snapshot HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(r.what, resource::snapshot);
+  EXPECT_TRUE(r.head_only);
+  EXPECT_FALSE(handle(get("/snapshot")).head_only);
+}
+
+TEST(Route, Http10IsServed) {
+  EXPECT_EQ(handle("GET /stream HTTP/1.0\r\n\r\n").what, resource::stream);
+}
+
+TEST(Route, UnknownPathIs404) {
+  for (const char* target : {"/nope", "/streamx", "/?action=nope", "/favicon.ico", "*", "http://x/stream"}) {
+    const auto r = handle(get(target));
+    EXPECT_EQ(r.what, resource::error) << target;
+    EXPECT_EQ(r.code, status::not_found) << target;
+  }
+}
+
+TEST(Route, OtherMethodsAre405) {
+  for (const char* method : {"POST", "PUT", "DELETE", "OPTIONS", "PATCH", "BREW"}) {
+    const auto r = handle(std::string{method} + " /stream HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_EQ(r.code, status::method_not_allowed) << method;
+  }
+}
+
+TEST(Route, MalformedRequestsAre400) {
+  for (const std::string& raw : {
+           std::string{"GARBAGE\r\n\r\n"}, std::string{"GET /stream\r\n\r\n"},  // no version
+           std::string{"GET /stream HTTP/1.1\r\nNoColonHere\r\n\r\n"},          // header without colon
+           std::string{"GET /stream HTTP/1.1\r\nContent-Length: x\r\n\r\n"},
+           std::string{"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 17},  // a TLS hello
+       }) {
+    const auto r = handle(raw);
+    EXPECT_EQ(r.what, resource::error) << raw;
+    EXPECT_EQ(r.code, status::bad_request) << raw;
+  }
+}
+
+TEST(Route, BodyOnGetIs400) {
+  EXPECT_EQ(handle("GET /stream HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello").code, status::bad_request);
+  EXPECT_EQ(handle("GET /stream HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n").code,
+            status::bad_request);
+}
+
+TEST(Route, UnsupportedVersionIs505) {
+  EXPECT_EQ(handle("GET /stream HTTP/2.0\r\n\r\n").code, status::http_version_not_supported);
+  EXPECT_EQ(handle("GET /stream HTTP/0.9\r\n\r\n").code, status::http_version_not_supported);
+}
+
+TEST(Route, LongTargetIs414) {
+  EXPECT_EQ(handle(get("/" + std::string(3000, 'a'))).code, status::uri_too_long);
+  // Longer than the whole header limit, with the request line still unfinished.
+  EXPECT_EQ(handle("GET /" + std::string(9000, 'a')).code, status::uri_too_long);
+}
+
+TEST(Route, OversizedHeadersAre431) {
+  std::string raw = "GET /stream HTTP/1.1\r\n";
+  for (int i = 0; i < 200; ++i)
+    raw += "X-Filler-" + std::to_string(i) + ": " + std::string(40, 'z') + "\r\n";
+  raw += "\r\n";
+  ASSERT_GT(raw.size(), http::header_limit);
+  EXPECT_EQ(handle(raw).code, status::request_header_fields_too_large);
+  // One huge field, arriving in pieces.
+  const std::string huge = "X: " + std::string(9000, 'b');
+  EXPECT_EQ(handle({"GET / HTTP/1.1\r\n", huge.substr(0, 4000), huge.substr(4000), "\r\n\r\n"}).code,
+            status::request_header_fields_too_large);
+}
+
+TEST(Route, HeaderTimeoutIs408) {
+  const auto r = handle({"GET /stream HTTP/1.1\r\nHost"}, {}, boost::asio::error::timed_out);
+  EXPECT_EQ(r.code, status::request_timeout);
+}
+
+TEST(Route, PeerLeavingGetsNoResponse) {
+  EXPECT_EQ(handle({}, {}, boost::asio::error::eof).what, resource::none);
+  EXPECT_EQ(handle({"GET /str"}, {}, boost::asio::error::connection_reset).what, resource::none);
+}
+
+TEST(Route, AuthRequiredWhenConfigured) {
+  const http::route_options options{http::basic_authorization("alice:secret")};
+  EXPECT_EQ(options.expected_authorization, "Basic YWxpY2U6c2VjcmV0");
+  EXPECT_EQ(handle({get("/stream")}, options).code, status::unauthorized);
+  EXPECT_EQ(handle({"GET /stream HTTP/1.1\r\nAuthorization: Basic YWxpY2U6d3Jvbmc=\r\n\r\n"}, options).code,
+            status::unauthorized);
+  EXPECT_EQ(handle({"GET /stream HTTP/1.1\r\nAuthorization: Basic YWxpY2U6c2VjcmV0\r\n\r\n"}, options).what,
+            resource::stream);
+}
+
+// The request arrives one byte per read, and split in two at every possible point.
+TEST(Route, SplitAtEveryByte) {
+  const std::string raw = "GET /snapshot HTTP/1.1\r\nHost: localhost:8080\r\nUser-Agent: test\r\n\r\n";
+  std::deque<std::string> bytes;
+  for (const char c : raw)
+    bytes.emplace_back(1, c);
+  EXPECT_EQ(handle(bytes).what, resource::snapshot);
+  for (std::size_t split = 1; split < raw.size(); ++split) {
+    const auto r = handle({raw.substr(0, split), raw.substr(split)});
+    EXPECT_EQ(r.what, resource::snapshot) << "split at " << split;
+  }
+  const std::string bad = "GET /stream HTTP/1.1\r\nBad Header\r\n\r\n";
+  for (std::size_t split = 1; split < bad.size(); ++split)
+    EXPECT_EQ(handle({bad.substr(0, split), bad.substr(split)}).code, status::bad_request)
+        << "split at " << split;
+}
+
+TEST(Writers, StreamPreambleGoldenBytes) {
+  EXPECT_EQ(http::stream_preamble(),
+            "HTTP/1.1 200 OK\r\n"
+            "Content-Type: multipart/x-mixed-replace;boundary=mjpegconcurrencyframe\r\n"
+            "Cache-Control: no-store, no-cache, must-revalidate, max-age=0\r\n"
+            "Pragma: no-cache\r\n"
+            "Connection: close\r\n"
+            "\r\n"
+            "--mjpegconcurrencyframe\r\n");
+}
+
+TEST(Writers, ErrorResponsesGoldenBytes) {
+  EXPECT_EQ(http::error_response(status::not_found),
+            "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 10\r\n"
+            "Cache-Control: no-store\r\nConnection: close\r\n\r\nNot Found\n");
+  EXPECT_EQ(
+      http::error_response(status::method_not_allowed),
+      "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 19\r\n"
+      "Allow: GET, HEAD\r\nCache-Control: no-store\r\nConnection: close\r\n\r\nMethod Not Allowed\n");
+  EXPECT_EQ(
+      http::error_response(status::service_unavailable),
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 20\r\n"
+      "Retry-After: 1\r\nCache-Control: no-store\r\nConnection: close\r\n\r\nService Unavailable\n");
+  EXPECT_NE(http::error_response(status::unauthorized).find("\r\nWWW-Authenticate: Basic realm=\"mjpeg\""),
+            std::string::npos);
+  for (const auto code : {status::bad_request, status::request_timeout, status::uri_too_long,
+                          status::request_header_fields_too_large, status::http_version_not_supported}) {
+    const std::string text = http::error_response(code);
+    EXPECT_EQ(text.rfind("HTTP/1.1 " + std::to_string(static_cast<int>(code)) + " ", 0), 0u) << text;
+    EXPECT_NE(text.find("\r\nConnection: close\r\n"), std::string::npos);
+  }
+}
+
+TEST(Writers, SnapshotHeadGoldenBytes) {
+  const mjpeg::frame f{
+      9, mjpeg::wall_clock::time_point{std::chrono::microseconds{1'000'000}}, {0xFF, 0xD8, 0xFF, 0xD9}};
+  EXPECT_EQ(http::snapshot_head(f),
+            "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: 4\r\nX-Timestamp: 1.000000\r\n"
+            "X-Frame-Seq: 9\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n");
+}
+
+TEST(Writers, DocumentResponse) {
+  EXPECT_EQ(http::document_response("application/json", "{}", false),
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+            "Cache-Control: no-store\r\nConnection: close\r\n\r\n{}");
+  const std::string head_only = http::document_response("application/json", "{}", true);
+  EXPECT_EQ(head_only.substr(head_only.size() - 4), "\r\n\r\n") << "HEAD: length of the body, but no body";
+}
+
+}  // namespace

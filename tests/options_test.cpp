@@ -1,0 +1,102 @@
+#include <gtest/gtest.h>
+
+#include "mjpeg/options.hpp"
+#include "server_process.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+
+const mjpeg::variant_info pool_like{"test", "test variant", {8, 4, 0}};
+
+std::variant<mjpeg::options, int> parse(std::vector<std::string> args,
+                                        const mjpeg::variant_info& info = pool_like) {
+  args.insert(args.begin(), "mjpeg-test");
+  std::vector<const char*> argv;
+  for (const auto& a : args)
+    argv.push_back(a.c_str());
+  return mjpeg::parse_options(static_cast<int>(argv.size()), argv.data(), info);
+}
+
+TEST(Options, Defaults) {
+  const auto parsed = parse({});
+  ASSERT_TRUE(std::holds_alternative<mjpeg::options>(parsed));
+  const auto& o = std::get<mjpeg::options>(parsed);
+  EXPECT_EQ(o.host, "127.0.0.1") << "bind loopback unless told otherwise";
+  EXPECT_EQ(o.port, 8080);
+  EXPECT_EQ(o.source, "pattern");
+  EXPECT_EQ(o.width, 640);
+  EXPECT_EQ(o.height, 480);
+  EXPECT_EQ(o.threads, 8);
+  EXPECT_EQ(o.queue, 4);
+  EXPECT_EQ(o.max_clients, 0);
+  EXPECT_TRUE(o.auth.empty());
+}
+
+TEST(Options, ValuesAreTaken) {
+  const auto parsed =
+      parse({"--port", "0", "--fps", "12.5", "--quality", "55", "--threads", "3", "--source", "0"});
+  ASSERT_TRUE(std::holds_alternative<mjpeg::options>(parsed));
+  const auto& o = std::get<mjpeg::options>(parsed);
+  EXPECT_EQ(o.port, 0);
+  EXPECT_DOUBLE_EQ(o.fps, 12.5);
+  EXPECT_EQ(o.quality, 55);
+  EXPECT_EQ(o.threads, 3);
+  EXPECT_EQ(o.source, "0");
+}
+
+TEST(Options, ModelOptionsOnlyWhereTheModelHasThem) {
+  const mjpeg::variant_info single{"single", "one at a time", {}};
+  EXPECT_EQ(std::get<int>(parse({"--threads", "4"}, single)), 2);
+  EXPECT_EQ(std::get<int>(parse({"--max-clients", "4"}, single)), 2);
+}
+
+// Every bad value: exit code 2 and a one-line message naming the option, from the real binary.
+TEST(Options, BadValuesExitWithCode2AndNameTheOption) {
+  const std::string binary = mjpeg::test::variant_binary("mjpeg_single_thread");
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--port", "70000"}, "--port"},
+      {{"--port", "abc"}, "--port"},
+      {{"--port", "-1"}, "--port"},
+      {{"--fps", "0"}, "--fps"},
+      {{"--fps", "fast"}, "--fps"},
+      {{"--quality", "101"}, "--quality"},
+      {{"--width", "0"}, "--width"},
+      {{"--height", "99999"}, "--height"},
+      {{"--duration", "-3"}, "--duration"},
+      {{"--header-timeout", "0"}, "--header-timeout"},
+      {{"--send-timeout", "x"}, "--send-timeout"},
+      {{"--auth", "nocolon"}, "--auth"},
+      {{"--bogus"}, "--bogus"},
+      {{"--port"}, "--port"},
+  };
+  for (const auto& [args, option] : cases) {
+    const auto result = mjpeg::test::run_command(binary, args, 10s);
+    EXPECT_EQ(result.exit_code, 2) << args[0] << " " << (args.size() > 1 ? args[1] : "") << ": "
+                                   << result.err;
+    EXPECT_NE(result.err.find(option), std::string::npos) << result.err;
+    EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << "one line: " << result.err;
+  }
+}
+
+TEST(Options, HelpDescribesEveryOptionAndExitsZero) {
+  const auto result =
+      mjpeg::test::run_command(mjpeg::test::variant_binary("mjpeg_single_thread"), {"--help"}, 10s);
+  EXPECT_EQ(result.exit_code, 0);
+  for (const char* option : {"--host", "--port", "--source", "--width", "--height", "--fps", "--quality",
+                             "--duration", "--header-timeout", "--send-timeout", "--auth"})
+    EXPECT_NE(result.out.find(option), std::string::npos) << option;
+}
+
+TEST(Options, StartupErrorsAreOneClearLine) {
+  const std::string binary = mjpeg::test::variant_binary("mjpeg_single_thread");
+  const auto missing =
+      mjpeg::test::run_command(binary, {"--source", "/nonexistent/clip.mp4", "--port", "0"}, 20s);
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("cannot open source"), std::string::npos) << missing.err;
+  const auto host = mjpeg::test::run_command(binary, {"--host", "not-an-ip", "--port", "0"}, 20s);
+  EXPECT_EQ(host.exit_code, 1);
+  EXPECT_NE(host.err.find("--host"), std::string::npos) << host.err;
+}
+
+}  // namespace

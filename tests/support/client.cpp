@@ -1,0 +1,180 @@
+#include "client.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <stdexcept>
+
+namespace mjpeg::test {
+namespace {
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+std::string trim(const std::string& s) {
+  const auto b = s.find_first_not_of(" \t");
+  const auto e = s.find_last_not_of(" \t");
+  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
+}
+
+std::map<std::string, std::string> parse_fields(const std::string& text) {
+  std::map<std::string, std::string> fields;
+  std::size_t at = 0;
+  while (at < text.size()) {
+    auto end = text.find("\r\n", at);
+    if (end == std::string::npos) end = text.size();
+    const std::string line = text.substr(at, end - at);
+    const auto colon = line.find(':');
+    if (colon != std::string::npos) fields[lower(trim(line.substr(0, colon)))] = trim(line.substr(colon + 1));
+    at = end + 2;
+  }
+  return fields;
+}
+
+}  // namespace
+
+std::int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::size_t parse_head(const std::string& text, response& r) {
+  const auto end = text.find("\r\n\r\n");
+  if (end == std::string::npos) return 0;
+  const auto line_end = text.find("\r\n");
+  const std::string status_line = text.substr(0, line_end);
+  if (status_line.rfind("HTTP/1.", 0) != 0 || status_line.size() < 12) return 0;
+  r.status = std::stoi(status_line.substr(9, 3));
+  r.headers = parse_fields(text.substr(line_end + 2, end - line_end - 2));
+  return end + 4;
+}
+
+connection::connection(unsigned short port) {
+  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd_);
+    throw std::runtime_error("cannot connect to port " + std::to_string(port));
+  }
+}
+
+connection::~connection() {
+  ::close(fd_);
+}
+
+bool connection::send(const std::string& bytes) {
+  std::size_t sent = 0;
+  while (sent < bytes.size()) {
+    const auto n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    sent += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+std::string connection::receive(std::chrono::milliseconds timeout, std::size_t max) {
+  pollfd p{fd_, POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return {};
+  std::string out(max, '\0');
+  const auto n = ::recv(fd_, out.data(), max, 0);
+  if (n <= 0) {
+    closed_ = true;
+    return {};
+  }
+  out.resize(static_cast<std::size_t>(n));
+  return out;
+}
+
+std::string connection::read_all(std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  std::string out;
+  while (!closed_) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    out += receive(left);
+  }
+  return out;
+}
+
+void connection::set_receive_buffer(int bytes) {
+  ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
+}
+
+response request(unsigned short port, const std::string& raw, std::chrono::milliseconds timeout) {
+  connection c{port};
+  c.send(raw);
+  const std::string text = c.read_all(timeout);
+  response r;
+  const auto head = parse_head(text, r);
+  if (head != 0) r.body = text.substr(head);
+  return r;
+}
+
+response get(unsigned short port, const std::string& path, std::chrono::milliseconds timeout) {
+  return request(port, "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n", timeout);
+}
+
+stream_reader::stream_reader(unsigned short port, const std::string& path) : conn_{port} {
+  conn_.send("GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n");
+}
+
+bool stream_reader::fill(std::chrono::steady_clock::time_point until) {
+  const auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+  if (left.count() <= 0 || conn_.closed()) return false;
+  const std::string more = conn_.receive(left, 256 * 1024);
+  buffer_ += more;
+  return !more.empty();
+}
+
+int stream_reader::open(std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  std::size_t head = 0;
+  while ((head = parse_head(buffer_, head_)) == 0)
+    if (!fill(until)) return 0;
+  buffer_.erase(0, head);
+  const auto& type = head_.headers["content-type"];
+  const auto at = type.find("boundary=");
+  if (at != std::string::npos) boundary_ = "--" + type.substr(at + 9);
+  return head_.status;
+}
+
+std::optional<part> stream_reader::next(std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  if (boundary_.empty()) return std::nullopt;
+  // Boundary line, part headers, then exactly Content-Length bytes of JPEG.
+  std::size_t end = 0;
+  while ((end = buffer_.find("\r\n\r\n")) == std::string::npos)
+    if (!fill(until)) return std::nullopt;
+  std::size_t start = 0;
+  while (buffer_.compare(start, 2, "\r\n") == 0)
+    start += 2;  // CRLF that ends the previous part
+  if (buffer_.compare(start, boundary_.size(), boundary_) != 0) return std::nullopt;
+  const auto fields_at = buffer_.find("\r\n", start) + 2;
+  part p;
+  p.headers = parse_fields(buffer_.substr(fields_at, end - fields_at));
+  const auto length_field = p.headers.find("content-length");
+  if (length_field == p.headers.end()) return std::nullopt;
+  const auto length = static_cast<std::size_t>(std::stoul(length_field->second));
+  while (buffer_.size() < end + 4 + length)
+    if (!fill(until)) return std::nullopt;
+  p.body = buffer_.substr(end + 4, length);
+  buffer_.erase(0, end + 4 + length);
+  return p;
+}
+
+}  // namespace mjpeg::test

@@ -1,0 +1,53 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace mjpeg::test {
+
+/// Path of a variant's binary by key ("mjpeg_single_thread"), from the build's list.
+std::string variant_binary(const std::string& key);
+/// Keys of every variant binary the build produced.
+std::vector<std::string> variant_keys();
+
+/// A server binary started for one test, with `--port 0`; killed in the destructor if alive.
+class server_process {
+ public:
+  /// Starts `binary` with `args` plus "--port 0" and waits for its URL line.
+  server_process(const std::string& binary, std::vector<std::string> args);
+  ~server_process();
+  server_process(const server_process&) = delete;
+  server_process& operator=(const server_process&) = delete;
+
+  /// The port the server printed.
+  unsigned short port() const { return port_; }
+  /// The process id.
+  pid_t pid() const { return pid_; }
+  /// Sends `signal`.
+  void signal(int signal) const;
+  /// Waits up to `timeout` for exit; returns the exit code, or -1 on timeout, or 128+signal.
+  int wait(std::chrono::milliseconds timeout);
+  /// What the server wrote to stderr so far (for failure messages).
+  std::string error_output() const;
+
+ private:
+  pid_t pid_ = -1;
+  unsigned short port_ = 0;
+  std::string stderr_path_;
+  bool exited_ = false;
+};
+
+/// Runs `binary args…` to completion (up to `timeout`); returns exit code and stderr.
+struct run_result {
+  int exit_code = -1;  ///< Exit code, or -1 on timeout.
+  std::string out;     ///< Standard output.
+  std::string err;     ///< Standard error.
+};
+/// Runs a command to completion with a time cap.
+run_result run_command(const std::string& binary, const std::vector<std::string>& args,
+                       std::chrono::milliseconds timeout);
+
+}  // namespace mjpeg::test
