@@ -93,7 +93,11 @@ class opencv_source final : public frame_source {
   opencv_source(std::string spec, int camera, const source_config& config)
       : spec_{std::move(spec)}, camera_{camera}, config_{config} {}
   void open() override {
-    const bool ok = camera_ >= 0 ? capture_.open(camera_) : capture_.open(spec_);
+    // Files and network streams go to FFmpeg first (fast, and it covers RTSP and HTTP); other
+    // backends (GStreamer, image sequences) get their turn only if it fails.
+    const bool ok = camera_ >= 0
+                        ? capture_.open(camera_)
+                        : (capture_.open(spec_, cv::CAP_FFMPEG) || capture_.open(spec_, cv::CAP_ANY));
     if (!ok || !capture_.isOpened()) throw std::runtime_error("cannot open source '" + spec_ + "'");
     if (camera_ >= 0) {
       capture_.set(cv::CAP_PROP_FRAME_WIDTH, config_.width);
