@@ -6,7 +6,9 @@ ARGS    ?=
 BUILD_DIR = build/$(PRESET)
 BINARY    = $(BUILD_DIR)/variants/$(subst -,_,$(VARIANT))/mjpeg-$(VARIANT)
 
-.PHONY: all deps configure build run test format format-check clean
+FUZZ_SECONDS ?= 60
+
+.PHONY: all deps configure build run test fuzz format format-check clean
 
 all: build
 
@@ -26,6 +28,15 @@ run: build
 ## make test [PRESET=asan|tsan]: build, then every test with output on failure.
 test: build
 	ctest --preset $(PRESET)
+
+## make fuzz [FUZZ_SECONDS=60]: libFuzzer over request parsing, routing and error writing.
+fuzz:
+	@scripts/install-deps fuzz
+	cmake --preset fuzz
+	cmake --build --preset fuzz
+	rm -rf build/fuzz/corpus && mkdir -p build/fuzz/corpus
+	build/fuzz/fuzz/mjpeg-request-fuzzer -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	  build/fuzz/corpus fuzz/corpus/request
 
 format:
 	@scripts/format
