@@ -67,6 +67,7 @@ TEST(Options, BadValuesExitWithCode2AndNameTheOption) {
       {{"--header-timeout", "0"}, "--header-timeout"},
       {{"--send-timeout", "x"}, "--send-timeout"},
       {{"--auth", "nocolon"}, "--auth"},
+      {{"--idle-stop", "-1"}, "--idle-stop"},
       {{"--bogus"}, "--bogus"},
       {{"--port"}, "--port"},
   };
@@ -84,7 +85,7 @@ TEST(Options, HelpDescribesEveryOptionAndExitsZero) {
       mjpeg::test::run_command(mjpeg::test::variant_binary("mjpeg_single_thread"), {"--help"}, 10s);
   EXPECT_EQ(result.exit_code, 0);
   for (const char* option : {"--host", "--port", "--source", "--width", "--height", "--fps", "--quality",
-                             "--duration", "--header-timeout", "--send-timeout", "--auth"})
+                             "--duration", "--header-timeout", "--send-timeout", "--auth", "--idle-stop"})
     EXPECT_NE(result.out.find(option), std::string::npos) << option;
 }
 

@@ -157,8 +157,10 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
     shutdown.on_trigger([&hub] { hub.close(); });
 
     // Open the source first: a camera that is not there is an error at start, not a blank page.
-    capture camera{
-        make_source({opts.source, opts.width, opts.height, opts.fps}), {opts.fps, opts.quality}, hub, stats};
+    capture camera{make_source({opts.source, opts.width, opts.height, opts.fps}),
+                   {opts.fps, opts.quality, opts.idle_stop},
+                   hub,
+                   stats};
 
     // Listen once the first frame exists, so the URL line means "ready" (a snapshot works at once).
     if (!hub.wait_newer_for(0, std::chrono::seconds{10}))

@@ -6,6 +6,8 @@
 
 #include <opencv2/imgcodecs.hpp>
 
+#include "mjpeg/options.hpp"
+
 namespace mjpeg {
 
 std::vector<std::uint8_t> encode_jpeg(const cv::Mat& pixels, int quality) {
@@ -18,7 +20,7 @@ capture::capture(std::unique_ptr<frame_source> source, capture_config config, fr
                  server_stats& stats)
     : source_{std::move(source)}, config_{config}, hub_{hub}, stats_{stats} {
   source_->open();
-  stats_.set_source(source_->describe(), true);
+  stats_.set_source(source_->describe(), source_state::up);
   thread_ = std::thread{[this] { run(); }};
 }
 
@@ -40,27 +42,54 @@ bool capture::sleep_until(std::chrono::steady_clock::time_point t) {
   return !wake_.wait_until(lock, t, [this] { return stopping_; });
 }
 
+bool capture::wait_for_viewer() {
+  // Polling a counter ten times a second costs nothing and keeps viewers unaware of capture.
+  while (stats_.viewers_now() == 0)
+    if (!sleep_until(std::chrono::steady_clock::now() + std::chrono::milliseconds{100})) return false;
+  return true;
+}
+
 void capture::run() {
   using std::chrono::steady_clock;
-  const auto interval =
-      std::chrono::duration_cast<steady_clock::duration>(std::chrono::duration<double>{1.0 / config_.fps});
+  const auto interval = seconds(1.0 / config_.fps);
   constexpr std::chrono::milliseconds first_backoff{250};
   constexpr std::chrono::milliseconds max_backoff{5000};
   auto backoff = first_backoff;
-  bool source_up = true;
+  auto state = source_state::up;
+  const auto set_state = [&](source_state s, const char* message) {
+    if (state == s) return;
+    state = s;
+    stats_.set_source(source_->describe(), s);
+    std::fprintf(stderr, "capture: %s %s\n", source_->describe().c_str(), message);
+  };
   std::uint64_t seq = 0;
   source_image image;
   auto due = steady_clock::now();
+  auto watched = steady_clock::now();
 
   // A camera sets its own pace: read every frame it has (so its buffers never hold stale ones)
   // and publish those that are due. Everything else is read only when a frame is due.
   const bool self_paced = source_->self_paced();
   while (sleep_until(self_paced ? steady_clock::now() : due)) {
+    if (config_.idle_stop > 0) {
+      const auto now = steady_clock::now();
+      if (stats_.viewers_now() != 0) watched = now;
+      if (now - watched >= seconds(config_.idle_stop)) {
+        // Nobody has watched for a while: release the device until somebody does.
+        source_->close();
+        set_state(source_state::idle, "closed while nobody watches");
+        if (!wait_for_viewer()) break;
+        watched = due = steady_clock::now();
+        try {
+          source_->open();
+        } catch (const std::exception& e) {
+          std::fprintf(stderr, "capture: %s\n", e.what());
+        }
+      }
+    }
     if (!source_->read(image)) {
       // The source failed or ended: viewers keep the last frame while we reopen with backoff.
-      if (source_up) std::fprintf(stderr, "capture: %s stopped delivering\n", source_->describe().c_str());
-      source_up = false;
-      stats_.set_source(source_->describe(), false);
+      set_state(source_state::down, "stopped delivering; reopening");
       source_->close();
       if (!sleep_until(steady_clock::now() + backoff)) break;
       backoff = std::min(backoff * 2, max_backoff);
@@ -72,12 +101,8 @@ void capture::run() {
       due = steady_clock::now();
       continue;
     }
-    if (!source_up) {
-      source_up = true;
-      backoff = first_backoff;
-      stats_.set_source(source_->describe(), true);
-      std::fprintf(stderr, "capture: %s is back\n", source_->describe().c_str());
-    }
+    backoff = first_backoff;
+    set_state(source_state::up, "is delivering");
     const auto now = steady_clock::now();
     if (now < due) continue;  // only a self-paced source gets here early: drop this frame
     // Keep the cadence without bursting to catch up after a stall.

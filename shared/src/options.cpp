@@ -50,6 +50,10 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
   app.add_option("--send-timeout", o.send_timeout, "Seconds a stalled viewer is kept before it is dropped")
       ->check(CLI::Range(0.05, 3600.0))
       ->capture_default_str();
+  app.add_option("--idle-stop", o.idle_stop,
+                 "Close the source after this many seconds without viewers, reopen on the next (0 = never)")
+      ->check(CLI::Range(0.0, 1e9))
+      ->capture_default_str();
   app.add_option("--auth", o.auth, "Require HTTP Basic credentials user:pass on every endpoint")
       ->check([](const std::string& v) {
         return v.find(':') == std::string::npos ? std::string{"must be user:pass"} : std::string{};

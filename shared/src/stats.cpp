@@ -23,10 +23,10 @@ void server_stats::frame_captured(steady_clock::time_point now) {
   }
 }
 
-void server_stats::set_source(std::string description, bool up) {
+void server_stats::set_source(std::string description, source_state state) {
   std::lock_guard lock{mutex_};
   source_ = std::move(description);
-  source_up_ = up;
+  source_state_ = state;
 }
 
 void server_stats::set_config(int width, int height, double fps) {
@@ -129,7 +129,12 @@ std::string server_stats::to_json(std::uint64_t frame_seq, std::size_t frame_byt
   j += "\"variant\":\"" + json_escape(variant_) + "\"";
   j += ",\"uptime_s\":" + num(seconds(started_));
   j += ",\"source\":\"" + json_escape(source_) + "\"";
-  j += std::string{",\"source_up\":"} + (source_up_ ? "true" : "false");
+  j += std::string{",\"source_up\":"} + (source_state_ == source_state::up ? "true" : "false");
+  j += std::string{",\"source_state\":\""} +
+       (source_state_ == source_state::up     ? "up"
+        : source_state_ == source_state::down ? "down"
+                                              : "idle") +
+       "\"";
   j += ",\"width\":" + std::to_string(width_) + ",\"height\":" + std::to_string(height_);
   j += ",\"fps_target\":" + num(fps_) + ",\"fps_capture\":" + num(capture_fps_.load(relaxed));
   j += ",\"frame_seq\":" + u(frame_seq) + ",\"frame_bytes\":" + u(frame_bytes);

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -89,8 +90,10 @@ std::string variant_binary(const std::string& key) {
 
 server_process::server_process(const std::string& binary, std::vector<std::string> args)
     : stderr_path_{temp_path("stderr")} {
-  args.push_back("--port");
-  args.push_back("0");
+  if (std::find(args.begin(), args.end(), "--port") == args.end()) {
+    args.push_back("--port");
+    args.push_back("0");
+  }
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
   pid_ = spawn(binary, args, pipe_fds[1], stderr_path_);

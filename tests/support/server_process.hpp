@@ -13,10 +13,11 @@ std::string variant_binary(const std::string& key);
 /// Keys of every variant binary the build produced.
 std::vector<std::string> variant_keys();
 
-/// A server binary started for one test, with `--port 0`; killed in the destructor if alive.
+/// A server binary started for one test, with `--port 0` unless `args` name a port; killed in
+/// the destructor if still alive.
 class server_process {
  public:
-  /// Starts `binary` with `args` plus "--port 0" and waits for its URL line.
+  /// Starts `binary` with `args` (plus "--port 0") and waits for its URL line.
   server_process(const std::string& binary, std::vector<std::string> args);
   ~server_process();
   server_process(const server_process&) = delete;

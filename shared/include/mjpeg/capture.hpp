@@ -16,14 +16,16 @@ namespace mjpeg {
 
 /// Capture settings taken from the options.
 struct capture_config {
-  double fps = 30;   ///< Frames per second to publish (sources faster than this are paced down).
-  int quality = 80;  ///< JPEG quality 1..100 for sources that deliver pixels.
+  double fps = 30;       ///< Frames per second to publish (sources faster than this are paced down).
+  int quality = 80;      ///< JPEG quality 1..100 for sources that deliver pixels.
+  double idle_stop = 0;  ///< Close the source after this many seconds without viewers; 0 = never.
 };
 
 /// One thread: source → encode once → hub.publish, paced to the configured fps.
 ///
 /// The source is opened in the constructor so a bad source fails at start with a clear error.
-/// A source that fails later is reopened with backoff while viewers keep the last frame.
+/// A source that fails later is reopened with backoff while viewers keep the last frame. With
+/// idle_stop, the source (a camera: its LED, its power) is closed while nobody watches.
 class capture {
  public:
   /// Opens `source` (throws on failure) and starts the capture thread.
@@ -39,6 +41,7 @@ class capture {
  private:
   void run();
   bool sleep_until(std::chrono::steady_clock::time_point t);
+  bool wait_for_viewer();
 
   std::unique_ptr<frame_source> source_;
   capture_config config_;

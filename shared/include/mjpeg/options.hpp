@@ -22,6 +22,7 @@ struct options {
   double header_timeout = 10;      ///< Seconds a client has to send its request head.
   double send_timeout = 10;        ///< Seconds a viewer may stall a send before it is dropped.
   std::string auth;                ///< "user:pass" for HTTP Basic on every endpoint; empty = open.
+  double idle_stop = 0;            ///< Close the source after this long without viewers; 0 = never.
   int threads = 1;                 ///< Worker threads (thread_pool, async).
   int queue = 0;                   ///< Waiting connections (thread_pool).
   int max_clients = 0;             ///< Concurrent viewers before 503; 0 = unlimited.

@@ -25,6 +25,13 @@ struct viewer_state {
   std::atomic<std::uint64_t> bytes_sent{0};      ///< Bytes written, headers included.
 };
 
+/// What the capture side is doing, as /stats reports it.
+enum class source_state {
+  up,    ///< Delivering frames.
+  down,  ///< Failed or ended; being reopened with backoff (viewers keep the last frame).
+  idle,  ///< Closed by --idle-stop because nobody watches; reopened by the next viewer.
+};
+
 /// Server-wide counters behind /stats.
 class server_stats {
  public:
@@ -33,8 +40,8 @@ class server_stats {
 
   /// Records one captured frame (for the measured capture rate).
   void frame_captured(std::chrono::steady_clock::time_point now);
-  /// Records whether the source is delivering.
-  void set_source(std::string description, bool up);
+  /// Records the source and what it is doing.
+  void set_source(std::string description, source_state state);
   /// Records the configured stream settings shown by /stats and the viewer page.
   void set_config(int width, int height, double fps);
   /// A connection refused for capacity (503).
@@ -73,7 +80,7 @@ class server_stats {
   mutable std::mutex mutex_;  // guards the fields below
   std::list<viewer_state*> viewers_;
   std::string source_;
-  bool source_up_ = false;
+  source_state source_state_ = source_state::down;
   int width_ = 0;
   int height_ = 0;
   double fps_ = 0;

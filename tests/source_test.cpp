@@ -1,0 +1,111 @@
+// The capture side seen from outside: a source that stops delivering and comes back, and a
+// source closed while nobody watches (--idle-stop). Real binaries, real sockets.
+
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <thread>
+
+#include "client.hpp"
+#include "server_process.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using mjpeg::test::get;
+using mjpeg::test::server_process;
+using mjpeg::test::stream_reader;
+
+const std::vector<std::string> small = {"--width", "320", "--height", "240", "--fps", "30"};
+
+std::string binary() {
+  return mjpeg::test::variant_binary("mjpeg_single_thread");
+}
+
+std::vector<std::string> with(std::vector<std::string> extra) {
+  std::vector<std::string> args = small;
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+// Polls /stats until `needle` shows up or `timeout` passes.
+bool stats_show(unsigned short port, const std::string& needle, std::chrono::seconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    if (get(port, "/stats", 2s).body.find(needle) != std::string::npos) return true;
+    std::this_thread::sleep_for(100ms);
+  }
+  return false;
+}
+
+// A relay reads another server's stream as its source. Killing the upstream is a source that
+// stops delivering; restarting it on the same port is the source coming back.
+TEST(SourceLoss, ViewersStayConnectedAndTheStreamResumes) {
+  auto upstream = std::make_unique<server_process>(binary(), small);
+  const std::string port = std::to_string(upstream->port());
+  server_process relay{binary(), with({"--source", "http://127.0.0.1:" + port + "/stream"})};
+
+  auto viewer = std::make_unique<stream_reader>(relay.port());
+  ASSERT_EQ(viewer->open(), 200) << relay.error_output();
+  const auto before = viewer->next(10s);
+  ASSERT_TRUE(before) << relay.error_output();
+
+  // The source goes away: the viewer stays connected and simply gets nothing new.
+  upstream->signal(SIGTERM);
+  ASSERT_EQ(upstream->wait(5s), 0);
+  upstream.reset();
+  std::this_thread::sleep_for(1s);
+  while (viewer->next(1500ms)) {
+  }  // frames already in flight
+  EXPECT_FALSE(viewer->conn().closed()) << "viewers keep their connection while the source is down";
+
+  // It comes back on the same port: the relay reopens it and the stream resumes.
+  upstream = std::make_unique<server_process>(binary(), with({"--port", port}));
+  const auto after = viewer->next(15s);
+  ASSERT_TRUE(after) << relay.error_output();
+  EXPECT_GT(std::stoull(after->headers.at("x-frame-seq")), std::stoull(before->headers.at("x-frame-seq")));
+  viewer.reset();
+
+  // /stats tells the two states apart (asked without a viewer: this server serves one at a time).
+  EXPECT_TRUE(stats_show(relay.port(), "\"source_state\":\"up\"", 10s));
+  upstream.reset();  // killed
+  EXPECT_TRUE(stats_show(relay.port(), "\"source_state\":\"down\"", 10s));
+  const std::string log = relay.error_output();
+  EXPECT_NE(log.find("stopped delivering"), std::string::npos) << log;
+  EXPECT_NE(log.find("is delivering"), std::string::npos) << log;
+}
+
+TEST(IdleStop, ClosesTheSourceWithoutViewersAndReopensForTheNext) {
+  server_process server{binary(), with({"--idle-stop", "0.5"})};
+  ASSERT_TRUE(stats_show(server.port(), "\"source_state\":\"idle\"", 10s)) << server.error_output();
+  // Idle means no capture: the frame count stands still.
+  const auto count = [&] {
+    const std::string body = get(server.port(), "/stats").body;
+    const auto at = body.find("\"frames_captured\":") + 18;
+    return std::stoull(body.substr(at));
+  };
+  const auto idle_count = count();
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(count(), idle_count);
+
+  // A viewer arrives: capture restarts and fresh frames flow.
+  stream_reader viewer{server.port()};
+  ASSERT_EQ(viewer.open(), 200);
+  bool fresh = false;
+  for (int i = 0; i < 60 && !fresh; ++i) {
+    const auto part = viewer.next(5s);
+    ASSERT_TRUE(part);
+    const double age =
+        static_cast<double>(mjpeg::test::now_us()) / 1e6 - std::stod(part->headers.at("x-timestamp"));
+    fresh = age < 0.5;
+  }
+  EXPECT_TRUE(fresh) << "frames captured after the viewer arrived";
+}
+
+TEST(IdleStop, OffByDefault) {
+  server_process server{binary(), small};
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_TRUE(stats_show(server.port(), "\"source_state\":\"up\"", 2s));
+}
+
+}  // namespace
