@@ -6,7 +6,7 @@ ARGS    ?=
 BUILD_DIR = build/$(PRESET)
 BINARY    = $(BUILD_DIR)/variants/$(subst -,_,$(VARIANT))/mjpeg-$(VARIANT)
 
-.PHONY: all deps configure build run test format format-check clean
+.PHONY: all deps configure build run test bench format format-check clean
 
 all: build
 
@@ -26,6 +26,11 @@ run: build
 ## make test [PRESET=asan|tsan]: build, then every test with output on failure.
 test: build
 	ctest --preset $(PRESET)
+
+## make bench [ARGS=--quick]: every variant built, across viewer counts and scenarios, into bench/results/<date>/.
+bench: build
+	@scripts/install-deps bench
+	bench/compare --preset $(PRESET) $(ARGS)
 
 format:
 	@scripts/format
