@@ -302,6 +302,8 @@ void viewer::on_part(const part_info& part) {
 struct server_watch {
   std::optional<process_sample> at_window_start;
   std::optional<process_sample> at_end;
+  std::map<int, double> threads_at_window_start;
+  std::map<int, double> threads_at_end;
   std::uint64_t rss_max = 0;
   int threads_max = 0;
   bool alive = true;
@@ -543,12 +545,14 @@ int run(const config& cfg) {
     std::this_thread::sleep_for(std::chrono::milliseconds{100});
   }
   server.at_window_start = observe();
+  if (cfg.server_pid > 0) server.threads_at_window_start = thread_runtimes(cfg.server_pid);
   const double own_cpu_start = own_cpu_seconds();
   while (steady::now() < tl.end) {
     std::this_thread::sleep_until(std::min(tl.end, steady::now() + std::chrono::milliseconds{200}));
     observe();
   }
   server.at_end = observe();
+  if (cfg.server_pid > 0) server.threads_at_end = thread_runtimes(cfg.server_pid);
   const double own_cpu = own_cpu_seconds() - own_cpu_start;
   for (auto& t : threads)
     t.join();
@@ -585,7 +589,8 @@ int run(const config& cfg) {
         .number("pid", cfg.server_pid)
         .boolean("alive_at_end", server.alive && server.at_end);
     if (server.at_window_start && server.at_end) {
-      const double cpu = server.at_end->cpu_seconds - server.at_window_start->cpu_seconds;
+      const double cpu = cpu_between(*server.at_window_start, server.threads_at_window_start, *server.at_end,
+                                     server.threads_at_end);
       server_cpu_percent = cpu / window_s * 100;
       if (frames > 0) cpu_us_per_frame = cpu * 1e6 / frames;
       j.number("cpu_percent", server_cpu_percent).number("cpu_us_per_viewer_frame", cpu_us_per_frame);

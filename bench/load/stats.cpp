@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <exception>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <numeric>
@@ -76,6 +78,43 @@ std::optional<process_sample> sample_process(pid_t pid) {
   s.cpu_seconds = static_cast<double>(utime + stime) / ticks;
   if (s.threads == 0) return std::nullopt;
   return s;
+}
+
+std::map<int, double> thread_runtimes(pid_t pid) {
+  std::map<int, double> runtimes;
+  std::error_code ec;
+  const std::filesystem::path tasks = "/proc/" + std::to_string(pid) + "/task";
+  for (std::filesystem::directory_iterator it{tasks, ec}, end; !ec && it != end; it.increment(ec)) {
+    std::ifstream sched{it->path() / "sched"};
+    // "se.sum_exec_runtime   :   1234.567890" in milliseconds, a few lines down.
+    for (std::string line; std::getline(sched, line);) {
+      if (!line.starts_with("se.sum_exec_runtime")) continue;
+      const auto colon = line.find(':');
+      if (colon != std::string::npos) {
+        try {
+          runtimes[std::stoi(it->path().filename().string())] = std::stod(line.substr(colon + 1)) / 1000.0;
+        } catch (const std::exception&) {
+        }
+      }
+      break;
+    }
+  }
+  return runtimes;
+}
+
+double cpu_between(const process_sample& before, const std::map<int, double>& threads_before,
+                   const process_sample& after, const std::map<int, double>& threads_after) {
+  const double ticks = after.cpu_seconds - before.cpu_seconds;
+  if (threads_after.empty()) return ticks;
+  // New threads count from zero; threads gone since `before` are lost here, so the tick counts
+  // win when they exceed this by more than their own resolution (two ticks).
+  double precise = 0;
+  for (const auto& [tid, runtime] : threads_after) {
+    const auto old = threads_before.find(tid);
+    precise += runtime - (old == threads_before.end() ? 0.0 : old->second);
+  }
+  const double resolution = 2.0 / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  return ticks - precise > resolution ? ticks : precise;
 }
 
 double own_cpu_seconds() noexcept {

@@ -3,6 +3,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <span>
 #include <vector>
@@ -42,6 +43,16 @@ struct process_sample {
 
 /// Reads /proc/<pid>/stat and /proc/<pid>/status; nullopt when the process is gone.
 std::optional<process_sample> sample_process(pid_t pid);
+
+/// Nanosecond CPU run time of each live thread of a process (/proc/<pid>/task/*/sched,
+/// se.sum_exec_runtime), keyed by thread id; empty when unavailable. Finer than the clock ticks
+/// of sample_process, but threads that exited are missing.
+std::map<int, double> thread_runtimes(pid_t pid);
+
+/// CPU seconds a process used between two readings: the per-thread run times where they are
+/// complete, the coarse tick counts where threads exited in between (the ticks exceed them).
+double cpu_between(const process_sample& before, const std::map<int, double>& threads_before,
+                   const process_sample& after, const std::map<int, double>& threads_after);
 
 /// CPU time (user + system) this process has used so far.
 double own_cpu_seconds() noexcept;

@@ -75,4 +75,22 @@ TEST(SampleProcess, ReadsOurOwnProcess) {
   EXPECT_FALSE(sample_process(0x7ffffff0));  // no such process
 }
 
+TEST(ThreadRuntimes, FinerThanTicksAndFallBackWhenThreadsExit) {
+  const auto runtimes = thread_runtimes(::getpid());
+  if (runtimes.empty()) GTEST_SKIP() << "no /proc/<pid>/task/*/sched on this kernel";
+  EXPECT_EQ(runtimes.size(), 1u);  // gtest runs on one thread
+  EXPECT_GT(runtimes.begin()->second, 0);
+
+  const process_sample before{1.00, 0, 2};
+  const process_sample after{1.50, 0, 2};
+  // Same threads: the fine run times win (0.2 + 0.29 = 0.49 s, not the ticks' 0.50).
+  EXPECT_NEAR(cpu_between(before, {{1, 0.5}, {2, 0.3}}, after, {{1, 0.7}, {2, 0.59}}), 0.49, 1e-9);
+  // A new thread counts from zero.
+  EXPECT_NEAR(cpu_between(before, {{1, 0.5}}, after, {{1, 0.7}, {3, 0.29}}), 0.49, 1e-9);
+  // Thread 2 exited with its time: only the ticks still hold it.
+  EXPECT_NEAR(cpu_between(before, {{1, 0.5}, {2, 0.3}}, after, {{1, 0.7}}), 0.50, 1e-9);
+  // No per-thread data: ticks.
+  EXPECT_NEAR(cpu_between(before, {}, after, {}), 0.50, 1e-9);
+}
+
 }  // namespace
