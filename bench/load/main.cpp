@@ -261,6 +261,7 @@ void viewer::finish(const error_code& ec) {
   finished_ = true;
   closed_at_ = steady::now();
   if (ec && ec != asio::error::eof && error_.empty()) error_ = ec.message();
+  if (status_ == 0 && kind_ != kind::idle && error_.empty()) error_ = "closed before a response";
   // The server closed on us: a stream that ended, or an idle connection it timed out.
   if ((status_ == 200 && kind_ != kind::idle) || kind_ == kind::idle) disconnected_ = true;
   error_code ignored;

@@ -131,7 +131,8 @@ void gather_write(benchmark::State& state) {
   using tcp = asio::ip::tcp;
   const auto width = static_cast<int>(state.range(0));
   const auto height = static_cast<int>(state.range(1));
-  const mjpeg::frame f{1, mjpeg::wall_clock::now(), test_card_jpeg(width, height, 80)};
+  // Quality 50, as the frame sets bench/compare replays.
+  const mjpeg::frame f{1, mjpeg::wall_clock::now(), test_card_jpeg(width, height, 50)};
 
   asio::io_context io;
   tcp::acceptor acceptor{io, {asio::ip::address_v4::loopback(), 0}};
