@@ -6,16 +6,24 @@
 // thread keep it cheaper than the server it drives: a viewer costs a socket and a small parser,
 // not a read buffer. Bounded by --duration; loopback only.
 
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
+#include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -30,6 +38,8 @@
 #include "json.hpp"
 #include "multipart.hpp"
 #include "stats.hpp"
+
+extern char** environ;
 
 namespace mjpeg::bench {
 namespace {
@@ -59,6 +69,7 @@ struct config {
   std::string json;
   std::string label;
   bool per_viewer = true;
+  std::string launch;
 };
 
 /// The phases of a run, shared by every thread.
@@ -444,6 +455,78 @@ void write_idle(json_writer& j, const group_report& g) {
 
 // ---- main --------------------------------------------------------------------------------
 
+/// A server started by --launch: its URL line is read, and it is stopped (SIGTERM, then
+/// SIGKILL after 5 s) when this object goes.
+class launched_server {
+ public:
+  explicit launched_server(const std::string& command) {
+    std::istringstream words{command};
+    std::vector<std::string> args{std::istream_iterator<std::string>{words}, {}};
+    if (args.empty()) throw std::runtime_error("--launch: empty command");
+    std::vector<char*> argv;
+    for (auto& a : args)
+      argv.push_back(a.data());
+    argv.push_back(nullptr);
+    int out[2];
+    if (::pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+    const int rc = posix_spawnp(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(out[1]);
+    if (rc != 0) {
+      ::close(out[0]);
+      throw std::runtime_error("--launch: cannot start " + args[0]);
+    }
+    // The one line every server prints: "mjpeg-<name> listening on http://HOST:PORT/".
+    std::string text;
+    const auto until = steady::now() + std::chrono::seconds{30};
+    while (text.find('\n') == std::string::npos && steady::now() < until) {
+      pollfd p{out[0], POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      char buf[256];
+      const auto n = ::read(out[0], buf, sizeof buf);
+      if (n <= 0) break;
+      text.append(buf, static_cast<std::size_t>(n));
+    }
+    ::close(out[0]);  // the server ignores SIGPIPE, and prints nothing more
+    const auto at = text.find("http://");
+    if (at == std::string::npos) {
+      stop();
+      throw std::runtime_error("--launch: no URL line from the server (got '" + text + "')");
+    }
+    url_ = text.substr(at, text.find_first_of(" \r\n", at) - at);
+  }
+  ~launched_server() { stop(); }
+  launched_server(const launched_server&) = delete;
+  launched_server& operator=(const launched_server&) = delete;
+
+  /// The URL the server printed, e.g. "http://127.0.0.1:41234/".
+  const std::string& url() const { return url_; }
+  /// Its process id.
+  pid_t pid() const { return pid_; }
+
+ private:
+  void stop() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGTERM);
+    for (int i = 0; i < 500; ++i) {
+      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
+        pid_ = -1;
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds{10});
+    }
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+  pid_t pid_ = -1;
+  std::string url_;
+};
+
 bool parse_url(config& cfg) {
   std::string_view u = cfg.url;
   if (!u.starts_with("http://")) return false;
@@ -677,7 +760,9 @@ int run(const config& cfg) {
 int main(int argc, char** argv) {
   mjpeg::bench::config cfg;
   CLI::App app{"mjpeg-load: simulated viewers for an MJPEG-over-HTTP stream (loopback only)"};
-  app.add_option("url", cfg.url, "Stream URL, e.g. http://127.0.0.1:8080/stream")->required();
+  app.add_option("url", cfg.url,
+                 "Stream URL, e.g. http://127.0.0.1:8080/stream (with --launch: only its path counts; "
+                 "default /stream)");
   app.add_option("-n,--viewers", cfg.viewers, "Viewers reading at full speed")->check(CLI::Range(0, 100000));
   app.add_option("-d,--duration", cfg.duration, "Seconds the whole run lasts")
       ->check(CLI::Range(0.5, 86400.0));
@@ -697,10 +782,30 @@ int main(int argc, char** argv) {
   app.add_option("--json", cfg.json, "Write the full report as JSON to this file");
   app.add_option("--label", cfg.label, "Free text copied into the JSON report");
   app.add_flag("!--no-per-viewer", cfg.per_viewer, "Leave the per-viewer list out of the JSON");
+  app.add_option("--launch", cfg.launch,
+                 "Start this server command (words split at spaces; add --port 0), read its URL line, "
+                 "sample it as --server-pid, and stop it at the end");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  }
+  std::unique_ptr<mjpeg::bench::launched_server> server;
+  if (!cfg.launch.empty()) {
+    try {
+      server = std::make_unique<mjpeg::bench::launched_server>(cfg.launch);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "mjpeg-load: %s\n", e.what());
+      return 1;
+    }
+    // Keep the path the user gave (if any); host and port come from the server.
+    std::string path = "stream";
+    if (const auto scheme = cfg.url.find("://"); scheme != std::string::npos) {
+      const auto slash = cfg.url.find('/', scheme + 3);
+      if (slash != std::string::npos) path = cfg.url.substr(slash + 1);
+    }
+    cfg.url = server->url() + path;
+    cfg.server_pid = server->pid();
   }
   if (!mjpeg::bench::parse_url(cfg)) {
     std::fprintf(stderr, "mjpeg-load: URL must look like http://127.0.0.1:PORT/stream\n");

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <boost/property_tree/json_parser.hpp>
@@ -77,6 +78,20 @@ TEST(LoadGenerator, CountsErrorStatusesAsRefused) {
   EXPECT_EQ(report.get<int>("viewers.refused"), 2);
   EXPECT_EQ(report.get<int>("viewers.statuses.404"), 2);
   EXPECT_EQ(report.get<double>("viewers.fps.max"), 0);
+}
+
+TEST(LoadGenerator, LaunchesAndStopsTheServerItself) {
+  const std::string server = std::string{MJPEG_SERVER_BINARY} + " --port 0 --width 320 --height 240";
+  const auto report =
+      run_load({"--launch", server, "--viewers", "1", "--duration", "1.5", "--ramp", "0", "--warmup", "0.5"},
+               json_path("launch"));
+  EXPECT_EQ(report.get<int>("viewers.ok"), 1);
+  EXPECT_GT(report.get<double>("viewers.frames"), 0);
+  const auto pid = report.get<int>("server.pid");
+  ASSERT_GT(pid, 0);
+  EXPECT_GT(report.get<double>("server.cpu_us_per_viewer_frame"), 0);
+  EXPECT_NE(report.get<std::string>("url").find("/stream"), std::string::npos);
+  EXPECT_NE(::kill(pid, 0), 0) << "the launched server is still running";
 }
 
 TEST(LoadGenerator, RefusesNonLoopbackTargets) {
