@@ -83,6 +83,62 @@ std::optional<std::int64_t> parse_timestamp_us(std::string_view text) noexcept {
 
 std::size_t multipart_parser::feed(std::string_view chunk, multipart_listener& listener) {
   std::size_t i = 0;
+  if (!chunked_) {
+    i = feed_stream(chunk, listener);
+    if (!chunked_) return i;  // feed_stream stops right after a head announcing chunked encoding
+  }
+  // Transfer-Encoding: chunked (HTTP/1.1 servers without a length, e.g. Go's net/http): undo the
+  // chunk framing and hand the payload on.
+  while (i < chunk.size() && state_ != state::done && state_ != state::failed) {
+    const auto rest = chunk.substr(i);
+    if (chunk_state_ == chunk_state::data) {
+      const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk_left_, rest.size()));
+      feed_stream(rest.substr(0, n), listener);
+      i += n;
+      chunk_left_ -= n;
+      if (chunk_left_ == 0) chunk_state_ = chunk_state::data_end;
+      continue;
+    }
+    // The size line or the CRLF after the data: a line either way.
+    const auto nl = rest.find('\n');
+    const std::size_t take = nl == std::string_view::npos ? rest.size() : nl + 1;
+    chunk_line_.append(rest.substr(0, take));
+    i += take;
+    if (chunk_line_.size() > 1024) {
+      state_ = state::failed;
+      failure_ = "chunk size line too long";
+      break;
+    }
+    if (nl == std::string_view::npos) break;
+    if (chunk_state_ == chunk_state::data_end) {
+      chunk_state_ = chunk_state::size;
+      chunk_line_.clear();
+      continue;
+    }
+    std::string_view size_text{chunk_line_};
+    size_text = size_text.substr(0, size_text.find_first_of(";\r\n"));
+    while (!size_text.empty() && (size_text.back() == ' ' || size_text.back() == '\t'))
+      size_text.remove_suffix(1);
+    std::uint64_t size = 0;
+    const auto [ptr, ec] = std::from_chars(size_text.data(), size_text.data() + size_text.size(), size, 16);
+    chunk_line_.clear();
+    if (size_text.empty() || ec != std::errc{} || ptr != size_text.data() + size_text.size()) {
+      state_ = state::failed;
+      failure_ = "bad chunk size";
+      break;
+    }
+    if (size == 0) {  // the last chunk: the stream is over
+      state_ = state::done;
+      break;
+    }
+    chunk_left_ = size;
+    chunk_state_ = chunk_state::data;
+  }
+  return i;
+}
+
+std::size_t multipart_parser::feed_stream(std::string_view chunk, multipart_listener& listener) {
+  std::size_t i = 0;
   while (i < chunk.size()) {
     switch (state_) {
       case state::done:
@@ -107,6 +163,7 @@ std::size_t multipart_parser::feed(std::string_view chunk, multipart_listener& l
         line_.resize(end + 2);  // keep the last field's CRLF
         finish_response_head(listener);
         line_.clear();
+        if (chunked_) return i;  // the rest goes through feed's de-chunking
         break;
       }
 
@@ -172,8 +229,12 @@ void multipart_parser::finish_response_head(multipart_listener& listener) {
   for (auto at = eol + 2; at < text.size();) {
     const auto next = text.find("\r\n", at);
     std::string_view name, value;
-    if (split_field(text.substr(at, next - at), name, value) && iequals(name, "content-type"))
-      head.content_type = std::string{value};
+    if (split_field(text.substr(at, next - at), name, value)) {
+      if (iequals(name, "content-type")) head.content_type = std::string{value};
+      if (iequals(name, "transfer-encoding") && value.size() >= 7 &&
+          iequals(value.substr(value.size() - 7), "chunked"))
+        chunked_ = true;
+    }
     at = next == std::string_view::npos ? text.size() : next + 2;
   }
   head.boundary = boundary_of(head.content_type);

@@ -46,6 +46,7 @@ struct parse_errors {
 /// Content-Type and their bodies skipped by Content-Length without copying, so the cost per
 /// frame is its header, not its JPEG. Header names and order are not assumed: fields are matched
 /// case-insensitively. A part without Content-Length is found by its closing boundary line.
+/// A chunked response (Transfer-Encoding: chunked) is de-chunked first.
 class multipart_parser {
  public:
   /// Where the parser is.
@@ -75,6 +76,9 @@ class multipart_parser {
   const std::string& failure() const noexcept { return failure_; }
 
  private:
+  enum class chunk_state { size, data, data_end };
+
+  std::size_t feed_stream(std::string_view chunk, multipart_listener& listener);
   void finish_response_head(multipart_listener& listener);
   void finish_part_head();
   void handle_line(std::string_view line, multipart_listener& listener);
@@ -95,6 +99,10 @@ class multipart_parser {
   std::uint64_t parts_ = 0;
   parse_errors errors_;
   std::string failure_;
+  bool chunked_ = false;  // Transfer-Encoding: chunked
+  chunk_state chunk_state_ = chunk_state::size;
+  std::string chunk_line_;
+  std::uint64_t chunk_left_ = 0;
 };
 
 /// Case-insensitive ASCII comparison of header names.

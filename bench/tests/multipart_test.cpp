@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -106,6 +107,48 @@ TEST(MultipartParser, SameEventsWhenSplitAtEveryByte) {
   ASSERT_EQ(r.parts.size(), whole.parts.size());
   for (std::size_t i = 0; i < r.parts.size(); ++i)
     EXPECT_TRUE(r.parts[i] == whole.parts[i]);
+}
+
+TEST(MultipartParser, ChunkedResponseSplitAtEveryByte) {
+  const std::string payload = part(tricky_body(64), 1, "1.5") + part(tricky_body(30), 2, "2.25");
+  multipart_parser plain_parser;
+  const auto plain = feed_whole(head + payload, plain_parser);
+  ASSERT_EQ(plain.parts.size(), 2u);
+
+  // Chunks of awkward sizes (one with an extension), cutting headers and bodies anywhere.
+  std::string chunked =
+      "HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace;boundary=frameboundary\r\n"
+      "Transfer-Encoding: chunked\r\n\r\n";
+  std::size_t at = 0;
+  for (const std::size_t size : {7u, 100u, 1u, 50u, 1000u}) {
+    const auto piece = payload.substr(at, size);
+    if (piece.empty()) break;
+    char hex[32];
+    std::snprintf(hex, sizeof hex, size == 1 ? "%zx;name=value\r\n" : "%zX\r\n", piece.size());
+    chunked += hex + piece + "\r\n";
+    at += piece.size();
+  }
+  chunked += "0\r\n\r\n";
+
+  for (std::size_t split = 0; split <= chunked.size(); ++split) {
+    multipart_parser parser;
+    recorder r;
+    parser.feed(std::string_view{chunked}.substr(0, split), r);
+    parser.feed(std::string_view{chunked}.substr(split), r);
+    ASSERT_EQ(r.parts.size(), plain.parts.size()) << "split at " << split;
+    for (std::size_t i = 0; i < r.parts.size(); ++i)
+      EXPECT_TRUE(r.parts[i] == plain.parts[i]) << "split at " << split << ", part " << i;
+    EXPECT_EQ(parser.current(), multipart_parser::state::done) << "split at " << split;
+    EXPECT_EQ(parser.errors().length_mismatches, 0u);
+  }
+
+  multipart_parser bad;
+  recorder r;
+  bad.feed(
+      "HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace;boundary=b\r\n"
+      "Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+      r);
+  EXPECT_EQ(bad.current(), multipart_parser::state::failed);
 }
 
 TEST(MultipartParser, HeadersInAnyOrderAndCase) {
