@@ -8,7 +8,7 @@ BINARY    = $(BUILD_DIR)/variants/$(subst -,_,$(VARIANT))/mjpeg-$(VARIANT)
 
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps configure build run test fuzz format format-check clean
+.PHONY: all deps configure build run test bench fuzz format format-check clean
 
 all: build
 
@@ -37,6 +37,11 @@ fuzz:
 	rm -rf build/fuzz/corpus && mkdir -p build/fuzz/corpus
 	build/fuzz/fuzz/mjpeg-request-fuzzer -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	  build/fuzz/corpus fuzz/corpus/request
+
+## make bench [ARGS=--quick]: every variant built, across viewer counts and scenarios, into bench/results/<date>/.
+bench: build
+	@scripts/install-deps bench
+	bench/compare --preset $(PRESET) $(ARGS)
 
 format:
 	@scripts/format

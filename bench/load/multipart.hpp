@@ -1,0 +1,117 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+/// The load generator's pieces that need no sockets: the stream parser and the statistics.
+namespace mjpeg::bench {
+
+/// The response head of a stream request.
+struct response_head {
+  int status = 0;            ///< HTTP status code; 0 if the status line was malformed.
+  std::string content_type;  ///< Content-Type value as sent.
+  std::string boundary;      ///< Multipart boundary from Content-Type, without the leading "--".
+};
+
+/// What the parser learned about one part; its body was skipped, never stored.
+struct part_info {
+  std::optional<std::uint64_t> content_length;  ///< Declared Content-Length, if present and numeric.
+  std::uint64_t body_bytes = 0;                 ///< Body bytes consumed for this part.
+  std::optional<std::int64_t> timestamp_us;     ///< X-Timestamp in microseconds since the epoch.
+  std::optional<std::uint64_t> seq;             ///< X-Frame-Seq.
+};
+
+/// Receives parser events. Called synchronously from multipart_parser::feed.
+class multipart_listener {
+ public:
+  virtual ~multipart_listener() = default;
+  /// The response head is complete (any status; the parser stops unless it is a 2xx multipart).
+  virtual void on_response(const response_head& head) = 0;
+  /// One part's body is complete.
+  virtual void on_part(const part_info& part) = 0;
+};
+
+/// Counters of what did not look right in a stream.
+struct parse_errors {
+  std::uint64_t bad_headers = 0;        ///< Malformed part header lines or oversized part heads.
+  std::uint64_t missing_length = 0;     ///< Parts without a usable Content-Length (found by boundary).
+  std::uint64_t length_mismatches = 0;  ///< Bytes other than CRLF between a body's end and the boundary.
+};
+
+/// Incremental parser for an HTTP response carrying multipart/x-mixed-replace.
+///
+/// Bytes arrive in chunks split anywhere. Parts are found by the boundary from the response's
+/// Content-Type and their bodies skipped by Content-Length without copying, so the cost per
+/// frame is its header, not its JPEG. Header names and order are not assumed: fields are matched
+/// case-insensitively. A part without Content-Length is found by its closing boundary line.
+/// A chunked response (Transfer-Encoding: chunked) is de-chunked first.
+class multipart_parser {
+ public:
+  /// Where the parser is.
+  enum class state {
+    response_head,  ///< Reading the status line and headers.
+    seek_boundary,  ///< Looking for the next "--boundary" line.
+    part_head,      ///< Reading a part's header lines.
+    body,           ///< Skipping a body of known length.
+    done,           ///< Closing boundary seen, or the response was not a stream.
+    failed,         ///< Malformed response head.
+  };
+
+  /// Part or response heads longer than this are malformed.
+  static constexpr std::size_t head_limit = 16 * 1024;
+
+  /// Feeds the next chunk; returns the number of bytes consumed (all of them unless the parser
+  /// reached done or failed).
+  std::size_t feed(std::string_view chunk, multipart_listener& listener);
+
+  /// Current state.
+  state current() const noexcept { return state_; }
+  /// Parts completed so far.
+  std::uint64_t parts() const noexcept { return parts_; }
+  /// Error counters.
+  const parse_errors& errors() const noexcept { return errors_; }
+  /// Why the parser failed, if it did.
+  const std::string& failure() const noexcept { return failure_; }
+
+ private:
+  enum class chunk_state { size, data, data_end };
+
+  std::size_t feed_stream(std::string_view chunk, multipart_listener& listener);
+  void finish_response_head(multipart_listener& listener);
+  void finish_part_head();
+  void handle_line(std::string_view line, multipart_listener& listener);
+  void emit_part(multipart_listener& listener);
+
+  state state_ = state::response_head;
+  std::string line_;              // the partial line (or response head) being accumulated
+  bool discarding_line_ = false;  // the current line is too long to be a boundary: drop to '\n'
+  std::string delimiter_;         // "--" + boundary
+  std::string alt_delimiter_;     // the boundary itself, when it was declared with its "--"
+  part_info part_;
+  std::size_t part_head_size_ = 0;
+  bool part_head_bad_ = false;
+  bool after_body_ = false;     // seeking the boundary right after a body of known length
+  bool unframed_body_ = false;  // a part without length: bytes until the boundary are its body
+  bool mismatch_noted_ = false;
+  std::uint64_t remaining_ = 0;
+  std::uint64_t parts_ = 0;
+  parse_errors errors_;
+  std::string failure_;
+  bool chunked_ = false;  // Transfer-Encoding: chunked
+  chunk_state chunk_state_ = chunk_state::size;
+  std::string chunk_line_;
+  std::uint64_t chunk_left_ = 0;
+};
+
+/// Case-insensitive ASCII comparison of header names.
+bool iequals(std::string_view a, std::string_view b) noexcept;
+
+/// Extracts the boundary parameter from a multipart Content-Type value (quotes removed), or "".
+std::string boundary_of(std::string_view content_type);
+
+/// Parses "1700000000.123456" (any number of fraction digits) into microseconds since the epoch.
+std::optional<std::int64_t> parse_timestamp_us(std::string_view text) noexcept;
+
+}  // namespace mjpeg::bench

@@ -1,0 +1,160 @@
+// Micro-benchmarks of the per-frame and per-request costs every variant shares: the hub's wake-up
+// fan-out, JPEG encoding, part-header formatting, request parsing and routing, and the floor of
+// the per-frame send cost (one gather write over loopback).
+
+#include <benchmark/benchmark.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+
+#include "mjpeg/capture.hpp"
+#include "mjpeg/frame.hpp"
+#include "mjpeg/frame_hub.hpp"
+#include "mjpeg/frame_source.hpp"
+#include "mjpeg/http.hpp"
+
+namespace {
+
+std::vector<std::uint8_t> test_card_jpeg(int width, int height, int quality) {
+  cv::Mat pixels;
+  mjpeg::draw_pattern(pixels, mjpeg::pattern_background(width, height), 1);
+  return mjpeg::encode_jpeg(pixels, quality);
+}
+
+// publish → every waiter has woken and seen the frame. Waiters are threads blocked in
+// wait_newer, as in the thread-based variants; each round waits for all of them to check in.
+void hub_fanout(benchmark::State& state) {
+  const auto waiters = static_cast<int>(state.range(0));
+  mjpeg::frame_hub hub;
+  std::atomic<std::uint64_t> woken{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < waiters; ++i)
+    threads.emplace_back([&] {
+      std::uint64_t seen = 0;
+      while (const auto f = hub.wait_newer(seen)) {
+        seen = f->seq();
+        woken.fetch_add(1, std::memory_order_acq_rel);
+      }
+    });
+  std::uint64_t seq = 0;
+  const std::vector<std::uint8_t> jpeg{0xFF, 0xD8, 0xFF, 0xD9};
+  for (auto _ : state) {
+    hub.publish(std::make_shared<const mjpeg::frame>(++seq, mjpeg::wall_clock::now(), jpeg));
+    const auto target = seq * static_cast<std::uint64_t>(waiters);
+    while (woken.load(std::memory_order_acquire) < target)
+      std::this_thread::yield();
+  }
+  hub.close();
+  for (auto& t : threads)
+    t.join();
+  state.counters["waiters"] = waiters;
+  state.counters["s_per_wakeup"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * waiters,
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);  // seconds per wake-up
+}
+BENCHMARK(hub_fanout)->Arg(1)->Arg(10)->Arg(100)->Arg(1000)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+// One encode of the test card, as the capture thread does once per frame.
+void encode(benchmark::State& state) {
+  const auto width = static_cast<int>(state.range(0));
+  const auto height = static_cast<int>(state.range(1));
+  const auto quality = static_cast<int>(state.range(2));
+  cv::Mat pixels;
+  mjpeg::draw_pattern(pixels, mjpeg::pattern_background(width, height), 1);
+  std::size_t bytes = 0;
+  for (auto _ : state) {
+    auto jpeg = mjpeg::encode_jpeg(pixels, quality);
+    bytes = jpeg.size();
+    benchmark::DoNotOptimize(jpeg.data());
+  }
+  state.counters["jpeg_bytes"] = static_cast<double>(bytes);
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(encode)
+    ->ArgsProduct({{640}, {480}, {50, 80, 95}})
+    ->Args({320, 240, 80})
+    ->Args({1280, 720, 80})
+    ->Args({1920, 1080, 80})
+    ->Unit(benchmark::kMillisecond);
+
+// Building a frame formats its part header (Content-Length, X-Timestamp, X-Frame-Seq) once.
+void part_header(benchmark::State& state) {
+  std::uint64_t seq = 0;
+  for (auto _ : state) {
+    mjpeg::frame f{++seq, mjpeg::wall_clock::now(), std::vector<std::uint8_t>{0xFF, 0xD8, 0xFF, 0xD9}};
+    benchmark::DoNotOptimize(f.part_header().data());
+  }
+}
+BENCHMARK(part_header);
+
+// Timestamps alone: the snprintf in the header.
+void format_timestamp(benchmark::State& state) {
+  const auto now = mjpeg::wall_clock::now();
+  for (auto _ : state)
+    benchmark::DoNotOptimize(mjpeg::format_timestamp(now));
+}
+BENCHMARK(format_timestamp);
+
+// A browser's request for the stream through Beast's parser, head_of and route.
+void request_parse(benchmark::State& state) {
+  constexpr std::string_view request =
+      "GET /stream HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
+      "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0\r\n"
+      "Accept: image/avif,image/webp,image/apng,image/*,*/*;q=0.8\r\nAccept-Encoding: gzip, deflate, br\r\n"
+      "Accept-Language: en-GB,en;q=0.9\r\nConnection: keep-alive\r\nReferer: http://127.0.0.1:8080/\r\n\r\n";
+  const mjpeg::http::route_options options;
+  for (auto _ : state) {
+    mjpeg::http::request_parser parser;
+    boost::beast::error_code ec;
+    parser.put(boost::asio::buffer(request.data(), request.size()), ec);
+    const auto plan = mjpeg::http::route(mjpeg::http::head_of(parser), options);
+    if (ec || plan.what != mjpeg::http::resource::stream) state.SkipWithError("request did not parse");
+    benchmark::DoNotOptimize(plan);
+  }
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(request.size()));
+}
+BENCHMARK(request_parse);
+
+// One frame's gather write {part header, JPEG, trailer} over a loopback TCP connection whose
+// other end a thread drains: the floor under every variant's per-frame, per-viewer send cost.
+void gather_write(benchmark::State& state) {
+  namespace asio = boost::asio;
+  using tcp = asio::ip::tcp;
+  const auto width = static_cast<int>(state.range(0));
+  const auto height = static_cast<int>(state.range(1));
+  // Quality 50, as the frame sets bench/compare replays.
+  const mjpeg::frame f{1, mjpeg::wall_clock::now(), test_card_jpeg(width, height, 50)};
+
+  asio::io_context io;
+  tcp::acceptor acceptor{io, {asio::ip::address_v4::loopback(), 0}};
+  tcp::socket writer{io};
+  writer.connect(acceptor.local_endpoint());
+  tcp::socket reader = acceptor.accept();
+  writer.set_option(tcp::no_delay{true});
+  std::thread drain{[&] {
+    std::vector<char> sink(256 * 1024);
+    boost::system::error_code ec;
+    while (!ec)
+      reader.read_some(asio::buffer(sink), ec);
+  }};
+  for (auto _ : state)
+    asio::write(writer, f.buffers());
+  writer.shutdown(tcp::socket::shutdown_send);
+  drain.join();
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(f.wire_size()));
+  state.counters["frame_bytes"] = static_cast<double>(f.wire_size());
+}
+BENCHMARK(gather_write)->Args({640, 480})->Args({1280, 720})->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();
