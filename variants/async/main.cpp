@@ -6,13 +6,13 @@
 // The capture thread wakes waiting viewers through the hub's publish hook; no thread ever blocks on
 // the hub's condition variable.
 
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <exception>
-#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -102,27 +102,21 @@ class sessions {
 
   // The asynchronous twin of frame_hub::wait_newer: completes with the newest frame once its seq
   // is above `seen`, or with null at shutdown. The coroutine's continuation is parked here and
-  // resumed by publish(), so a waiting viewer costs no thread and no timer.
-  template <class Token>
-  auto async_wait_newer(std::uint64_t seen, Token&& token) {
-    return asio::async_initiate<Token, void(frame_ptr)>(
-        [this, seen](auto handler) {
-          auto executor =
-              asio::prefer(asio::get_associated_executor(handler), asio::execution::outstanding_work.tracked);
-          waiter resume = [executor,
-                           h = std::make_shared<decltype(handler)>(std::move(handler))](frame_ptr f) {
-            asio::post(executor, [h, f = std::move(f)]() mutable { (*h)(std::move(f)); });
-          };
+  // resumed by publish(), so a waiting viewer costs no thread and no timer. (Parked viewers hold
+  // no work on the io_context: the pending accept keeps it running until stop() resumes them.)
+  awaitable<frame_ptr> async_wait_newer(std::uint64_t seen) {
+    return asio::async_initiate<const asio::use_awaitable_t<>&, void(frame_ptr)>(
+        [this, seen](continuation resume) {
           std::unique_lock lock{mutex_};
           if (!stopping_ && !(latest_ && latest_->seq() > seen)) {
             parked_.push_back(std::move(resume));
             return;
           }
-          const frame_ptr now = stopping_ ? nullptr : latest_;
+          frame_ptr now = stopping_ ? nullptr : latest_;
           lock.unlock();
-          resume(now);
+          resume_later(std::move(resume), std::move(now));
         },
-        token);
+        use_awaitable);
   }
 
   // The hub's publish hook, on the capture thread: one post hands every parked viewer to the
@@ -132,9 +126,9 @@ class sessions {
     if (stopping_) return;
     latest_ = f;
     if (parked_.empty()) return;
-    asio::post(io_, [waiting = std::move(parked_), f]() {
-      for (const waiter& resume : waiting)
-        resume(f);
+    asio::post(io_, [waiting = std::move(parked_), f]() mutable {
+      for (continuation& resume : waiting)
+        resume_later(std::move(resume), f);
     });
     parked_.clear();
   }
@@ -155,7 +149,7 @@ class sessions {
   // Shutdown: every parked viewer resumes with null and every socket's I/O ends at once, so each
   // coroutine unwinds; connections that arrive later end at once too.
   void stop() {
-    std::vector<waiter> waiting;
+    std::vector<continuation> waiting;
     {
       std::lock_guard lock{mutex_};
       stopping_ = true;
@@ -163,12 +157,20 @@ class sessions {
         ::shutdown(e->fd_, SHUT_RDWR);
       waiting.swap(parked_);
     }
-    for (const waiter& resume : waiting)
-      resume(nullptr);
+    for (continuation& resume : waiting)
+      resume_later(std::move(resume), nullptr);
   }
 
  private:
-  using waiter = std::function<void(frame_ptr)>;
+  // What a coroutine suspended in async_wait_newer leaves behind: calling it resumes the coroutine.
+  using continuation = asio::async_result<asio::use_awaitable_t<>, void(frame_ptr)>::handler_type;
+
+  // Resumes a parked viewer through the io_context's queue, so that with --threads the viewers
+  // woken by one frame spread over the threads.
+  static void resume_later(continuation resume, frame_ptr f) {
+    auto executor = asio::get_associated_executor(resume);
+    asio::post(executor, [resume = std::move(resume), f = std::move(f)]() mutable { resume(std::move(f)); });
+  }
 
   void join(entry& e) {
     std::lock_guard lock{mutex_};
@@ -187,8 +189,16 @@ class sessions {
   bool stopping_ = false;
   std::size_t admitted_ = 0;
   std::list<entry*> entries_;
-  std::vector<waiter> parked_;
+  std::vector<continuation> parked_;
 };
+
+// True when the kernel has room for more right now (TCP_NOTSENT_LOWAT: the previous frame is
+// nearly all gone). One poll() answers the usual case; asking the io_context to wait would cost
+// an epoll registration and a trip through its queue for every frame to every viewer.
+bool writable_now(tcp::socket& socket) {
+  pollfd p{socket.native_handle(), POLLOUT, 0};
+  return ::poll(&p, 1, 0) == 1 && p.revents == POLLOUT;
+}
 
 // Sends what the peer has room for, then closes, so the last response still arrives even if the
 // peer sent bytes we never read.
@@ -213,13 +223,13 @@ awaitable<void> stream_frames(server_context& ctx, sessions& all, tcp::socket& s
   co_await asio::async_write(socket, asio::buffer(preamble), asio::redirect_error(use_awaitable, ec));
   while (!ec) {
     watch.idle();
-    frame_ptr f =
-        co_await all.async_wait_newer(viewer.last_seq.load(std::memory_order_relaxed), use_awaitable);
+    frame_ptr f = co_await all.async_wait_newer(viewer.last_seq.load(std::memory_order_relaxed));
     if (!f) break;  // shutdown
     // Wait until the kernel has taken the previous frame, then send the newest one: frames
     // published meanwhile are skipped rather than queued, so a slow viewer sees fresh frames.
     watch.writing();
-    co_await socket.async_wait(tcp::socket::wait_write, asio::redirect_error(use_awaitable, ec));
+    if (!writable_now(socket))
+      co_await socket.async_wait(tcp::socket::wait_write, asio::redirect_error(use_awaitable, ec));
     if (ec) break;
     f = ctx.hub.latest();
     co_await asio::async_write(socket, f->buffers(), asio::redirect_error(use_awaitable, ec));
@@ -321,11 +331,11 @@ void serve(server_context& ctx) {
   // On SIGINT/SIGTERM: stop accepting, wake every waiting viewer and end every socket's I/O; the
   // coroutines unwind and io_context::run returns once nothing is left to do.
   ctx.shutdown.on_trigger([all, control, &acceptor = ctx.acceptor] {
+    all->stop();
     asio::post(control, [&acceptor] {
       error_code ignored;
       acceptor.close(ignored);
     });
-    all->stop();
   });
 
   // One io_context, run by --threads threads; this thread is one of them.
