@@ -1,6 +1,6 @@
 # Thin wrapper over CMake presets: `make run` and `make test` do all set-up on a fresh Debian 12.
 PRESET  ?= default
-VARIANT ?= single-thread
+VARIANT ?= async
 ARGS    ?=
 
 BUILD_DIR = build/$(PRESET)
@@ -21,7 +21,7 @@ configure: deps
 build: configure
 	cmake --build --preset $(PRESET)
 
-## make run [VARIANT=single-thread] [ARGS="--port 9000 --source 0"]: serve the synthetic camera.
+## make run [VARIANT=async|single-thread|thread-per-client|thread-pool] [ARGS="--port 9000 --source 0"]: serve the synthetic camera.
 run: build
 	$(BINARY) $(ARGS)
 

@@ -28,28 +28,32 @@ constexpr std::string_view page_template = R"html(<!doctype html>
 <main>
 <h1>mjpeg-concurrency &middot; <span id="variant">@VARIANT@</span></h1>
 <img id="stream" src="stream" width="@WIDTH@" height="@HEIGHT@" alt="live stream">
-<div id="status">variant <b>@VARIANT@</b> &middot; <b id="fps">@FPS@</b> fps &middot;
-<b id="viewers">?</b> viewers &middot; <span id="note">waiting for /stats</span></div>
+<div id="status">variant <b>@VARIANT@</b> &middot; <b id="fps">&ndash;</b> fps (target @FPS@) &middot;
+<b id="viewers">&ndash;</b> viewers &middot; image <b id="size">not yet decoded</b> &middot;
+<span id="note">waiting for /stats</span></div>
 <p><a href="stream">stream</a> &middot; <a href="snapshot">snapshot</a> &middot; <a href="stats">stats</a></p>
 </main>
 <script>
 "use strict";
 const $ = (id) => document.getElementById(id);
+const img = $("stream");
 async function refresh() {
+  // The decoded size proves the stream reached the browser as a JPEG it could decode.
+  if (img.naturalWidth > 0) $("size").textContent = img.naturalWidth + "\u00d7" + img.naturalHeight;
   const ctl = new AbortController();
   const timer = setTimeout(() => ctl.abort(), 2000);
   try {
     const s = await (await fetch("stats", { cache: "no-store", signal: ctl.signal })).json();
     $("fps").textContent = s.fps_capture.toFixed(1);
     $("viewers").textContent = s.viewers_now;
-    $("note").textContent = s.source_up ? "source " + s.source : "source down, retrying";
+    $("note").textContent = s.source_up ? "source " + s.source : "source " + s.source_state + ", retrying";
   } catch (e) {
     $("note").textContent = "stats unavailable (server busy with the stream)";
   } finally {
     clearTimeout(timer);
   }
 }
-refresh();
+setTimeout(refresh, 300);
 setInterval(refresh, 1000);
 </script>
 </body>
