@@ -12,7 +12,6 @@
 
 #include <csignal>
 #include <memory>
-#include <regex>
 #include <stdexcept>
 #include <thread>
 
@@ -69,11 +68,19 @@ struct stats_snapshot {
   }
 };
 
-std::uint64_t field(const std::string& json, const std::string& name) {
-  std::smatch m;
-  if (!std::regex_search(json, m, std::regex{"\"" + name + "\":(\\d+)"}))
-    throw std::runtime_error("no " + name + " in " + json);
-  return std::stoull(m[1].str());
+// The number after "name": in `json` (the first one from `from`).
+std::uint64_t field(const std::string& json, const std::string& name, std::size_t from = 0) {
+  const std::string key = "\"" + name + "\":";
+  const auto at = json.find(key, from);
+  if (at == std::string::npos) throw std::runtime_error("no " + name + " in " + json);
+  return std::stoull(json.substr(at + key.size()));
+}
+
+// The string after "name": in `json`, from `from`.
+std::string text_field(const std::string& json, const std::string& name, std::size_t from) {
+  const std::string key = "\"" + name + "\":\"";
+  const auto at = json.find(key, from) + key.size();
+  return json.substr(at, json.find('"', at) - at);
 }
 
 stats_snapshot read_stats(unsigned short port) {
@@ -84,13 +91,12 @@ stats_snapshot read_stats(unsigned short port) {
   s.viewers_now = field(r.body, "viewers_now");
   s.viewers_total = field(r.body, "viewers_total");
   s.rejected = field(r.body, "rejected");
-  const std::regex entry{
-      R"re(\{"id":(\d+),"peer":"([^"]*)","seconds":[0-9.]+,"last_seq":(\d+),"frames_sent":(\d+),"frames_skipped":(\d+))re"};
-  const std::string list = r.body.substr(r.body.find("\"viewers\":["));
-  for (auto it = std::sregex_iterator(list.begin(), list.end(), entry); it != std::sregex_iterator{}; ++it) {
-    const auto& m = *it;
-    s.viewers.push_back({std::stoull(m[1].str()), m[2].str(), std::stoull(m[3].str()),
-                         std::stoull(m[4].str()), std::stoull(m[5].str())});
+  // The listed viewers: {"id":…,"peer":"…",…} after "viewers":[, one object each.
+  for (auto at = r.body.find("{\"id\":", r.body.find("\"viewers\":[")); at != std::string::npos;
+       at = r.body.find("{\"id\":", at + 1)) {
+    s.viewers.push_back({field(r.body, "id", at), text_field(r.body, "peer", at),
+                         field(r.body, "last_seq", at), field(r.body, "frames_sent", at),
+                         field(r.body, "frames_skipped", at)});
   }
   return s;
 }
