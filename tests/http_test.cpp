@@ -109,7 +109,7 @@ TEST(Route, MalformedRequestsAre400) {
            std::string{"GARBAGE\r\n\r\n"}, std::string{"GET /stream\r\n\r\n"},  // no version
            std::string{"GET /stream HTTP/1.1\r\nNoColonHere\r\n\r\n"},          // header without colon
            std::string{"GET /stream HTTP/1.1\r\nContent-Length: x\r\n\r\n"},
-           std::string{"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 17},  // a TLS hello
+           std::string{"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 15},  // a TLS hello
        }) {
     const auto r = handle(raw);
     EXPECT_EQ(r.what, resource::error) << raw;
