@@ -16,14 +16,6 @@ using mjpeg::test::get;
 using mjpeg::test::server_process;
 using mjpeg::test::stream_reader;
 
-// A sanitizer's exit-time work (LeakSanitizer scanning the heap) is not the server's shutdown;
-// under sanitizers the one-second bound is relaxed so it measures only what the server does.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr auto stop_bound = 5s;
-#else
-constexpr auto stop_bound = 1s;
-#endif
-
 // Small frames keep the tests light on a 2-core machine.
 const std::vector<std::string> small = {"--width", "320", "--height", "240", "--fps", "30"};
 
@@ -52,6 +44,7 @@ TEST_P(EveryVariant, StreamDeliversValidFramesInOrder) {
             "multipart/x-mixed-replace;boundary=mjpegconcurrencyframe");
   EXPECT_NE(viewer.head().headers.at("cache-control").find("no-store"), std::string::npos);
   std::uint64_t last_seq = 0;
+  double last_stamp = 0;
   for (int i = 0; i < 5; ++i) {
     const auto part = viewer.next();
     ASSERT_TRUE(part) << "part " << i;
@@ -66,8 +59,12 @@ TEST_P(EveryVariant, StreamDeliversValidFramesInOrder) {
     const auto seq = std::stoull(part->headers.at("x-frame-seq"));
     EXPECT_GT(seq, last_seq);
     last_seq = seq;
+    // The first part is the newest frame at connect time, so it is fresh; later ones may have
+    // waited in this slow test reader's own socket buffer, but never go back in time.
     const double stamp = std::stod(part->headers.at("x-timestamp"));
-    EXPECT_NEAR(stamp, static_cast<double>(mjpeg::test::now_us()) / 1e6, 1.0);
+    if (i == 0) EXPECT_NEAR(stamp, static_cast<double>(mjpeg::test::now_us()) / 1e6, 1.0);
+    EXPECT_GT(stamp, last_stamp);
+    last_stamp = stamp;
   }
 }
 
@@ -125,7 +122,7 @@ TEST_P(EveryVariant, SigtermWithAViewerExitsZeroWithinASecond) {
   const auto start = std::chrono::steady_clock::now();
   server.signal(SIGTERM);
   EXPECT_EQ(server.wait(2s), 0) << server.error_output();
-  EXPECT_LT(std::chrono::steady_clock::now() - start, stop_bound);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, mjpeg::test::stop_bound);
 }
 
 TEST_P(EveryVariant, SigintExitsZero) {
