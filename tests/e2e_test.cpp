@@ -62,7 +62,9 @@ TEST_P(EveryVariant, StreamDeliversValidFramesInOrder) {
     // The first part is the newest frame at connect time, so it is fresh; later ones may have
     // waited in this slow test reader's own socket buffer, but never go back in time.
     const double stamp = std::stod(part->headers.at("x-timestamp"));
-    if (i == 0) EXPECT_NEAR(stamp, static_cast<double>(mjpeg::test::now_us()) / 1e6, 1.0);
+    if (i == 0) {
+      EXPECT_NEAR(stamp, static_cast<double>(mjpeg::test::now_us()) / 1e6, 1.0);
+    }
     EXPECT_GT(stamp, last_stamp);
     last_stamp = stamp;
   }
