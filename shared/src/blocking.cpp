@@ -5,7 +5,6 @@
 
 #include <cerrno>
 #include <cstdio>
-#include <string_view>
 
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>

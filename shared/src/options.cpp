@@ -76,9 +76,10 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
   if (info.model.max_clients) {
     // A default above what this process may open would only fail later, at accept time.
     o.max_clients = *info.model.max_clients == 0 ? 0 : std::min(*info.model.max_clients, max_viewers);
-    app.add_option("--max-clients", o.max_clients,
-                   "Concurrent viewers before 503 (0 = unlimited; at most " + std::to_string(max_viewers) +
-                       " with this process's open-file limit)")
+    app.add_option(
+           "--max-clients", o.max_clients,
+           "Open connections (viewers, page and /stats requests) before 503 (0 = unlimited; at most " +
+               std::to_string(max_viewers) + " with this process's open-file limit)")
         ->check(CLI::Range(0, max_viewers))
         ->capture_default_str();
   }

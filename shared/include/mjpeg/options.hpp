@@ -25,7 +25,7 @@ struct options {
   double idle_stop = 0;            ///< Close the source after this long without viewers; 0 = never.
   int threads = 1;                 ///< Worker threads (thread_pool, async).
   int queue = 0;                   ///< Waiting connections (thread_pool).
-  int max_clients = 0;             ///< Concurrent viewers before 503; 0 = unlimited.
+  int max_clients = 0;             ///< Open connections before 503; 0 = unlimited.
 };
 
 /// Seconds from the command line as a steady_clock duration.
