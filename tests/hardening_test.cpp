@@ -569,8 +569,10 @@ TEST_P(EveryVariant, BurstOfAThousandConnectsIsServedOrCleanlyRefused) {
   EXPECT_GT(served, 0);
   std::cout << "[ burst    ] " << GetParam() << ": " << served << " served, " << refused
             << " refused (503)\n";
-  // And afterwards all is normal.
+  // And afterwards all is normal, down to a clean exit.
   EXPECT_TRUE(eventually([&] { return good_snapshot(get(server.port(), "/snapshot")); }, 10s));
+  server.signal(SIGTERM);
+  EXPECT_EQ(server.wait(10s), 0) << server.error_output();
 }
 
 // --- 5. Abrupt disconnects ------------------------------------------------------------------
@@ -692,6 +694,9 @@ TEST_P(EveryVariant, SoakOfTenThousandCyclesKeepsDescriptorsAndMemoryFlat) {
   RecordProperty("rss_kib_after", static_cast<int>(rss_after));
   EXPECT_LE(fds_after, fds_before + 2) << "descriptors leak";
   EXPECT_LT(rss_after - rss_before, 20 * 1024) << "memory grows with connections";
+  // A clean exit, so that under ASan the leak checker looks at the server after all those cycles.
+  server.signal(SIGTERM);
+  EXPECT_EQ(server.wait(10s), 0) << server.error_output();
 }
 
 // --- 7. --auth end to end -----------------------------------------------------------------------
