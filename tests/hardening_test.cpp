@@ -629,6 +629,23 @@ TEST_P(EveryVariant, ResetsAndHalfClosesMidStreamLeaveNoTrace) {
   EXPECT_EQ(server.wait(5s), 0) << server.error_output();
 }
 
+TEST_P(EveryVariant, SigtermUnderAttackStillExitsZeroPromptly) {
+  server_process server{binary(), large({"--header-timeout", "60", "--send-timeout", "60"})};
+  // A viewer that stopped reading, a header that never ends and a silent connection, each with a
+  // minute of patience left: shutdown must not wait for any of them.
+  stream_reader stalled{server.port()};
+  stalled.conn().set_receive_buffer(4096);
+  ASSERT_EQ(stalled.open(), 200);
+  connection half{server.port()};
+  ASSERT_TRUE(half.send("GET /stream HTTP/1.1\r\nHost: lo"));
+  connection silent{server.port()};
+  std::this_thread::sleep_for(500ms);  // the stalled viewer's buffers fill up
+  const auto start = steady::now();
+  server.signal(SIGTERM);
+  EXPECT_EQ(server.wait(10s), 0) << server.error_output();
+  EXPECT_LT(steady::now() - start, sanitized ? 5s : 2s);
+}
+
 // --- 6. Soak ------------------------------------------------------------------------------------
 
 // Runs `cycles` connect/request/disconnect cycles on `threads` client threads: even cycles fetch
