@@ -128,8 +128,9 @@ response get(unsigned short port, const std::string& path, std::chrono::millisec
   return request(port, "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n", timeout);
 }
 
-stream_reader::stream_reader(unsigned short port, const std::string& path) : conn_{port} {
-  conn_.send("GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n");
+stream_reader::stream_reader(unsigned short port, const std::string& path, const std::string& extra_headers)
+    : conn_{port} {
+  conn_.send("GET " + path + " HTTP/1.1\r\nHost: localhost\r\n" + extra_headers + "\r\n");
 }
 
 bool stream_reader::fill(std::chrono::steady_clock::time_point until) {

@@ -62,8 +62,9 @@ struct part {
 /// Reads a multipart/x-mixed-replace stream part by part.
 class stream_reader {
  public:
-  /// Connects and sends GET `path`.
-  explicit stream_reader(unsigned short port, const std::string& path = "/stream");
+  /// Connects and sends GET `path`, with `extra_headers` ("Name: value\r\n" lines) if given.
+  explicit stream_reader(unsigned short port, const std::string& path = "/stream",
+                         const std::string& extra_headers = "");
   /// Waits up to `timeout` for the response head; the status, or 0 if none came.
   int open(std::chrono::milliseconds timeout = 5s);
   /// The response head (after open()).
