@@ -14,16 +14,8 @@ namespace {
 using namespace std::chrono_literals;
 using mjpeg::test::get;
 using mjpeg::test::server_process;
+using mjpeg::test::small_frames;
 using mjpeg::test::stream_reader;
-
-// Small frames keep the tests light on a 2-core machine.
-const std::vector<std::string> small = {"--width", "320", "--height", "240", "--fps", "30"};
-
-std::vector<std::string> with(std::vector<std::string> extra) {
-  std::vector<std::string> args = small;
-  args.insert(args.end(), extra.begin(), extra.end());
-  return args;
-}
 
 bool decodes(const std::string& bytes, int width, int height) {
   const std::vector<std::uint8_t> data(bytes.begin(), bytes.end());
@@ -37,7 +29,7 @@ class EveryVariant : public testing::TestWithParam<std::string> {
 };
 
 TEST_P(EveryVariant, StreamDeliversValidFramesInOrder) {
-  server_process server{binary(), small};
+  server_process server{binary(), small_frames()};
   stream_reader viewer{server.port()};
   ASSERT_EQ(viewer.open(), 200) << server.error_output();
   EXPECT_EQ(viewer.head().headers.at("content-type"),
@@ -71,7 +63,7 @@ TEST_P(EveryVariant, StreamDeliversValidFramesInOrder) {
 }
 
 TEST_P(EveryVariant, SnapshotIsOneDecodableJpeg) {
-  server_process server{binary(), small};
+  server_process server{binary(), small_frames()};
   for (const char* path : {"/snapshot", "/?action=snapshot"}) {
     const auto r = get(server.port(), path);
     ASSERT_EQ(r.status, 200) << path;
@@ -82,7 +74,7 @@ TEST_P(EveryVariant, SnapshotIsOneDecodableJpeg) {
 }
 
 TEST_P(EveryVariant, PageAndStats) {
-  server_process server{binary(), small};
+  server_process server{binary(), small_frames()};
   const auto page = get(server.port(), "/");
   ASSERT_EQ(page.status, 200);
   EXPECT_EQ(page.headers.at("content-type"), "text/html; charset=utf-8");
@@ -101,7 +93,7 @@ TEST_P(EveryVariant, PageAndStats) {
 }
 
 TEST_P(EveryVariant, BadRequestsGetTheirStatus) {
-  server_process server{binary(), with({"--header-timeout", "0.5"})};
+  server_process server{binary(), small_frames({"--header-timeout", "0.5"})};
   const auto status = [&](const std::string& raw) { return mjpeg::test::request(server.port(), raw).status; };
   EXPECT_EQ(status("GET /nope HTTP/1.1\r\n\r\n"), 404);
   EXPECT_EQ(status("POST /stream HTTP/1.1\r\nContent-Length: 0\r\n\r\n"), 405);
@@ -117,7 +109,7 @@ TEST_P(EveryVariant, BadRequestsGetTheirStatus) {
 }
 
 TEST_P(EveryVariant, SigtermWithAViewerExitsZeroWithinASecond) {
-  server_process server{binary(), small};
+  server_process server{binary(), small_frames()};
   stream_reader viewer{server.port()};
   ASSERT_EQ(viewer.open(), 200);
   ASSERT_TRUE(viewer.next());
@@ -128,13 +120,13 @@ TEST_P(EveryVariant, SigtermWithAViewerExitsZeroWithinASecond) {
 }
 
 TEST_P(EveryVariant, SigintExitsZero) {
-  server_process server{binary(), small};
+  server_process server{binary(), small_frames()};
   server.signal(SIGINT);
   EXPECT_EQ(server.wait(2s), 0) << server.error_output();
 }
 
 TEST_P(EveryVariant, DurationStopsByItself) {
-  server_process server{binary(), with({"--duration", "0.5"})};
+  server_process server{binary(), small_frames({"--duration", "0.5"})};
   EXPECT_EQ(server.wait(3s), 0) << server.error_output();
 }
 
@@ -144,7 +136,7 @@ INSTANTIATE_TEST_SUITE_P(Variants, EveryVariant, testing::ValuesIn(mjpeg::test::
 // single_thread's lesson: while viewer one watches, viewer two is connected but gets nothing;
 // once viewer one leaves, viewer two's stream starts.
 TEST(SingleThread, SecondViewerWaitsForTheFirst) {
-  server_process server{mjpeg::test::variant_binary("mjpeg_single_thread"), small};
+  server_process server{mjpeg::test::variant_binary("mjpeg_single_thread"), small_frames()};
   auto first = std::make_unique<stream_reader>(server.port());
   ASSERT_EQ(first->open(), 200);
   ASSERT_TRUE(first->next());

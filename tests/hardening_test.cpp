@@ -34,22 +34,9 @@ using namespace std::chrono_literals;
 using mjpeg::test::connection;
 using mjpeg::test::get;
 using mjpeg::test::server_process;
+using mjpeg::test::small_frames;
 using mjpeg::test::stream_reader;
 using steady = std::chrono::steady_clock;
-
-// Sanitized servers are several times slower; bounds that wait for them widen, assertions do not.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool sanitized = true;
-#else
-constexpr bool sanitized = false;
-#endif
-
-// Small frames keep the tests light on a 2-core machine.
-std::vector<std::string> small(std::vector<std::string> extra = {}) {
-  std::vector<std::string> all = {"--width", "320", "--height", "240", "--fps", "30"};
-  all.insert(all.end(), extra.begin(), extra.end());
-  return all;
-}
 
 // Large frames fill socket buffers quickly: for stalled readers and resets mid-frame.
 std::vector<std::string> large(std::vector<std::string> extra = {}) {
@@ -196,7 +183,7 @@ std::vector<bad_case> bad_cases() {
 }
 
 TEST_P(EveryVariant, BadRequestsGetTheirStatusWhileAViewerKeepsReceiving) {
-  server_process server{binary(), small({"--header-timeout", "3"})};
+  server_process server{binary(), small_frames({"--header-timeout", "3"})};
   // A viewer watches throughout, where the model lets two connections be served at once.
   std::unique_ptr<stream_reader> viewer;
   std::uint64_t last_seq = 0;
@@ -295,7 +282,7 @@ class trickler {
 
 TEST_P(EveryVariant, SlowlorisIsClosedAfterHeaderTimeout) {
   constexpr auto header_timeout = 1s;
-  server_process server{binary(), small({"--header-timeout", "1"})};
+  server_process server{binary(), small_frames({"--header-timeout", "1"})};
   if (one_at_a_time()) {
     // The lesson: one header that never ends holds the only thread; a viewer behind it gets
     // nothing until --header-timeout frees the server, then it is served. The slowloris keeps
@@ -430,7 +417,7 @@ TEST_P(EveryVariant, MoreConnectionsThanTheCapGet503WithRetryAfter) {
     cap = {"--threads", "5", "--queue", "0"};
   else
     GTEST_SKIP() << "this model has no limit: it serves one connection at a time";
-  server_process server{binary(), small(cap)};
+  server_process server{binary(), small_frames(cap)};
   std::vector<std::unique_ptr<stream_reader>> viewers;
   for (int i = 0; i < 5; ++i) {
     viewers.push_back(std::make_unique<stream_reader>(server.port()));
@@ -483,7 +470,7 @@ TEST_P(EveryVariant, DescriptorExhaustionPausesWithoutSpinningAndRecovers) {
 }
 
 TEST_P(EveryVariant, BurstOfAThousandConnectsIsServedOrCleanlyRefused) {
-  std::vector<std::string> args = small({"--header-timeout", "30"});
+  std::vector<std::string> args = small_frames({"--header-timeout", "30"});
   // The pool's lesson: beyond threads + queue, 503.
   if (has_option("--queue")) args.insert(args.end(), {"--threads", "8", "--queue", "16"});
   server_process server{binary(), args};
@@ -507,7 +494,7 @@ TEST_P(EveryVariant, BurstOfAThousandConnectsIsServedOrCleanlyRefused) {
   std::vector<bool> sent(burst, false), done(burst, false);
   std::vector<int> errors(burst, 0);
   std::size_t open = burst;
-  const auto until = steady::now() + (sanitized ? 120s : 60s);
+  const auto until = steady::now() + (mjpeg::test::sanitized ? 120s : 60s);
   while (open > 0 && steady::now() < until) {
     std::vector<pollfd> polls;
     std::vector<std::size_t> which;
@@ -643,7 +630,7 @@ TEST_P(EveryVariant, SigtermUnderAttackStillExitsZeroPromptly) {
   const auto start = steady::now();
   server.signal(SIGTERM);
   EXPECT_EQ(server.wait(10s), 0) << server.error_output();
-  EXPECT_LT(steady::now() - start, sanitized ? 5s : 2s);
+  EXPECT_LT(steady::now() - start, mjpeg::test::sanitized ? 5s : 2s);
 }
 
 // --- 6. Soak ------------------------------------------------------------------------------------
@@ -680,13 +667,13 @@ TEST_P(EveryVariant, SoakOfTenThousandCyclesKeepsDescriptorsAndMemoryFlat) {
   if (one_at_a_time()) GTEST_SKIP() << "the soak is for the multi-viewer models";
   // Sanitized builds are several times slower; they run a tenth of the cycles, which still
   // shows a per-connection leak (and ASan reports leaks itself).
-  const int cycles = sanitized ? 1000 : 10000;
+  const int cycles = mjpeg::test::sanitized ? 1000 : 10000;
   const int warm_up = cycles / 10;
   // Where --threads means threads running one event loop (not a pool's workers), use two, so
   // sessions really end and begin in parallel.
   std::vector<std::string> extra;
   if (has_option("--threads") && !has_option("--queue")) extra = {"--threads", "2"};
-  server_process server{binary(), small(extra)};
+  server_process server{binary(), small_frames(extra)};
   const auto start = steady::now();
   ASSERT_EQ(run_cycles(server.port(), warm_up, 4), 0) << server.error_output();
   ASSERT_TRUE(eventually([&] { return viewers_now(server.port()) == 0; }, 10s));
@@ -719,7 +706,7 @@ TEST_P(EveryVariant, SoakOfTenThousandCyclesKeepsDescriptorsAndMemoryFlat) {
 // --- 7. --auth end to end -----------------------------------------------------------------------
 
 TEST_P(EveryVariant, AuthRequiresTheRightCredentialsOnEveryEndpoint) {
-  server_process server{binary(), small({"--auth", "watcher:s3cret"})};
+  server_process server{binary(), small_frames({"--auth", "watcher:s3cret"})};
   for (const char* path : {"/stream", "/snapshot", "/stats", "/"}) {
     const auto anonymous = get(server.port(), path);
     EXPECT_EQ(anonymous.status, 401) << path;

@@ -14,18 +14,11 @@ namespace {
 using namespace std::chrono_literals;
 using mjpeg::test::get;
 using mjpeg::test::server_process;
+using mjpeg::test::small_frames;
 using mjpeg::test::stream_reader;
-
-const std::vector<std::string> small = {"--width", "320", "--height", "240", "--fps", "30"};
 
 std::string binary() {
   return mjpeg::test::variant_binary("mjpeg_single_thread");
-}
-
-std::vector<std::string> with(std::vector<std::string> extra) {
-  std::vector<std::string> args = small;
-  args.insert(args.end(), extra.begin(), extra.end());
-  return args;
 }
 
 // Polls /stats until `needle` shows up or `timeout` passes.
@@ -41,9 +34,9 @@ bool stats_show(unsigned short port, const std::string& needle, std::chrono::sec
 // A relay reads another server's stream as its source. Killing the upstream is a source that
 // stops delivering; restarting it on the same port is the source coming back.
 TEST(SourceLoss, ViewersStayConnectedAndTheStreamResumes) {
-  auto upstream = std::make_unique<server_process>(binary(), small);
+  auto upstream = std::make_unique<server_process>(binary(), small_frames());
   const std::string port = std::to_string(upstream->port());
-  server_process relay{binary(), with({"--source", "http://127.0.0.1:" + port + "/stream"})};
+  server_process relay{binary(), small_frames({"--source", "http://127.0.0.1:" + port + "/stream"})};
 
   auto viewer = std::make_unique<stream_reader>(relay.port());
   ASSERT_EQ(viewer->open(), 200) << relay.error_output();
@@ -60,7 +53,7 @@ TEST(SourceLoss, ViewersStayConnectedAndTheStreamResumes) {
   EXPECT_FALSE(viewer->conn().closed()) << "viewers keep their connection while the source is down";
 
   // It comes back on the same port: the relay reopens it and the stream resumes.
-  upstream = std::make_unique<server_process>(binary(), with({"--port", port}));
+  upstream = std::make_unique<server_process>(binary(), small_frames({"--port", port}));
   const auto after = viewer->next(15s);
   ASSERT_TRUE(after) << relay.error_output();
   EXPECT_GT(std::stoull(after->headers.at("x-frame-seq")), std::stoull(before->headers.at("x-frame-seq")));
@@ -76,7 +69,7 @@ TEST(SourceLoss, ViewersStayConnectedAndTheStreamResumes) {
 }
 
 TEST(IdleStop, ClosesTheSourceWithoutViewersAndReopensForTheNext) {
-  server_process server{binary(), with({"--idle-stop", "0.5"})};
+  server_process server{binary(), small_frames({"--idle-stop", "0.5"})};
   ASSERT_TRUE(stats_show(server.port(), "\"source_state\":\"idle\"", 10s)) << server.error_output();
   // Idle means no capture: the frame count stands still.
   const auto count = [&] {
@@ -103,7 +96,7 @@ TEST(IdleStop, ClosesTheSourceWithoutViewersAndReopensForTheNext) {
 }
 
 TEST(IdleStop, OffByDefault) {
-  server_process server{binary(), small};
+  server_process server{binary(), small_frames()};
   std::this_thread::sleep_for(1500ms);
   EXPECT_TRUE(stats_show(server.port(), "\"source_state\":\"up\"", 2s));
 }

@@ -24,18 +24,12 @@ using namespace std::chrono_literals;
 using mjpeg::test::connection;
 using mjpeg::test::get;
 using mjpeg::test::server_process;
+using mjpeg::test::small_frames;
 using mjpeg::test::stream_reader;
 using clock_type = std::chrono::steady_clock;
 
 const std::string per_client = "mjpeg_thread_per_client";
 const std::string pool = "mjpeg_thread_pool";
-
-// Small frames keep the tests light on a 2-core machine.
-std::vector<std::string> with(std::vector<std::string> extra) {
-  std::vector<std::string> args = {"--width", "320", "--height", "240", "--fps", "30"};
-  args.insert(args.end(), extra.begin(), extra.end());
-  return args;
-}
 
 std::string binary(const std::string& key) {
   return mjpeg::test::variant_binary(key);
@@ -153,7 +147,7 @@ class stalled_reader {
 // Its lesson: every viewer has its own thread, so three viewers are all served at the same time
 // (single_thread would leave two of them waiting).
 TEST(ThreadPerClient, ServesThreeViewersAtOnce) {
-  server_process server{binary(per_client), with({})};
+  server_process server{binary(per_client), small_frames({})};
   std::vector<std::unique_ptr<stream_reader>> viewers;
   for (int i = 0; i < 3; ++i) {
     viewers.push_back(std::make_unique<stream_reader>(server.port()));
@@ -181,7 +175,7 @@ TEST(ThreadPerClient, ServesThreeViewersAtOnce) {
 // --max-clients caps the threads: the next connection gets 503 with Retry-After, and once a
 // viewer leaves its thread is reaped and the slot serves someone else.
 TEST(ThreadPerClient, MaxClientsRefusesWithRetryAfterAndFreesTheSlot) {
-  server_process server{binary(per_client), with({"--max-clients", "2"})};
+  server_process server{binary(per_client), small_frames({"--max-clients", "2"})};
   auto first = std::make_unique<stream_reader>(server.port());
   ASSERT_EQ(first->open(), 200) << server.error_output();
   stream_reader second{server.port()};
@@ -216,7 +210,7 @@ TEST(ThreadPerClient, MaxClientsRefusesWithRetryAfterAndFreesTheSlot) {
 // the queue, connected but receiving nothing, until a worker comes free; the fourth finds the
 // queue full and gets 503 at once.
 TEST(ThreadPool, TwoWorkersServeTwoHoldTheThirdAndRefuseTheFourth) {
-  server_process server{binary(pool), with({"--threads", "2", "--queue", "1"})};
+  server_process server{binary(pool), small_frames({"--threads", "2", "--queue", "1"})};
   auto first = std::make_unique<stream_reader>(server.port());
   ASSERT_EQ(first->open(), 200) << server.error_output();
   ASSERT_TRUE(first->next());
@@ -258,7 +252,7 @@ TEST(ThreadPool, TwoWorkersServeTwoHoldTheThirdAndRefuseTheFourth) {
 // viewer lands on one of them and must start fresh: a new id, and counters that count only its
 // own frames. Without the per-viewer reset it would show ids 1 or 2 and carry on the old counts.
 TEST(ThreadPool, SecondViewerOnAWorkerStartsFresh) {
-  server_process server{binary(pool), with({"--threads", "2"})};
+  server_process server{binary(pool), small_frames({"--threads", "2"})};
   std::uint64_t earlier_frames = 0;
   {
     stream_reader a{server.port()};
@@ -310,7 +304,7 @@ class Threaded : public testing::TestWithParam<std::string> {
 // --header-timeout, then gets 408 and is closed; one that sends nothing is closed too. A normal
 // viewer keeps receiving throughout.
 TEST_P(Threaded, HeaderTimeoutClosesOnlyTheDawdlers) {
-  server_process server{binary(), with({"--header-timeout", "1"})};
+  server_process server{binary(), small_frames({"--header-timeout", "1"})};
   stream_reader viewer{server.port()};
   ASSERT_EQ(viewer.open(), 200) << server.error_output();
   connection partial{server.port()};
@@ -339,7 +333,7 @@ TEST_P(Threaded, HeaderTimeoutClosesOnlyTheDawdlers) {
 // forever: it disappears from /stats and its connection is closed, while a normal viewer keeps
 // receiving.
 TEST_P(Threaded, SendTimeoutDropsAStalledReader) {
-  server_process server{binary(), with({"--send-timeout", "1"})};
+  server_process server{binary(), small_frames({"--send-timeout", "1"})};
   stream_reader viewer{server.port()};
   ASSERT_EQ(viewer.open(), 200) << server.error_output();
   const std::string viewer_name = local_name(viewer.conn().fd());
@@ -375,7 +369,7 @@ TEST_P(Threaded, SendTimeoutDropsAStalledReader) {
 TEST_P(Threaded, SigtermWithBusyConnectionsExitsZeroWithinASecond) {
   std::vector<std::string> model;
   if (GetParam() == pool) model = {"--threads", "4", "--queue", "2"};
-  server_process server{binary(), with(model)};
+  server_process server{binary(), small_frames(model)};
   stream_reader one{server.port()};
   stream_reader two{server.port()};
   ASSERT_EQ(one.open(), 200) << server.error_output();

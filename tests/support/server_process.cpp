@@ -73,6 +73,12 @@ int wait_for(pid_t pid, std::chrono::milliseconds timeout) {
 
 }  // namespace
 
+std::vector<std::string> small_frames(std::vector<std::string> extra) {
+  std::vector<std::string> args = {"--width", "320", "--height", "240", "--fps", "30"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
 std::vector<std::string> variant_keys() {
   std::vector<std::string> keys;
   std::stringstream list{MJPEG_VARIANT_BINARIES_LIST};

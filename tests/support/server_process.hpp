@@ -10,14 +10,21 @@ namespace mjpeg::test {
 
 using namespace std::chrono_literals;
 
+/// True in a sanitizer build, where servers run several times slower: waits widen, assertions do not.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr bool sanitized = true;
+#else
+inline constexpr bool sanitized = false;
+#endif
+
 /// How long a server may take from SIGTERM to exit: one second, as promised. A sanitizer's
 /// exit-time work (LeakSanitizer scanning the heap) is not the server's shutdown, so under the
 /// sanitizers the bound is relaxed and the plain build measures the promise.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-inline constexpr std::chrono::milliseconds stop_bound = 5s;
-#else
-inline constexpr std::chrono::milliseconds stop_bound = 1s;
-#endif
+inline constexpr std::chrono::milliseconds stop_bound = sanitized ? 5s : 1s;
+
+/// Server arguments for light tests (small frames on a 2-core machine): 320x240 at 30 fps,
+/// followed by `extra`.
+std::vector<std::string> small_frames(std::vector<std::string> extra = {});
 
 /// Path of a variant's binary by key ("mjpeg_single_thread"), from the build's list.
 std::string variant_binary(const std::string& key);
