@@ -20,6 +20,7 @@
 #include <CLI/CLI.hpp>
 
 #include "mjpeg/frame_hub.hpp"
+#include "mjpeg/options.hpp"
 
 namespace {
 
@@ -53,6 +54,17 @@ bool read_paced(int fd, std::size_t n, double rate, clock_type::time_point until
   return true;
 }
 
+// Frames per second published, per fast viewer (mean) and for the slow viewer 0.
+result summarize(const config& c, double published, const std::vector<std::atomic<int>>& received) {
+  result r;
+  r.published = published / c.seconds;
+  for (std::size_t i = 1; i < received.size(); ++i)
+    r.fast += received[i] / c.seconds;
+  r.fast /= c.fast_viewers;
+  r.slow = received[0] / c.seconds;
+  return r;
+}
+
 // The original design: capture writes each frame into every viewer's pipe while holding a lock.
 result run_pipes(const config& c) {
   const int viewers = c.fast_viewers + 1;
@@ -63,8 +75,7 @@ result run_pipes(const config& c) {
     read_end[static_cast<std::size_t>(i)] = fds[0];
     write_end[static_cast<std::size_t>(i)] = fds[1];
   }
-  const auto until = clock_type::now() + std::chrono::duration_cast<clock_type::duration>(
-                                             std::chrono::duration<double>(c.seconds));
+  const auto until = clock_type::now() + mjpeg::seconds(c.seconds);
   std::vector<std::atomic<int>> received(static_cast<std::size_t>(viewers));
   std::vector<std::thread> readers;
   for (int i = 0; i < viewers; ++i)
@@ -98,24 +109,15 @@ result run_pipes(const config& c) {
   for (const int fd : write_end)
     ::close(fd);  // readers see end of file
   for (auto& t : readers)
-    t.join();
-  for (const int fd : read_end)
-    ::close(fd);
-  result r;
-  r.published = published / c.seconds;
-  for (int i = 1; i < viewers; ++i)
-    r.fast += received[static_cast<std::size_t>(i)] / c.seconds;
-  r.fast /= c.fast_viewers;
-  r.slow = received[0] / c.seconds;
-  return r;
+    t.join();  // each reader closed its own end
+  return summarize(c, published, received);
 }
 
 // Ours: capture publishes to the hub; each viewer takes the newest frame when it is ready.
 result run_hub(const config& c) {
   const int viewers = c.fast_viewers + 1;
   mjpeg::frame_hub hub;
-  const auto until = clock_type::now() + std::chrono::duration_cast<clock_type::duration>(
-                                             std::chrono::duration<double>(c.seconds));
+  const auto until = clock_type::now() + mjpeg::seconds(c.seconds);
   std::vector<std::atomic<int>> received(static_cast<std::size_t>(viewers));
   std::vector<std::thread> readers;
   for (int i = 0; i < viewers; ++i)
@@ -143,13 +145,7 @@ result run_hub(const config& c) {
   hub.close();
   for (auto& t : readers)
     t.join();
-  result r;
-  r.published = static_cast<double>(seq) / c.seconds;
-  for (int i = 1; i < viewers; ++i)
-    r.fast += received[static_cast<std::size_t>(i)] / c.seconds;
-  r.fast /= c.fast_viewers;
-  r.slow = received[0] / c.seconds;
-  return r;
+  return summarize(c, static_cast<double>(seq), received);
 }
 
 }  // namespace
