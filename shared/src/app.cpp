@@ -4,6 +4,7 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -91,6 +92,18 @@ reply make_reply(const http::route_result& plan, const server_context& ctx) {
   }
   ctx.stats.bad_request();
   return {http::error_response(plan.code), nullptr};
+}
+
+void reject_busy(server_context& ctx, boost::asio::ip::tcp::socket socket) {
+  ctx.stats.connection_rejected();
+  const std::string response = http::error_response(http::status::service_unavailable);
+  // One non-blocking attempt: a small response into an empty send buffer always fits, and the
+  // acceptor must never wait for a client it is turning away.
+  ::send(socket.native_handle(), response.data(), response.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  ::shutdown(socket.native_handle(), SHUT_WR);
+  char sink[1024];
+  while (::recv(socket.native_handle(), sink, sizeof sink, MSG_DONTWAIT) > 0) {
+  }
 }
 
 void tune_for_streaming(int native_socket) noexcept {

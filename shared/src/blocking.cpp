@@ -135,18 +135,6 @@ bool accept_next(server_context& ctx, boost::asio::ip::tcp::socket& socket) {
   }
 }
 
-void reject_busy(server_context& ctx, boost::asio::ip::tcp::socket socket) {
-  ctx.stats.connection_rejected();
-  const std::string response = http::error_response(http::status::service_unavailable);
-  // One non-blocking attempt: a small response into an empty send buffer always fits, and the
-  // acceptor must never wait for a client it is turning away.
-  ::send(socket.native_handle(), response.data(), response.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-  ::shutdown(socket.native_handle(), SHUT_WR);
-  char sink[1024];
-  while (::recv(socket.native_handle(), sink, sizeof sink, MSG_DONTWAIT) > 0) {
-  }
-}
-
 namespace {
 
 // The stream: preamble, then whatever frame is newest each time the viewer can take one.

@@ -32,7 +32,6 @@
 #include <boost/beast/http/read.hpp>
 
 #include "mjpeg/app.hpp"
-#include "mjpeg/blocking.hpp"
 
 namespace {
 
@@ -290,7 +289,7 @@ awaitable<void> accept_loop(server_context& ctx, sessions& all) {
     }
     // Over --max-clients: 503 at once (reject_busy never waits), never a queue.
     if (!all.try_admit(ctx.opts.max_clients)) {
-      blocking::reject_busy(ctx, std::move(socket));
+      reject_busy(ctx, std::move(socket));
       continue;
     }
     // A session that fails (out of memory) ends alone; the server keeps serving.

@@ -63,7 +63,7 @@ void start_client(mjpeg::server_context& ctx, std::list<client>& clients, tcp::s
     }};
   } catch (const std::system_error& e) {
     std::fprintf(stderr, "%s: cannot start a thread: %s\n", ctx.variant.data(), e.what());
-    mjpeg::blocking::reject_busy(ctx, std::move(c.socket));
+    mjpeg::reject_busy(ctx, std::move(c.socket));
     clients.pop_back();
   }
 }
@@ -78,7 +78,7 @@ void serve(mjpeg::server_context& ctx) {
     const bool full =
         ctx.opts.max_clients != 0 && clients.size() >= static_cast<std::size_t>(ctx.opts.max_clients);
     if (full)
-      mjpeg::blocking::reject_busy(ctx, std::move(socket));
+      mjpeg::reject_busy(ctx, std::move(socket));
     else
       start_client(ctx, clients, std::move(socket));
     socket = tcp::socket{ctx.io};

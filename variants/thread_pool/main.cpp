@@ -111,7 +111,7 @@ void serve(mjpeg::server_context& ctx) {
   while (mjpeg::blocking::accept_next(ctx, socket)) {
     // The acceptor never waits for a worker: a connection that finds the queue full is turned
     // away at once with 503 and Retry-After, and the pool's cap protects the server.
-    if (!queue.try_push(socket)) mjpeg::blocking::reject_busy(ctx, std::move(socket));
+    if (!queue.try_push(socket)) mjpeg::reject_busy(ctx, std::move(socket));
     socket = tcp::socket{ctx.io};
   }
   // Shutdown wakes every busy worker at once (their polls watch the same eventfd and the hub is

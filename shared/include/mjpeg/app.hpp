@@ -72,6 +72,11 @@ struct reply {
 /// error statuses in the stats.
 reply make_reply(const http::route_result& plan, const server_context& ctx);
 
+/// Answers a connection the server has no room for with 503 and Retry-After in one
+/// non-blocking send (an acceptor, blocking or asynchronous, must never wait for it), counts the
+/// rejection, and closes it.
+void reject_busy(server_context& ctx, boost::asio::ip::tcp::socket socket);
+
 /// Unsent bytes the kernel may hold for one viewer before the socket stops being writable
 /// (TCP_NOTSENT_LOWAT). Waiting for writability before each frame then skips frames for a slow
 /// viewer instead of queueing them, so the frames it does get stay fresh.

@@ -96,10 +96,6 @@ class deadline_stream {
 /// and retried after a pause, so running out of descriptors cannot spin the CPU.
 bool accept_next(server_context& ctx, boost::asio::ip::tcp::socket& socket);
 
-/// Answers a connection the server has no room for with 503 and Retry-After, without waiting
-/// for it (the acceptor calls this), and closes it.
-void reject_busy(server_context& ctx, boost::asio::ip::tcp::socket socket);
-
 /// Serves one connection from request to close. Stream viewers are accounted in `viewer`: where
 /// that object lives (a local, a thread_local) is the calling variant's choice and lesson.
 void serve_client(server_context& ctx, boost::asio::ip::tcp::socket socket, viewer_state& viewer);
