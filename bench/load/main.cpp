@@ -36,7 +36,7 @@
 #include <boost/asio/write.hpp>
 
 #include "json.hpp"
-#include "multipart.hpp"
+#include "mjpeg/multipart.hpp"
 #include "stats.hpp"
 
 extern char** environ;
@@ -48,6 +48,10 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using boost::system::error_code;
 using steady = std::chrono::steady_clock;
+using http::multipart_listener;
+using http::multipart_parser;
+using http::part_info;
+using http::response_head;
 
 /// Command-line settings.
 struct config {
@@ -353,7 +357,7 @@ struct group_report {
   std::vector<double> ttff_ms;
   std::vector<double> ages_ms;
   std::vector<double> close_after_s;  // idle: when the server closed them
-  parse_errors parse;
+  http::multipart_errors parse;
 };
 
 group_report build_group(const std::vector<std::unique_ptr<worker>>& workers, kind k, const timeline& tl,

@@ -1,4 +1,5 @@
-// The load generator's multipart parser: fed whole, split at every byte, and with broken parts.
+// The multipart reader (load generator, relay source): fed whole, split at every byte, with
+// broken parts, keeping bodies, and starting from a boundary given by a Content-Type.
 
 #include <gtest/gtest.h>
 
@@ -6,20 +7,25 @@
 #include <string>
 #include <vector>
 
-#include "multipart.hpp"
+#include "mjpeg/multipart.hpp"
 
 namespace {
 
-using mjpeg::bench::multipart_parser;
-using mjpeg::bench::part_info;
-using mjpeg::bench::response_head;
+using mjpeg::http::multipart_parser;
+using mjpeg::http::part_info;
+using mjpeg::http::response_head;
 
-// Records every event for comparison.
-struct recorder : mjpeg::bench::multipart_listener {
+// Records every event for comparison; kept bodies are copied, as they live only during on_part.
+struct recorder : mjpeg::http::multipart_listener {
   std::vector<response_head> heads;
   std::vector<part_info> parts;
+  std::vector<std::string> bodies;
   void on_response(const response_head& head) override { heads.push_back(head); }
-  void on_part(const part_info& part) override { parts.push_back(part); }
+  void on_part(const part_info& part) override {
+    parts.push_back(part);
+    parts.back().body = {};
+    bodies.emplace_back(part.body);
+  }
 };
 
 bool operator==(const part_info& a, const part_info& b) {
@@ -261,8 +267,98 @@ TEST(MultipartParser, NonMultipartSuccessIsDone) {
   EXPECT_EQ(r.heads.at(0).boundary, "");
 }
 
+TEST(MultipartParser, KeepsBodiesWhenSplitAtEveryByte) {
+  // Framed, unframed (no Content-Length: the CRLF before the boundary is not body) and empty parts.
+  const std::string framed = tricky_body(64);
+  const std::string unframed = "ab\r\ncd\n" + std::string(300, 'x');  // longer than a boundary line
+  const std::string stream = head + part(framed, 1, "1.5") + "--frameboundary\r\nX-Frame-Seq: 2\r\n\r\n" +
+                             unframed + "\r\n" + part("", 3, "2") + "--frameboundary--\r\n";
+  for (std::size_t at = 0; at <= stream.size(); ++at) {
+    multipart_parser parser{multipart_parser::bodies::keep};
+    recorder r;
+    parser.feed(std::string_view{stream}.substr(0, at), r);
+    parser.feed(std::string_view{stream}.substr(at), r);
+    ASSERT_EQ(r.bodies.size(), 3u) << "split at " << at;
+    EXPECT_EQ(r.bodies[0], framed) << "split at " << at;
+    EXPECT_EQ(r.bodies[1], unframed) << "split at " << at;
+    EXPECT_EQ(r.parts[1].body_bytes, unframed.size()) << "split at " << at;
+    EXPECT_EQ(r.bodies[2], "") << "split at " << at;
+    EXPECT_EQ(parser.current(), multipart_parser::state::done) << "split at " << at;
+  }
+
+  // Skipping parser: the same parts, no bodies.
+  multipart_parser skipping;
+  const auto r = feed_whole(stream, skipping);
+  ASSERT_EQ(r.bodies.size(), 3u);
+  EXPECT_EQ(r.bodies[0], "");
+  EXPECT_EQ(r.parts[0].body_bytes, framed.size());
+}
+
+TEST(MultipartParser, KeptBodyOverTheLimitFails) {
+  multipart_parser parser{multipart_parser::bodies::keep};
+  recorder r;
+  parser.feed(head + "--frameboundary\r\nContent-Length: " +
+                  std::to_string(multipart_parser::body_limit + 1) + "\r\n\r\nabc",
+              r);
+  EXPECT_EQ(parser.current(), multipart_parser::state::failed);
+  EXPECT_TRUE(r.parts.empty());
+
+  // Without a length, the body grows until the limit, then the stream fails.
+  multipart_parser unframed{multipart_parser::bodies::keep};
+  recorder r2;
+  unframed.feed(head + "--frameboundary\r\n\r\n", r2);
+  const std::string mib(1024 * 1024, 'x');
+  for (std::size_t i = 0; i <= multipart_parser::body_limit / mib.size() &&
+                          unframed.current() != multipart_parser::state::failed;
+       ++i)
+    unframed.feed(mib, r2);
+  EXPECT_EQ(unframed.current(), multipart_parser::state::failed);
+  EXPECT_TRUE(r2.parts.empty());
+}
+
+TEST(MultipartParser, StartsFromTheBoundaryOfAContentType) {
+  // The response head was read elsewhere (the relay source): only its Content-Type is given.
+  const std::string payload = part(tricky_body(64), 1, "1.5") +
+                              "--frameboundary\r\nX-Frame-Seq: 2\r\n\r\n0123456789\r\n--frameboundary--\r\n";
+  multipart_parser parser{multipart_parser::bodies::keep};
+  ASSERT_TRUE(parser.start_body("multipart/x-mixed-replace; boundary=\"frameboundary\""));
+  const auto r = feed_whole(payload, parser);
+  EXPECT_TRUE(r.heads.empty());
+  ASSERT_EQ(r.parts.size(), 2u);
+  EXPECT_EQ(r.bodies[0], tricky_body(64));
+  EXPECT_EQ(r.bodies[1], "0123456789");
+  EXPECT_EQ(parser.current(), multipart_parser::state::done);
+
+  // The same payload chunked, in pieces of 5 bytes.
+  std::string chunked;
+  for (std::size_t at = 0; at < payload.size(); at += 5) {
+    const auto piece = payload.substr(at, 5);
+    char hex[16];
+    std::snprintf(hex, sizeof hex, "%zx\r\n", piece.size());
+    chunked += hex + piece + "\r\n";
+  }
+  chunked += "0\r\n\r\n";
+  multipart_parser dechunking{multipart_parser::bodies::keep};
+  ASSERT_TRUE(dechunking.start_body("multipart/x-mixed-replace;boundary=frameboundary", true));
+  recorder c;
+  dechunking.feed(chunked, c);  // stops at the closing boundary, before the last chunk
+  ASSERT_EQ(c.bodies.size(), 2u);
+  EXPECT_EQ(c.bodies[0], r.bodies[0]);
+  EXPECT_EQ(c.bodies[1], r.bodies[1]);
+  EXPECT_TRUE(c.parts[0] == r.parts[0]);
+  EXPECT_EQ(dechunking.current(), multipart_parser::state::done);
+
+  // Not multipart, or no boundary: refused at once.
+  multipart_parser html;
+  EXPECT_FALSE(html.start_body("text/html"));
+  EXPECT_EQ(html.current(), multipart_parser::state::failed);
+  multipart_parser unbounded;
+  EXPECT_FALSE(unbounded.start_body("multipart/x-mixed-replace"));
+  EXPECT_EQ(unbounded.current(), multipart_parser::state::failed);
+}
+
 TEST(BoundaryOf, ReadsTheParameter) {
-  using mjpeg::bench::boundary_of;
+  using mjpeg::http::boundary_of;
   EXPECT_EQ(boundary_of("multipart/x-mixed-replace;boundary=abc"), "abc");
   EXPECT_EQ(boundary_of("multipart/x-mixed-replace; charset=x; BOUNDARY = \"a b\" "), "a b");
   EXPECT_EQ(boundary_of("multipart/x-mixed-replace;boundary=--b"), "--b");
@@ -270,7 +366,7 @@ TEST(BoundaryOf, ReadsTheParameter) {
 }
 
 TEST(ParseTimestamp, SecondsAndFractions) {
-  using mjpeg::bench::parse_timestamp_us;
+  using mjpeg::http::parse_timestamp_us;
   EXPECT_EQ(parse_timestamp_us("1700000000.123456"), 1'700'000'000'123'456);
   EXPECT_EQ(parse_timestamp_us("12"), 12'000'000);
   EXPECT_EQ(parse_timestamp_us(" 1.5 "), 1'500'000);

@@ -1,9 +1,9 @@
-#include "multipart.hpp"
+#include "mjpeg/multipart.hpp"
 
 #include <algorithm>
 #include <charconv>
 
-namespace mjpeg::bench {
+namespace mjpeg::http {
 namespace {
 
 constexpr std::string_view whitespace = " \t\r";
@@ -36,12 +36,13 @@ char lower(char c) {
   return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
 }
 
-}  // namespace
-
+// Case-insensitive ASCII comparison of header names.
 bool iequals(std::string_view a, std::string_view b) noexcept {
   return a.size() == b.size() &&
          std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return lower(x) == lower(y); });
 }
+
+}  // namespace
 
 std::string boundary_of(std::string_view content_type) {
   // Parameters follow ';'; the name is case-insensitive, the value may be quoted.
@@ -81,6 +82,17 @@ std::optional<std::int64_t> parse_timestamp_us(std::string_view text) noexcept {
   return *secs * 1'000'000 + us;
 }
 
+bool multipart_parser::start_body(std::string_view content_type, bool chunked) {
+  response_head head;
+  head.status = 200;
+  head.content_type = content_type;
+  head.boundary = boundary_of(content_type);
+  chunked_ = chunked;
+  if (expect_parts(head)) return true;
+  fail("not a multipart stream with a boundary: '" + head.content_type + "'");
+  return false;
+}
+
 std::size_t multipart_parser::feed(std::string_view chunk, multipart_listener& listener) {
   std::size_t i = 0;
   if (!chunked_) {
@@ -105,8 +117,7 @@ std::size_t multipart_parser::feed(std::string_view chunk, multipart_listener& l
     chunk_line_.append(rest.substr(0, take));
     i += take;
     if (chunk_line_.size() > 1024) {
-      state_ = state::failed;
-      failure_ = "chunk size line too long";
+      fail("chunk size line too long");
       break;
     }
     if (nl == std::string_view::npos) break;
@@ -123,8 +134,7 @@ std::size_t multipart_parser::feed(std::string_view chunk, multipart_listener& l
     const auto [ptr, ec] = std::from_chars(size_text.data(), size_text.data() + size_text.size(), size, 16);
     chunk_line_.clear();
     if (size_text.empty() || ec != std::errc{} || ptr != size_text.data() + size_text.size()) {
-      state_ = state::failed;
-      failure_ = "bad chunk size";
+      fail("bad chunk size");
       break;
     }
     if (size == 0) {  // the last chunk: the stream is over
@@ -153,8 +163,7 @@ std::size_t multipart_parser::feed_stream(std::string_view chunk, multipart_list
         if (end == std::string::npos) {
           i += take;
           if (line_.size() > head_limit) {
-            state_ = state::failed;
-            failure_ = "response head over " + std::to_string(head_limit) + " bytes";
+            fail("response head over " + std::to_string(head_limit) + " bytes");
             listener.on_response({});
           }
           break;
@@ -169,6 +178,7 @@ std::size_t multipart_parser::feed_stream(std::string_view chunk, multipart_list
 
       case state::body: {
         const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, chunk.size() - i));
+        take_body(chunk.substr(i, n));
         remaining_ -= n;
         part_.body_bytes += n;
         i += n;
@@ -185,8 +195,12 @@ std::size_t multipart_parser::feed_stream(std::string_view chunk, multipart_list
         const auto rest = chunk.substr(i);
         const auto nl = rest.find('\n');
         const std::size_t segment = nl == std::string_view::npos ? rest.size() : nl + 1;
-        if (state_ == state::seek_boundary && unframed_body_) part_.body_bytes += segment;
+        if (state_ == state::seek_boundary && unframed_body_) {
+          part_.body_bytes += segment;
+          take_body(rest.substr(0, segment));
+        }
         i += segment;
+        if (state_ == state::failed) return i;
         if (discarding_line_) {
           if (nl != std::string_view::npos) discarding_line_ = false;
           break;
@@ -239,19 +253,22 @@ void multipart_parser::finish_response_head(multipart_listener& listener) {
   }
   head.boundary = boundary_of(head.content_type);
   if (head.status == 0) {
-    state_ = state::failed;
-    failure_ = "malformed status line";
-  } else if (head.status >= 200 && head.status < 300 && !head.boundary.empty() &&
-             iequals(head.content_type.substr(0, std::min<std::size_t>(10, head.content_type.size())),
-                     "multipart/")) {
-    delimiter_ = "--" + head.boundary;
-    // Some servers declare the boundary with the "--" already in it and send it once.
-    if (head.boundary.starts_with("--")) alt_delimiter_ = head.boundary;
-    state_ = state::seek_boundary;
-  } else {
+    fail("malformed status line");
+  } else if (!expect_parts(head)) {
     state_ = state::done;  // an error status or not a stream: nothing more to parse
   }
   listener.on_response(head);
+}
+
+bool multipart_parser::expect_parts(const response_head& head) {
+  if (head.status < 200 || head.status >= 300 || head.boundary.empty() ||
+      !iequals(std::string_view{head.content_type}.substr(0, 10), "multipart/"))
+    return false;
+  delimiter_ = "--" + head.boundary;
+  // Some servers declare the boundary with the "--" already in it and send it once.
+  if (head.boundary.starts_with("--")) alt_delimiter_ = head.boundary;
+  state_ = state::seek_boundary;
+  return true;
 }
 
 void multipart_parser::handle_line(std::string_view line, multipart_listener& listener) {
@@ -299,6 +316,7 @@ void multipart_parser::handle_line(std::string_view line, multipart_listener& li
       // The delimiter line and the CRLF before it belong to the boundary, not the body.
       const std::uint64_t framing = line.size() + 2 + 2;
       part_.body_bytes = part_.body_bytes > framing ? part_.body_bytes - framing : 0;
+      if (keep_) body_.resize(static_cast<std::size_t>(part_.body_bytes));
       emit_part(listener);
     }
     after_body_ = false;
@@ -323,6 +341,10 @@ void multipart_parser::handle_line(std::string_view line, multipart_listener& li
 void multipart_parser::finish_part_head() {
   if (part_head_bad_) ++errors_.bad_headers;
   if (part_.content_length) {
+    if (keep_ && *part_.content_length > body_limit) {
+      fail("part of " + std::to_string(*part_.content_length) + " bytes over the limit");
+      return;
+    }
     remaining_ = *part_.content_length;
     state_ = state::body;
   } else {
@@ -333,10 +355,26 @@ void multipart_parser::finish_part_head() {
   }
 }
 
-void multipart_parser::emit_part(multipart_listener& listener) {
-  ++parts_;
-  unframed_body_ = false;
-  listener.on_part(part_);
+void multipart_parser::take_body(std::string_view bytes) {
+  if (!keep_ || state_ == state::failed) return;
+  if (body_.size() + bytes.size() > body_limit) {
+    fail("part body over " + std::to_string(body_limit) + " bytes");
+    return;
+  }
+  body_.append(bytes);
 }
 
-}  // namespace mjpeg::bench
+void multipart_parser::emit_part(multipart_listener& listener) {
+  unframed_body_ = false;
+  part_.body = keep_ ? std::string_view{body_} : std::string_view{};
+  listener.on_part(part_);
+  part_.body = {};
+  body_.clear();
+}
+
+void multipart_parser::fail(std::string why) {
+  state_ = state::failed;
+  failure_ = std::move(why);
+}
+
+}  // namespace mjpeg::http
