@@ -58,12 +58,15 @@ std::size_t parse_head(const std::string& text, response& r) {
   return end + 4;
 }
 
-connection::connection(unsigned short port) {
+connection::connection(unsigned short port, const std::string& host) {
   fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
+    ::close(fd_);
+    throw std::runtime_error("not an IPv4 address: " + host);
+  }
   if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     ::close(fd_);
     throw std::runtime_error("cannot connect to port " + std::to_string(port));
@@ -128,8 +131,9 @@ response get(unsigned short port, const std::string& path, std::chrono::millisec
   return request(port, "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n", timeout);
 }
 
-stream_reader::stream_reader(unsigned short port, const std::string& path, const std::string& extra_headers)
-    : conn_{port} {
+stream_reader::stream_reader(unsigned short port, const std::string& path, const std::string& extra_headers,
+                             const std::string& host)
+    : conn_{port, host} {
   conn_.send("GET " + path + " HTTP/1.1\r\nHost: localhost\r\n" + extra_headers + "\r\n");
 }
 

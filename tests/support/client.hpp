@@ -24,8 +24,8 @@ std::size_t parse_head(const std::string& text, response& r);
 /// A blocking loopback TCP connection with timeouts, for tests.
 class connection {
  public:
-  /// Connects to 127.0.0.1:`port`.
-  explicit connection(unsigned short port);
+  /// Connects to `host`:`port` (an IPv4 address; loopback unless given).
+  explicit connection(unsigned short port, const std::string& host = "127.0.0.1");
   ~connection();
   connection(const connection&) = delete;
   connection& operator=(const connection&) = delete;
@@ -62,9 +62,9 @@ struct part {
 /// Reads a multipart/x-mixed-replace stream part by part.
 class stream_reader {
  public:
-  /// Connects and sends GET `path`, with `extra_headers` ("Name: value\r\n" lines) if given.
+  /// Connects to `host` and sends GET `path`, with `extra_headers` ("Name: value\r\n" lines) if given.
   explicit stream_reader(unsigned short port, const std::string& path = "/stream",
-                         const std::string& extra_headers = "");
+                         const std::string& extra_headers = "", const std::string& host = "127.0.0.1");
   /// Waits up to `timeout` for the response head; the status, or 0 if none came.
   int open(std::chrono::milliseconds timeout = 5s);
   /// The response head (after open()).
