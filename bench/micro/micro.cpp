@@ -1,6 +1,7 @@
 // Micro-benchmarks of the per-frame and per-request costs every variant shares: the hub's wake-up
 // fan-out, JPEG encoding, part-header formatting, request parsing and routing, and the floor of
-// the per-frame send cost (one gather write over loopback).
+// the per-frame send cost (one gather write over loopback); and the price of one access to a
+// viewer's own state, kept in each of the four places chapter 2b compares.
 
 #include <benchmark/benchmark.h>
 
@@ -9,8 +10,12 @@
 #include <memory>
 #include <string_view>
 #include <thread>
+#include <utility>  // before Boost 1.74's awaitable.hpp, which uses std::exchange without it
 #include <vector>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
@@ -21,6 +26,9 @@
 #include "mjpeg/frame_hub.hpp"
 #include "mjpeg/frame_source.hpp"
 #include "mjpeg/http.hpp"
+
+#include "context_local.hpp"
+#include "lesson.hpp"
 
 namespace {
 
@@ -154,6 +162,69 @@ void gather_write(benchmark::State& state) {
   state.counters["frame_bytes"] = static_cast<double>(f.wire_size());
 }
 BENCHMARK(gather_write)->Args({640, 480})->Args({1280, 720})->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+// Where a viewer's own state lives (docs/02b-context-locals.md): one access counts one frame, from
+// 1, 2 and 64 threads at once, each thread its own viewer. The global is shared by every thread,
+// so from two threads on its answers are wrong; it is measured anyway, for what sharing one cache
+// line costs. The others are per thread: thread_local (an offset from the thread pointer), the
+// Werkzeug-style context_local (a lock and a hash lookup per access; one lock, or 16 shards), and
+// a local in a coroutine's frame.
+using mjpeg::lesson::viewer_state;
+viewer_state one_global;
+thread_local viewer_state per_thread;
+mjpeg::lesson::context_local<viewer_state> werkzeug_local;
+mjpeg::lesson::context_local<viewer_state, 16> werkzeug_local_sharded;
+
+void context_global(benchmark::State& state) {
+  for (auto _ : state) {
+    ++one_global.frames;
+    benchmark::DoNotOptimize(one_global);
+  }
+}
+
+void context_thread_local(benchmark::State& state) {
+  for (auto _ : state) {
+    ++per_thread.frames;
+    benchmark::DoNotOptimize(per_thread);
+  }
+}
+
+template <class Local>
+void context_werkzeug(benchmark::State& state, Local& local) {
+  for (auto _ : state) {
+    auto& viewer = local.get();  // Local.__getattr__: lock, look this thread's id up
+    ++viewer.frames;
+    benchmark::DoNotOptimize(viewer);
+  }
+  mjpeg::lesson::release_local(local);  // each benchmark run has new threads: forget this one
+}
+void context_werkzeug_local(benchmark::State& state) {
+  context_werkzeug(state, werkzeug_local);
+}
+void context_werkzeug_local_sharded(benchmark::State& state) {
+  context_werkzeug(state, werkzeug_local_sharded);
+}
+
+boost::asio::awaitable<void> count_in_frame(benchmark::State& state) {
+  viewer_state viewer;  // in this coroutine's frame, as mjpeg-async keeps its viewer
+  for (auto _ : state) {
+    ++viewer.frames;
+    benchmark::DoNotOptimize(viewer);
+  }
+  co_return;
+}
+
+void context_coroutine_frame(benchmark::State& state) {
+  boost::asio::io_context io{1};
+  boost::asio::co_spawn(io, count_in_frame(state), boost::asio::detached);
+  io.run();
+}
+
+BENCHMARK(context_global)->Threads(1)->Threads(2)->Threads(64);
+BENCHMARK(context_thread_local)->Threads(1)->Threads(2)->Threads(64);
+BENCHMARK(context_werkzeug_local)->Threads(1)->Threads(2)->Threads(64);
+BENCHMARK(context_werkzeug_local_sharded)->Threads(1)->Threads(2)->Threads(64);
+BENCHMARK(context_coroutine_frame)->Threads(1)->Threads(2)->Threads(64);
 
 }  // namespace
 
