@@ -170,7 +170,7 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
     shutdown.on_trigger([&hub] { hub.close(); });
 
     // Open the source first: a camera that is not there is an error at start, not a blank page.
-    capture camera{make_source({opts.source, opts.width, opts.height, opts.fps}),
+    capture camera{make_source({opts.source, opts.width, opts.height, opts.fps, opts.encode}),
                    {opts.fps, opts.quality, opts.idle_stop},
                    hub,
                    stats};

@@ -18,6 +18,7 @@ struct options {
   int height = 480;                ///< Frame height in pixels.
   double fps = 30;                 ///< Frames per second.
   int quality = 80;                ///< JPEG quality.
+  bool encode = false;             ///< Re-encode a camera's MJPEG at --quality instead of passing it through.
   double duration = 0;             ///< Stop after this many seconds; 0 runs until a signal.
   double header_timeout = 10;      ///< Seconds a client has to send its request head.
   double send_timeout = 10;        ///< Seconds a viewer may stall a send before it is dropped.
