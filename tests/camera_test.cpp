@@ -199,6 +199,12 @@ TEST_F(Camera, DeviceThatDisappearsIsSurvivedAndRecovered) {
   EXPECT_NE(server.error_output().find("stopped delivering"), std::string::npos);
 }
 
+TEST_F(Camera, MissingCameraIsAClearErrorAtStart) {
+  const auto r = mjpeg::test::run_command(binary(), {"--source", "/dev/video-not-there", "--port", "0"}, 20s);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("cannot open camera /dev/video-not-there"), std::string::npos) << r.err;
+}
+
 // The capture is shared, so one variant covers it; this checks that every binary gets it.
 TEST_F(Camera, EveryVariantPassesTheCameraThrough) {
   for (const auto& key : mjpeg::test::variant_keys()) {
