@@ -199,6 +199,20 @@ TEST_F(Camera, DeviceThatDisappearsIsSurvivedAndRecovered) {
   EXPECT_NE(server.error_output().find("stopped delivering"), std::string::npos);
 }
 
+TEST_F(Camera, DeviceFailingWithEnodevMidStreamIsReopened) {
+  // Every open of the device delivers 20 frames, then DQBUF fails with ENODEV (a USB reset).
+  set("FAKE_V4L2_GONE_AFTER", "20");
+  server_process server{binary(), {"--source", device, "--width", "320", "--height", "240"}};
+  stream_reader viewer{server.port()};
+  ASSERT_EQ(viewer.open(), 200) << server.error_output();
+  for (int i = 0; i < 45; ++i) {  // more than two opens' worth
+    const auto part = viewer.next(10s);
+    ASSERT_TRUE(part) << "frame " << i << "; " << server.error_output();
+    EXPECT_TRUE(jpegs_.count(part->body));
+  }
+  EXPECT_NE(server.error_output().find("stopped delivering"), std::string::npos) << server.error_output();
+}
+
 TEST_F(Camera, MissingCameraIsAClearErrorAtStart) {
   const auto r = mjpeg::test::run_command(binary(), {"--source", "/dev/video-not-there", "--port", "0"}, 20s);
   EXPECT_EQ(r.exit_code, 1);
