@@ -35,7 +35,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 
-#include "json.hpp"
+#include "mjpeg/json.hpp"
 #include "mjpeg/multipart.hpp"
 #include "stats.hpp"
 
@@ -326,7 +326,7 @@ struct server_watch {
 };
 
 void write_summary(json_writer& j, std::string_view key, const summary& s, bool with_low) {
-  j.begin_object(key).number("count", static_cast<double>(s.count)).number("mean", s.mean);
+  j.begin_object(key).number("count", s.count).number("mean", s.mean);
   if (with_low) j.number("min", s.min).number("p5", s.p5);
   j.number("p50", s.p50)
       .number("p90", s.p90)
@@ -430,15 +430,15 @@ void write_group(json_writer& j, std::string_view key, const group_report& g, do
   write_summary(j, "frame_age_ms", summarize(g.ages_ms), false);
   write_summary(j, "ttff_ms", summarize(g.ttff_ms), false);
   j.number("jain_fps", jain_index(g.fps));
-  j.number("frames", static_cast<double>(g.frames)).number("skipped", static_cast<double>(g.skipped));
+  j.number("frames", g.frames).number("skipped", g.skipped);
   const double offered = static_cast<double>(g.frames + g.skipped);
   j.number("skipped_ratio", offered > 0 ? static_cast<double>(g.skipped) / offered : 0);
-  j.number("stalls", static_cast<double>(g.stalls)).number("max_gap_ms", g.max_gap_ms);
+  j.number("stalls", g.stalls).number("max_gap_ms", g.max_gap_ms);
   j.number("mbytes_per_s", static_cast<double>(g.bytes) / window_s / 1e6);
   j.begin_object("parse_errors")
-      .number("bad_headers", static_cast<double>(g.parse.bad_headers))
-      .number("missing_length", static_cast<double>(g.parse.missing_length))
-      .number("length_mismatches", static_cast<double>(g.parse.length_mismatches))
+      .number("bad_headers", g.parse.bad_headers)
+      .number("missing_length", g.parse.missing_length)
+      .number("length_mismatches", g.parse.length_mismatches)
       .end_object();
   j.end_object();
 }
@@ -452,7 +452,7 @@ void write_idle(json_writer& j, const group_report& g) {
     j.number(std::to_string(code), n);
   j.end_object();
   const auto closes = summarize(g.close_after_s);
-  j.begin_object("closed_after_s").number("count", static_cast<double>(closes.count));
+  j.begin_object("closed_after_s").number("count", closes.count);
   j.number("min", closes.min).number("p50", closes.p50).number("max", closes.max).end_object();
   j.end_object();
 }
@@ -698,12 +698,11 @@ int run(const config& cfg) {
             .number("id", v->id_)
             .string("kind", kind_name(v->kind_))
             .number("status", v->status_);
-        j.number("frames", static_cast<double>(v->frames_window_))
+        j.number("frames", v->frames_window_)
             .number("fps", static_cast<double>(v->frames_window_) / window_s);
         j.number("ttff_ms", v->first_frame_ ? ms_between(v->connect_started_, *v->first_frame_)
                                             : std::numeric_limits<double>::quiet_NaN());
-        j.number("skipped", static_cast<double>(v->skipped_))
-            .number("stalls", static_cast<double>(v->stalls_));
+        j.number("skipped", v->skipped_).number("stalls", v->stalls_);
         j.number("max_gap_ms", v->max_gap_ms_);
         j.number("age_mean_ms", v->age_count_ ? v->age_sum_ms_ / static_cast<double>(v->age_count_)
                                               : std::numeric_limits<double>::quiet_NaN());
