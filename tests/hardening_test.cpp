@@ -5,7 +5,6 @@
 // lesson, and that the server recovers. Every test is bounded in time and asserts behaviour,
 // never speed: these machines are shared and noisy.
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -26,6 +25,7 @@
 #include <vector>
 
 #include "client.hpp"
+#include "mjpeg/process.hpp"
 #include "server_process.hpp"
 
 namespace {
@@ -45,41 +45,22 @@ std::vector<std::string> large(std::vector<std::string> extra = {}) {
   return all;
 }
 
-// --- What the server process is doing, from /proc -------------------------------------------
+// --- What the server process is doing, from /proc (the sampler the benchmark uses) ----------
 
-// Open descriptors of `pid`.
 int fd_count(pid_t pid) {
-  const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return -1;
-  int n = 0;
-  while (const dirent* e = ::readdir(d))
-    if (e->d_name[0] != '.') ++n;
-  ::closedir(d);
-  return n;
+  return mjpeg::open_fds(pid);
 }
 
 // Resident memory of `pid` in KiB.
 long rss_kib(pid_t pid) {
-  std::ifstream in{"/proc/" + std::to_string(pid) + "/status"};
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-  return -1;
+  const auto sample = mjpeg::sample_process(pid);
+  return sample ? static_cast<long>(sample->rss_bytes / 1024) : -1;
 }
 
 // User plus system CPU time of `pid` (all threads), in seconds.
 double cpu_seconds(pid_t pid) {
-  std::ifstream in{"/proc/" + std::to_string(pid) + "/stat"};
-  std::string stat;
-  std::getline(in, stat);
-  // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
-  std::istringstream rest{stat.substr(stat.rfind(')') + 2)};
-  std::vector<std::string> fields;
-  for (std::string f; rest >> f;)
-    fields.push_back(f);
-  if (fields.size() < 13) return -1;
-  return static_cast<double>(std::stoull(fields[11]) + std::stoull(fields[12])) /
-         static_cast<double>(::sysconf(_SC_CLK_TCK));
+  const auto sample = mjpeg::sample_process(pid);
+  return sample ? sample->cpu_seconds : -1;
 }
 
 // Polls `done` every 20 ms until it holds or `timeout` passes; its last answer.

@@ -37,6 +37,7 @@
 
 #include "mjpeg/json.hpp"
 #include "mjpeg/multipart.hpp"
+#include "mjpeg/process.hpp"
 #include "stats.hpp"
 
 extern char** environ;
@@ -459,78 +460,6 @@ void write_idle(json_writer& j, const group_report& g) {
 
 // ---- main --------------------------------------------------------------------------------
 
-/// A server started by --launch: its URL line is read, and it is stopped (SIGTERM, then
-/// SIGKILL after 5 s) when this object goes.
-class launched_server {
- public:
-  explicit launched_server(const std::string& command) {
-    std::istringstream words{command};
-    std::vector<std::string> args{std::istream_iterator<std::string>{words}, {}};
-    if (args.empty()) throw std::runtime_error("--launch: empty command");
-    std::vector<char*> argv;
-    for (auto& a : args)
-      argv.push_back(a.data());
-    argv.push_back(nullptr);
-    int out[2];
-    if (::pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-    const int rc = posix_spawnp(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    ::close(out[1]);
-    if (rc != 0) {
-      ::close(out[0]);
-      throw std::runtime_error("--launch: cannot start " + args[0]);
-    }
-    // The one line every server prints: "mjpeg-<name> listening on http://HOST:PORT/".
-    std::string text;
-    const auto until = steady::now() + std::chrono::seconds{30};
-    while (text.find('\n') == std::string::npos && steady::now() < until) {
-      pollfd p{out[0], POLLIN, 0};
-      if (::poll(&p, 1, 100) <= 0) continue;
-      char buf[256];
-      const auto n = ::read(out[0], buf, sizeof buf);
-      if (n <= 0) break;
-      text.append(buf, static_cast<std::size_t>(n));
-    }
-    ::close(out[0]);  // the server ignores SIGPIPE, and prints nothing more
-    const auto at = text.find("http://");
-    if (at == std::string::npos) {
-      stop();
-      throw std::runtime_error("--launch: no URL line from the server (got '" + text + "')");
-    }
-    url_ = text.substr(at, text.find_first_of(" \r\n", at) - at);
-  }
-  ~launched_server() { stop(); }
-  launched_server(const launched_server&) = delete;
-  launched_server& operator=(const launched_server&) = delete;
-
-  /// The URL the server printed, e.g. "http://127.0.0.1:41234/".
-  const std::string& url() const { return url_; }
-  /// Its process id.
-  pid_t pid() const { return pid_; }
-
- private:
-  void stop() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGTERM);
-    for (int i = 0; i < 500; ++i) {
-      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
-        pid_ = -1;
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds{10});
-    }
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-
-  pid_t pid_ = -1;
-  std::string url_;
-};
-
 bool parse_url(config& cfg) {
   std::string_view u = cfg.url;
   if (!u.starts_with("http://")) return false;
@@ -785,18 +714,24 @@ int main(int argc, char** argv) {
   app.add_option("--json", cfg.json, "Write the full report as JSON to this file");
   app.add_option("--label", cfg.label, "Free text copied into the JSON report");
   app.add_flag("!--no-per-viewer", cfg.per_viewer, "Leave the per-viewer list out of the JSON");
-  app.add_option("--launch", cfg.launch,
-                 "Start this server command (words split at spaces; add --port 0), read its URL line, "
-                 "sample it as --server-pid, and stop it at the end");
+  app.add_option(
+      "--launch", cfg.launch,
+      "Start this server command (words split at spaces; --port 0 unless it names one), read its URL line, "
+      "sample it as --server-pid, and stop it at the end");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  std::unique_ptr<mjpeg::bench::launched_server> server;
+  std::unique_ptr<mjpeg::launched_server> server;
   if (!cfg.launch.empty()) {
     try {
-      server = std::make_unique<mjpeg::bench::launched_server>(cfg.launch);
+      std::istringstream words{cfg.launch};
+      std::vector<std::string> args{std::istream_iterator<std::string>{words}, {}};
+      if (args.empty()) throw std::runtime_error("--launch: empty command");
+      const std::string program = args.front();
+      args.erase(args.begin());
+      server = std::make_unique<mjpeg::launched_server>(program, args);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "mjpeg-load: %s\n", e.what());
       return 1;
@@ -818,5 +753,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mjpeg-load: nothing to do (no viewers)\n");
     return 2;
   }
-  return mjpeg::bench::run(cfg);
+  const int status = mjpeg::bench::run(cfg);
+  if (server) server->stop(std::chrono::seconds{5});
+  return status;
 }
