@@ -1,5 +1,7 @@
 #include "server_process.hpp"
 
+#include "eventually.hpp"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -23,12 +25,27 @@ std::string slurp(const std::string& path) {
   return s.str();
 }
 
+// --width W --height H --fps 30, then `extra`.
+std::vector<std::string> frames_of(const char* width, const char* height, std::vector<std::string> extra) {
+  std::vector<std::string> args = {"--width", width, "--height", height, "--fps", "30"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
 }  // namespace
 
 std::vector<std::string> small_frames(std::vector<std::string> extra) {
-  std::vector<std::string> args = {"--width", "320", "--height", "240", "--fps", "30"};
-  args.insert(args.end(), extra.begin(), extra.end());
-  return args;
+  return frames_of("320", "240", std::move(extra));
+}
+
+std::vector<std::string> large_frames(std::vector<std::string> extra) {
+  return frames_of("640", "480", std::move(extra));
+}
+
+int fds_settled(pid_t pid, int target, std::chrono::milliseconds timeout) {
+  int now = open_fds(pid);
+  eventually([&] { return (now = open_fds(pid)) <= target; }, timeout);
+  return now;
 }
 
 std::vector<std::string> variant_keys() {

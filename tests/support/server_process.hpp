@@ -28,6 +28,14 @@ inline constexpr std::chrono::milliseconds stop_bound = sanitized ? 5s : 1s;
 /// followed by `extra`.
 std::vector<std::string> small_frames(std::vector<std::string> extra = {});
 
+/// Server arguments for tests that must fill socket buffers quickly (stalled readers, resets
+/// mid-frame): 640x480 at 30 fps, followed by `extra`.
+std::vector<std::string> large_frames(std::vector<std::string> extra = {});
+
+/// The server's open descriptors once they have come back to at most `target`, or after
+/// `timeout` whatever they are.
+int fds_settled(pid_t pid, int target, std::chrono::milliseconds timeout = 10s);
+
 /// Path of a variant's binary by key ("mjpeg_single_thread"), from the build's list.
 std::string variant_binary(const std::string& key);
 /// Keys of every variant binary the build produced.
