@@ -65,8 +65,6 @@ class server_stats {
 
   /// Viewers streaming now.
   std::uint64_t viewers_now() const;
-  /// Measured capture rate over the last frames.
-  double capture_fps() const;
   /// The JSON document served at /stats; `frame_seq` and `frame_bytes` describe the latest frame.
   std::string to_json(std::uint64_t frame_seq, std::size_t frame_bytes) const;
 
@@ -112,8 +110,5 @@ class viewer_scope {
   server_stats& stats_;
   viewer_state& viewer_;
 };
-
-/// Escapes `text` for a JSON string literal (quotes not included).
-std::string json_escape(std::string_view text);
 
 }  // namespace mjpeg
