@@ -1,10 +1,7 @@
 #include "mjpeg/app.hpp"
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,7 +13,6 @@
 #include <thread>
 
 #include "mjpeg/capture.hpp"
-#include "mjpeg/page.hpp"
 
 namespace mjpeg {
 
@@ -53,74 +49,6 @@ void shutdown_signal::on_trigger(std::function<void()> callback) {
   callback();
 }
 
-std::array<boost::asio::const_buffer, 2> reply::buffers() const noexcept {
-  if (!image) return {boost::asio::buffer(head), boost::asio::const_buffer{}};
-  return {boost::asio::buffer(head), boost::asio::buffer(image->jpeg().data(), image->jpeg().size())};
-}
-
-reply make_reply(const http::route_result& plan, const server_context& ctx) {
-  using http::resource;
-  switch (plan.what) {
-    case resource::page:
-      return {http::document_response("text/html; charset=utf-8",
-                                      viewer_page(ctx.variant, ctx.opts.width, ctx.opts.height, ctx.opts.fps),
-                                      plan.head_only),
-              nullptr};
-    case resource::stats: {
-      const frame_ptr latest = ctx.hub.latest();
-      return {http::document_response(
-                  "application/json",
-                  ctx.stats.to_json(latest ? latest->seq() : 0, latest ? latest->jpeg().size() : 0),
-                  plan.head_only),
-              nullptr};
-    }
-    case resource::snapshot: {
-      frame_ptr latest = ctx.hub.latest();
-      if (!latest) return {http::error_response(http::status::service_unavailable), nullptr};
-      std::string head = http::snapshot_head(*latest);
-      if (plan.head_only) latest.reset();
-      return {std::move(head), std::move(latest)};
-    }
-    case resource::stream: {  // only HEAD gets here: the header without the first boundary
-      std::string head = http::stream_preamble();
-      head.resize(head.find("\r\n\r\n") + 4);
-      return {std::move(head), nullptr};
-    }
-    case resource::error:
-    case resource::none:
-      break;
-  }
-  ctx.stats.bad_request();
-  return {http::error_response(plan.code), nullptr};
-}
-
-void reject_busy(server_context& ctx, boost::asio::ip::tcp::socket socket) {
-  ctx.stats.connection_rejected();
-  const std::string response = http::error_response(http::status::service_unavailable);
-  // One non-blocking attempt: a small response into an empty send buffer always fits, and the
-  // acceptor must never wait for a client it is turning away.
-  ::send(socket.native_handle(), response.data(), response.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-  ::shutdown(socket.native_handle(), SHUT_WR);
-  char sink[1024];
-  while (::recv(socket.native_handle(), sink, sizeof sink, MSG_DONTWAIT) > 0) {
-  }
-}
-
-void tune_for_streaming(int native_socket) noexcept {
-  const int one = 1;
-  ::setsockopt(native_socket, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  ::setsockopt(native_socket, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &unsent_limit, sizeof unsent_limit);
-}
-
-std::string peer_name(const boost::asio::ip::tcp::socket& socket) {
-  boost::system::error_code ec;
-  const auto endpoint = socket.remote_endpoint(ec);
-  if (ec) return "?";
-  const auto address = endpoint.address();
-  return (address.is_v6() ? "[" + address.to_string() + "]" : address.to_string()) + ":" +
-         std::to_string(endpoint.port());
-}
-
 namespace {
 
 std::string url_host(const std::string& host) {
@@ -150,8 +78,7 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
   auto parsed = parse_options(argc, argv, info);
   if (const int* code = std::get_if<int>(&parsed)) return *code;
   const options& opts = std::get<options>(parsed);
-  std::string name = "mjpeg-" + std::string{info.name};
-  std::replace(name.begin(), name.end(), '_', '-');
+  const std::string name = binary_name(info);
 
   // Signals are blocked before any thread starts, so every thread inherits the mask and only
   // the watcher receives them. A viewer that vanishes must never kill us with SIGPIPE.
@@ -193,7 +120,7 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
                                ": " + ec.message());
     acceptor.listen(4096);  // room for a burst of connects; the kernel caps it at somaxconn
 
-    server_context ctx{info.name, opts, hub, stats, shutdown, {}, io, acceptor};
+    server_context ctx{info.name, name, opts, hub, stats, shutdown, {}, io, acceptor};
     if (!opts.auth.empty()) ctx.routes.expected_authorization = http::basic_authorization(opts.auth);
 
     // The one line scripts read to find the server.

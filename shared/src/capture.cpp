@@ -6,7 +6,7 @@
 
 #include <opencv2/imgcodecs.hpp>
 
-#include "mjpeg/options.hpp"
+#include "mjpeg/clock.hpp"
 
 namespace mjpeg {
 

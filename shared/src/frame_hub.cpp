@@ -1,17 +1,22 @@
 #include "mjpeg/frame_hub.hpp"
 
+#include <algorithm>
+
 namespace mjpeg {
 
 void frame_hub::publish(frame_ptr f) {
-  publish_hook hook;
   {
     std::lock_guard lock{mutex_};
     latest_ = f;
-    hook = hook_;
+    // Parked waiters are handed the frame under the lock (each wake only posts to its executor),
+    // so a waiter that parks after this publish saw `f` as latest and cannot miss it.
+    waking_.swap(parked_);
+    for (hub_waiter* w : waking_)
+      w->wake(f);
+    waking_.clear();
   }
-  // Notify after unlocking so woken viewers do not bounce off a held mutex.
+  // Notify after unlocking so woken threads do not bounce off a held mutex.
   changed_.notify_all();
-  if (hook) hook(f);
 }
 
 frame_ptr frame_hub::latest() const {
@@ -32,10 +37,33 @@ frame_ptr frame_hub::wait_newer_for(std::uint64_t seen, std::chrono::millisecond
   return (ready && !closed_) ? latest_ : nullptr;
 }
 
+void frame_hub::async_wait_newer(std::uint64_t seen, hub_waiter& w) {
+  std::lock_guard lock{mutex_};
+  if (closed_)
+    w.wake(nullptr);
+  else if (latest_ && latest_->seq() > seen)
+    w.wake(latest_);
+  else
+    parked_.push_back(&w);
+}
+
+bool frame_hub::cancel(hub_waiter& w) {
+  std::lock_guard lock{mutex_};
+  const auto it = std::find(parked_.begin(), parked_.end(), &w);
+  if (it == parked_.end()) return false;
+  *it = parked_.back();
+  parked_.pop_back();
+  w.wake(nullptr);
+  return true;
+}
+
 void frame_hub::close() {
   {
     std::lock_guard lock{mutex_};
     closed_ = true;
+    for (hub_waiter* w : parked_)
+      w->wake(nullptr);
+    parked_.clear();
   }
   changed_.notify_all();
 }
@@ -43,11 +71,6 @@ void frame_hub::close() {
 bool frame_hub::closed() const {
   std::lock_guard lock{mutex_};
   return closed_;
-}
-
-void frame_hub::on_publish(publish_hook hook) {
-  std::lock_guard lock{mutex_};
-  hook_ = std::move(hook);
 }
 
 }  // namespace mjpeg

@@ -21,11 +21,15 @@ long open_file_limit() {
 
 }  // namespace
 
+std::string binary_name(const variant_info& info) {
+  std::string name = "mjpeg-" + std::string{info.name};
+  std::replace(name.begin(), name.end(), '_', '-');
+  return name;
+}
+
 std::variant<options, int> parse_options(int argc, const char* const* argv, const variant_info& info) {
   options o;
-  std::string binary = "mjpeg-" + std::string{info.name};
-  std::replace(binary.begin(), binary.end(), '_', '-');
-  CLI::App app{std::string{info.summary}, binary};
+  CLI::App app{std::string{info.summary}, binary_name(info)};
   app.set_help_flag("-h,--help", "Print this help and exit");
   app.get_formatter()->column_width(28);
 

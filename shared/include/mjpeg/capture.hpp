@@ -1,3 +1,4 @@
+/// The capture thread: source to encoded frame to hub, paced to --fps.
 #pragma once
 
 #include <atomic>

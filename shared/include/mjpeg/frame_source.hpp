@@ -1,3 +1,4 @@
+/// Where frames come from: the test pattern, a camera, JPEG files, or anything OpenCV opens.
 #pragma once
 
 #include <cstdint>
