@@ -8,11 +8,13 @@
 #include <csignal>
 #include <cstdio>
 #include <exception>
+#include <future>
 #include <stdexcept>
 #include <system_error>
 #include <thread>
 
 #include "mjpeg/capture.hpp"
+#include "mjpeg/frame_source.hpp"
 
 namespace mjpeg {
 
@@ -72,6 +74,37 @@ void watch_signals(shutdown_signal& shutdown, double duration) {
   shutdown.trigger();
 }
 
+// Opens `source` on a thread of its own and waits until it is open, until shutdown, or for
+// source_open_timeout. True when open, false on shutdown; throws the source's own error. A source
+// stuck in its driver can be neither interrupted nor joined: on a timeout (or a signal) during
+// such an open, say so in one line and leave the process at once.
+bool open_source(frame_source& source, const shutdown_signal& shutdown, const std::string& name) {
+  std::promise<void> opened;
+  std::future<void> result = opened.get_future();
+  std::thread opener{[&] {
+    try {
+      source.open();
+      opened.set_value();
+    } catch (...) {
+      opened.set_exception(std::current_exception());
+    }
+  }};
+  const auto until = std::chrono::steady_clock::now() + source_open_timeout;
+  while (result.wait_for(std::chrono::milliseconds{20}) != std::future_status::ready) {
+    if (!shutdown.triggered() && std::chrono::steady_clock::now() < until) continue;
+    if (!shutdown.triggered())
+      std::fprintf(
+          stderr, "%s: error: source '%s' did not open within %lld s\n", name.c_str(),
+          source.describe().c_str(),
+          static_cast<long long>(std::chrono::ceil<std::chrono::seconds>(source_open_timeout).count()));
+    std::fflush(nullptr);
+    std::_Exit(shutdown.triggered() ? 0 : 1);
+  }
+  opener.join();
+  result.get();  // the source's own error, if it failed
+  return !shutdown.triggered();
+}
+
 }  // namespace
 
 int run_variant(int argc, const char* const* argv, const variant_info& info, const serve_function& serve) {
@@ -96,15 +129,40 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
     shutdown_signal shutdown;
     shutdown.on_trigger([&hub] { hub.close(); });
 
+    // The signal watcher starts first, so SIGINT/SIGTERM stop the server at every stage, start-up
+    // included; whatever way we leave, it is told to stop and joined.
+    std::thread watcher{[&] { watch_signals(shutdown, opts.duration); }};
+    const struct stop_watcher {
+      shutdown_signal& shutdown;
+      std::thread& watcher;
+      ~stop_watcher() {
+        shutdown.trigger();
+        watcher.join();
+      }
+    } stop_watcher{shutdown, watcher};
+
     // Open the source first: a camera that is not there is an error at start, not a blank page.
-    capture camera{make_source({opts.source, opts.width, opts.height, opts.fps, opts.encode}),
-                   {opts.fps, opts.quality, opts.idle_stop},
-                   hub,
-                   stats};
+    auto source = make_source({opts.source, opts.width, opts.height, opts.fps, opts.encode});
+    if (!open_source(*source, shutdown, name)) return 0;
+    capture camera{std::move(source), {opts.fps, opts.quality, opts.idle_stop}, hub, stats};
+    // On the way out: a capture thread stuck in its source's driver cannot be joined; leave
+    // without it rather than hang past the promised second.
+    const struct stop_capture {
+      capture& camera;
+      const std::string& name;
+      ~stop_capture() {
+        if (camera.stop_within(std::chrono::milliseconds{500})) return;
+        std::fprintf(stderr, "%s: the source does not return; leaving without it\n", name.c_str());
+        std::fflush(nullptr);
+        std::_Exit(0);
+      }
+    } stop_capture{camera, name};
 
     // Listen once the first frame exists, so the URL line means "ready" (a snapshot works at once).
-    if (!hub.wait_newer_for(0, std::chrono::seconds{10}))
+    // A signal closes the hub and ends this wait too.
+    if (!hub.wait_newer_for(0, std::chrono::seconds{10}) && !shutdown.triggered())
       std::fprintf(stderr, "%s: no frame from the source yet; serving anyway\n", name.c_str());
+    if (shutdown.triggered()) return 0;
 
     boost::asio::io_context io;
     boost::asio::ip::tcp::acceptor acceptor{io};
@@ -128,16 +186,12 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
                 static_cast<unsigned>(acceptor.local_endpoint().port()));
     std::fflush(stdout);
 
-    std::thread watcher{[&] { watch_signals(shutdown, opts.duration); }};
     try {
       serve(ctx);
     } catch (...) {
-      shutdown.trigger();
-      watcher.join();
+      shutdown.trigger();  // wake whatever still waits before the io_context goes away
       throw;
     }
-    shutdown.trigger();
-    watcher.join();
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s: error: %s\n", name.c_str(), e.what());

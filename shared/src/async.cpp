@@ -112,12 +112,14 @@ void deadline_stream::arm(steady_clock::time_point deadline, int how) noexcept {
 }
 
 void deadline_stream::wake(frame_ptr f) noexcept {
-  // Under the hub's lock: hand the frame to the coroutine's executor and return. Resuming
-  // through the executor's queue spreads the viewers woken by one frame over the --threads.
+  // Hand the frame to the coroutine's executor and return. Resuming through the executor's queue
+  // spreads the viewers woken by one frame over the --threads. The handler leaves resume_ before
+  // the post: once posted, the coroutine may resume on another thread and park again.
   waiting_since_.store(never, relaxed);
-  auto executor = asio::get_associated_executor(*resume_);
-  asio::post(executor, [resume = std::move(*resume_), f = std::move(f)]() mutable { resume(std::move(f)); });
+  resume_handler resume = std::move(*resume_);
   resume_.reset();
+  auto executor = asio::get_associated_executor(resume);
+  asio::post(executor, [resume = std::move(resume), f = std::move(f)]() mutable { resume(std::move(f)); });
 }
 
 awaitable<void> deadline_stream::wait_writable(error_code& ec) {

@@ -5,18 +5,24 @@
 namespace mjpeg {
 
 void frame_hub::publish(frame_ptr f) {
+  std::vector<hub_waiter*> waking;
   {
     std::lock_guard lock{mutex_};
     latest_ = f;
-    // Parked waiters are handed the frame under the lock (each wake only posts to its executor),
-    // so a waiter that parks after this publish saw `f` as latest and cannot miss it.
-    waking_.swap(parked_);
-    for (hub_waiter* w : waking_)
-      w->wake(f);
-    waking_.clear();
+    // The parked waiters are taken under the lock, so a waiter that parks after this saw `f` as
+    // latest and cannot miss it; parked_ keeps the spare's room, so parking never allocates.
+    waking.swap(parked_);
+    parked_.swap(spare_);
   }
-  // Notify after unlocking so woken threads do not bounce off a held mutex.
+  // Wake after unlocking, as the condition variable is notified after unlocking: woken viewers
+  // (on other threads) do not bounce off a held mutex, and the waiters taken are this call's
+  // alone, so neither cancel nor close can reach them meanwhile.
   changed_.notify_all();
+  for (hub_waiter* w : waking)
+    w->wake(f);
+  waking.clear();
+  std::lock_guard lock{mutex_};
+  if (spare_.capacity() < waking.capacity()) spare_.swap(waking);
 }
 
 frame_ptr frame_hub::latest() const {

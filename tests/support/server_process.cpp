@@ -94,7 +94,7 @@ std::string variant_binary(const std::string& key) {
   throw std::runtime_error("no binary for " + key);
 }
 
-server_process::server_process(const std::string& binary, std::vector<std::string> args)
+server_process::server_process(const std::string& binary, std::vector<std::string> args, await what)
     : stderr_path_{temp_path("stderr")} {
   if (std::find(args.begin(), args.end(), "--port") == args.end()) {
     args.push_back("--port");
@@ -104,6 +104,10 @@ server_process::server_process(const std::string& binary, std::vector<std::strin
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
   pid_ = spawn(binary, args, pipe_fds[1], stderr_path_);
   ::close(pipe_fds[1]);
+  if (what == await::nothing) {
+    ::close(pipe_fds[0]);  // a URL line it prints later meets a closed pipe: SIGPIPE is ignored
+    return;
+  }
 
   // Read stdout until the "listening on http://host:port/" line (or the process dies).
   std::string out;

@@ -24,12 +24,12 @@ struct capture_config {
 
 /// One thread: source → encode once → hub.publish, paced to the configured fps.
 ///
-/// The source is opened in the constructor so a bad source fails at start with a clear error.
-/// A source that fails later is reopened with backoff while viewers keep the last frame. With
+/// The source comes already open (run_variant opens it), so a bad source fails at start with a clear
+/// error. A source that fails later is reopened with backoff while viewers keep the last frame. With
 /// idle_stop, the source (a camera: its LED, its power) is closed while nobody watches.
 class capture {
  public:
-  /// Opens `source` (throws on failure) and starts the capture thread.
+  /// Starts the capture thread on `source`, already open.
   capture(std::unique_ptr<frame_source> source, capture_config config, frame_hub& hub, server_stats& stats);
   /// Stops and joins the thread.
   ~capture();
@@ -38,6 +38,9 @@ class capture {
 
   /// Asks the thread to stop; returns at once.
   void stop();
+  /// Asks the thread to stop and joins it if it ends within `timeout`; false when it is stuck in
+  /// its source (a driver that never returns), which then cannot be joined.
+  bool stop_within(std::chrono::milliseconds timeout);
 
  private:
   void run();
@@ -51,6 +54,7 @@ class capture {
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;
+  bool finished_ = false;  // set by the thread as its last act
   std::thread thread_;
 };
 

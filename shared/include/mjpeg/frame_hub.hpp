@@ -15,8 +15,9 @@ namespace mjpeg {
 /// null) through wake(). The waiting side owns the object and keeps it alive while parked.
 class hub_waiter {
  public:
-  /// Called once per wait, under the hub's lock: it must only hand the frame on (post it to the
-  /// waiter's executor), never block or do I/O. Null means the wait ended without a frame.
+  /// Called once per wait (by publish, close or cancel, perhaps under the hub's lock): it must
+  /// only hand the frame on (post it to the waiter's executor), never block, do I/O or call the
+  /// hub. Null means the wait ended without a frame.
   virtual void wake(frame_ptr f) noexcept = 0;
   /// Waiters are owned by the waiting side.
   virtual ~hub_waiter() = default;
@@ -25,8 +26,8 @@ class hub_waiter {
 /// The broadcast point: the latest frame, its sequence number, and everyone waiting for a newer one.
 ///
 /// Waiters ask for "a frame newer than the one I saw", either blocking on the condition variable
-/// (wait_newer) or parked as a hub_waiter that publish resumes (async_wait_newer). Both happen under
-/// the one lock, so no wake-up is lost and there is no second copy of "latest" anywhere. A slow
+/// (wait_newer) or parked as a hub_waiter that publish resumes (async_wait_newer). Both park and
+/// are taken under the one lock, so no wake-up is lost and there is no second copy of "latest". A slow
 /// viewer simply gets the newest frame on its next turn, so memory per viewer is bounded and the
 /// capture thread never waits for anyone. No I/O happens under the lock.
 class frame_hub {
@@ -55,7 +56,7 @@ class frame_hub {
   frame_ptr latest_;  // guarded by mutex_, like the fields below
   bool closed_ = false;
   std::vector<hub_waiter*> parked_;
-  std::vector<hub_waiter*> waking_;  // parked_'s spare, so publish never allocates
+  std::vector<hub_waiter*> spare_;  // room for parked_ while publish wakes the waiters it took
 };
 
 }  // namespace mjpeg
