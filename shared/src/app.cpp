@@ -144,7 +144,7 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
     // Open the source first: a camera that is not there is an error at start, not a blank page.
     auto source = make_source({opts.source, opts.width, opts.height, opts.fps, opts.encode});
     if (!open_source(*source, shutdown, name)) return 0;
-    capture camera{std::move(source), {opts.fps, opts.quality, opts.idle_stop}, hub, stats};
+    capture camera{std::move(source), {opts.fps, opts.quality, opts.idle_stop, name}, hub, stats};
     // On the way out: a capture thread stuck in its source's driver cannot be joined; leave
     // without it rather than hang past the promised second.
     const struct stop_capture {

@@ -70,7 +70,7 @@ void capture::run() {
     if (state == s) return;
     state = s;
     stats_.set_source(source_->describe(), s);
-    std::fprintf(stderr, "capture: %s %s\n", source_->describe().c_str(), message);
+    std::fprintf(stderr, "%s: capture: %s %s\n", config_.name.c_str(), source_->describe().c_str(), message);
   };
   std::uint64_t seq = 0;
   source_image image;
@@ -94,7 +94,7 @@ void capture::run() {
           source_->open();
           if (auto camera = source_->camera()) stats_.set_camera(std::move(*camera));
         } catch (const std::exception& e) {
-          std::fprintf(stderr, "capture: %s\n", e.what());
+          std::fprintf(stderr, "%s: capture: %s\n", config_.name.c_str(), e.what());
         }
       }
     }
@@ -110,7 +110,7 @@ void capture::run() {
         source_->open();
         if (auto camera = source_->camera()) stats_.set_camera(std::move(*camera));
       } catch (const std::exception& e) {
-        std::fprintf(stderr, "capture: %s\n", e.what());
+        std::fprintf(stderr, "%s: capture: %s\n", config_.name.c_str(), e.what());
       }
       due = steady_clock::now();
       continue;
