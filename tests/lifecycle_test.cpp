@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -33,8 +34,8 @@ int viewers_now(unsigned short port) {
                                                         : std::stoi(stats.body.substr(at + field.size()));
 }
 
-// A TCP upstream of our own that completes every handshake (the kernel does, from the backlog)
-// and never answers: a network source that hangs while opening.
+// A TCP upstream of our own that completes every handshake and never answers: a network source
+// that hangs while opening.
 class silent_upstream {
  public:
   silent_upstream() : fd_{::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)} {
@@ -47,14 +48,28 @@ class silent_upstream {
       throw std::runtime_error("silent upstream");
     port_ = ntohs(addr.sin_port);
   }
-  ~silent_upstream() { ::close(fd_); }
+  ~silent_upstream() {
+    for (const int c : accepted_)
+      ::close(c);
+    ::close(fd_);
+  }
   silent_upstream(const silent_upstream&) = delete;
   silent_upstream& operator=(const silent_upstream&) = delete;
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/stream"; }
+  /// Accepts the next connection (and keeps it, silent) within `timeout`: then the server is
+  /// inside its source's open. False if none came.
+  bool accept_within(std::chrono::milliseconds timeout) {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1) return false;
+    const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c >= 0) accepted_.push_back(c);
+    return c >= 0;
+  }
 
  private:
   int fd_;
   unsigned short port_ = 0;
+  std::vector<int> accepted_;
 };
 
 class Lifecycle : public ::testing::TestWithParam<std::string> {
@@ -156,7 +171,9 @@ TEST_P(Lifecycle, SignalDuringStartUpStopsTheServerWithinASecond) {
   silent_upstream upstream;
   for (const int sig : {SIGTERM, SIGINT}) {
     server_process server{binary(), {"--source", upstream.url()}, server_process::await::nothing};
-    std::this_thread::sleep_for(500ms);  // well inside the open
+    // The server connects to the upstream from inside its source's open; then signals are its own.
+    ASSERT_TRUE(upstream.accept_within(10s)) << server.error_output();
+    std::this_thread::sleep_for(100ms);
     const auto start = clock_type::now();
     server.signal(sig);
     EXPECT_EQ(server.wait(5s), 0) << "signal " << sig << ": " << server.error_output();
