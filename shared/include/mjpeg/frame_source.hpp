@@ -1,5 +1,7 @@
+/// Where frames come from: the test pattern, a camera, JPEG files, or anything OpenCV opens.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -18,6 +20,10 @@ struct source_image {
   cv::Mat pixels;                  ///< BGR image to encode; empty when `jpeg` is set.
   std::vector<std::uint8_t> jpeg;  ///< Ready JPEG (replay source): sent without re-encoding.
 };
+
+/// How long opening a source may take (a network source that accepts and never answers, a device
+/// that never delivers): start-up gives up after this.
+inline constexpr std::chrono::milliseconds source_open_timeout{5000};
 
 /// Where frames come from. read() blocks for at most about one frame interval.
 class frame_source {
