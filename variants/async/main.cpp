@@ -32,6 +32,7 @@
 #include <boost/beast/http/read.hpp>
 
 #include "mjpeg/app.hpp"
+#include "mjpeg/freshness.hpp"
 
 namespace {
 
@@ -220,9 +221,10 @@ awaitable<void> stream_frames(server_context& ctx, sessions& all, tcp::socket& s
   const std::string preamble = http::stream_preamble();
   watch.writing();
   co_await asio::async_write(socket, asio::buffer(preamble), asio::redirect_error(use_awaitable, ec));
+  freshness_gate gate{socket.native_handle(), seconds(ctx.opts.send_timeout)};
   while (!ec) {
     watch.idle();
-    frame_ptr f = co_await all.async_wait_newer(viewer.last_seq.load(std::memory_order_relaxed));
+    frame_ptr f = co_await all.async_wait_newer(gate.after(viewer.last_seq.load(std::memory_order_relaxed)));
     if (!f) break;  // shutdown
     // Wait until the kernel has taken the previous frame, then send the newest one: frames
     // published meanwhile are skipped rather than queued, so a slow viewer sees fresh frames.
@@ -231,6 +233,11 @@ awaitable<void> stream_frames(server_context& ctx, sessions& all, tcp::socket& s
       co_await socket.async_wait(tcp::socket::wait_write, asio::redirect_error(use_awaitable, ec));
     if (ec) break;
     f = ctx.hub.latest();
+    // Only a whole frame the path can deliver fresh; otherwise a newer one later (freshness.hpp).
+    if (const auto v = gate.check(*f); v != freshness_gate::verdict::send) {
+      if (v == freshness_gate::verdict::stalled) break;
+      continue;
+    }
     co_await asio::async_write(socket, f->buffers(), asio::redirect_error(use_awaitable, ec));
     if (!ec) ctx.stats.frame_sent(viewer, f->seq(), f->wire_size());
   }
