@@ -22,9 +22,6 @@ constexpr int tcp_close_wait = 8;
 // How fast the consumption rate forgets: about a second of backlogged time.
 constexpr double rate_memory_s = 1.0;
 
-// How long a viewer's last advertised window is trusted when nothing of ours is on its way.
-constexpr std::chrono::milliseconds stale_window{1000};
-
 double seconds(freshness_gate::clock::duration d) {
   return std::chrono::duration<double>(d).count();
 }
@@ -51,49 +48,40 @@ freshness_gate::verdict freshness_gate::check(std::size_t frame_bytes, clock::ti
   tcp_info ti{};
   socklen_t len = sizeof ti;
   if (::getsockopt(fd_, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
-      len < offsetof(tcp_info, tcpi_snd_wnd) + sizeof ti.tcpi_snd_wnd)
+      len < offsetof(tcp_info, tcpi_bytes_retrans) + sizeof ti.tcpi_bytes_retrans)
     return verdict::send;  // not TCP, or a kernel too old to say: send as the loop always did
   // A connection reset or closed by the viewer: the write reports it and ends the loop.
   if (ti.tcpi_state != tcp_established && ti.tcpi_state != tcp_close_wait) return verdict::send;
 
-  // Ours: written but not acknowledged (in flight, bottleneck queues included) or not yet sent.
+  // The backlog ahead of the next frame: written but not yet acknowledged (in flight, bottleneck
+  // queues included) or not yet sent. What the viewer's kernel holds unread is not counted: a
+  // receiver announces a reopened window only once it has about doubled, so the sender cannot
+  // tell a buffer the application has emptied from one still full (docs/freshness.md).
   const auto sent_once = ti.tcpi_bytes_sent - std::min(ti.tcpi_bytes_retrans, ti.tcpi_bytes_sent);
-  const std::uint64_t ours =
-      (sent_once > ti.tcpi_bytes_acked ? sent_once - ti.tcpi_bytes_acked : 0) + ti.tcpi_notsent_bytes;
-  // The viewer's: acknowledged but unread, as its window says (free space = largest window - now).
-  window_max_ = std::max<std::uint64_t>(window_max_, ti.tcpi_snd_wnd);
-  const std::uint64_t unread = window_max_ - ti.tcpi_snd_wnd;
-  const std::uint64_t consumed = ti.tcpi_bytes_acked > unread ? ti.tcpi_bytes_acked - unread : 0;
+  const std::uint64_t acked = ti.tcpi_bytes_acked;
+  backlog_ = (sent_once > acked ? sent_once - acked : 0) + ti.tcpi_notsent_bytes;
 
-  // Rate: bytes consumed per second over intervals that were backlogged from start to end.
-  const double dt = checked_at_ == clock::time_point{} ? 0 : seconds(now - checked_at_);
-  // Intervals with retransmissions measure a loss or an outage, not the viewer: left out, so a
+  // Rate: bytes acknowledged per second over intervals that were backlogged from start to end
+  // (a backlog at the end means one all along: it only grows when a frame is sent, at a check).
+  // Intervals with retransmissions measure a loss or an outage, not the path: left out, so a
   // viewer whose link comes back is judged by the rate it had.
+  const double dt = checked_at_ == clock::time_point{} ? 0 : seconds(now - checked_at_);
   const bool recovering = ti.tcpi_retransmits > 0 || ti.tcpi_bytes_retrans != retransmitted_;
   retransmitted_ = ti.tcpi_bytes_retrans;
-  if (dt > 0 && !recovering && ours + unread > 0 && consumed >= consumed_) {
+  if (dt > 0 && !recovering && backlog_ > 0 && acked >= acked_) {
     const double keep = std::exp(-dt / rate_memory_s);
-    rate_bytes_ = rate_bytes_ * keep + static_cast<double>(consumed - consumed_);
+    rate_bytes_ = rate_bytes_ * keep + static_cast<double>(acked - acked_);
     rate_time_ = rate_time_ * keep + dt;
   }
-  if (consumed > consumed_ || ours == 0) progress_at_ = now;
-  consumed_ = std::max(consumed_, consumed);
+  if (acked > acked_ || backlog_ == 0) progress_at_ = now;
+  acked_ = std::max(acked_, acked);
   checked_at_ = now;
 
-  // The viewer's window is only announced when it grows a lot: what it held at the last
-  // acknowledgement drains at the consumption rate meanwhile.
-  // Until the viewer has had a backlog to measure, the kernel's own delivery-rate sample stands in.
+  if (backlog_ == 0) return verdict::send;
+  if (now - progress_at_ > stall_limit_) return verdict::stalled;
+  // Until the path has had a backlog to measure, the kernel's own delivery-rate sample stands in.
   const double measured = rate();
   const double r = measured > 0 ? measured : static_cast<double>(ti.tcpi_delivery_rate);
-  const double drained = r * ti.tcpi_last_ack_recv / 1000.0;
-  const auto unread_now = static_cast<std::uint64_t>(std::max(0.0, static_cast<double>(unread) - drained));
-  backlog_ = ours + unread_now;
-
-  if (backlog_ == 0) return verdict::send;
-  // Nothing of ours outstanding and the viewer silent for a while: what its window said is stale,
-  // and only a frame can ask again.
-  if (ours == 0 && std::chrono::milliseconds{ti.tcpi_last_ack_recv} > stale_window) return verdict::send;
-  if (now - progress_at_ > stall_limit_) return verdict::stalled;
   if (r <= 0) return verdict::later;  // nothing delivered yet: wait for an empty path
   const double rtt = ti.tcpi_min_rtt / 1e6;
   const double budget = std::max(r * (seconds(freshness_target) + rtt) - static_cast<double>(frame_bytes),

@@ -33,9 +33,10 @@ std::string slurp(const std::string& path) {
   return s.str();
 }
 
-// Spawns with stdout to a pipe (returned in out_fd) or a file, stderr to a file.
+// Spawns with stdout to a pipe (returned in out_fd) or a file, stderr to a file; in a process
+// group of its own when `own_group`.
 pid_t spawn(const std::string& binary, const std::vector<std::string>& args, int stdout_fd,
-            const std::string& err) {
+            const std::string& err, bool own_group = false) {
   std::vector<std::string> all{binary};
   all.insert(all.end(), args.begin(), args.end());
   std::vector<char*> argv;
@@ -47,8 +48,15 @@ pid_t spawn(const std::string& binary, const std::vector<std::string>& args, int
   posix_spawn_file_actions_adddup2(&actions, stdout_fd, 1);
   posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  if (own_group) {
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup(&attributes, 0);
+  }
   pid_t pid = -1;
-  const int rc = posix_spawn(&pid, binary.c_str(), &actions, nullptr, argv.data(), environ);
+  const int rc = posix_spawn(&pid, binary.c_str(), &actions, &attributes, argv.data(), environ);
+  posix_spawnattr_destroy(&attributes);
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) throw std::runtime_error("cannot start " + binary);
   return pid;
@@ -151,6 +159,33 @@ int server_process::wait(std::chrono::milliseconds timeout) {
 
 std::string server_process::error_output() const {
   return slurp(stderr_path_);
+}
+
+background_process::background_process(const std::string& binary, const std::vector<std::string>& args)
+    : output_path_{temp_path("output")} {
+  const int out_fd = ::open(output_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  try {
+    pid_ = spawn(binary, args, out_fd, output_path_ + ".err", true);
+  } catch (...) {
+    ::close(out_fd);
+    throw;
+  }
+  ::close(out_fd);
+}
+
+background_process::~background_process() {
+  ::kill(-pid_, SIGTERM);
+  if (wait_for(pid_, std::chrono::seconds{3}) == -1) {
+    ::kill(-pid_, SIGKILL);
+    wait_for(pid_, std::chrono::seconds{5});
+  }
+  ::kill(-pid_, SIGKILL);  // whatever else is left in the group (a browser's helpers, Xvfb)
+  ::unlink(output_path_.c_str());
+  ::unlink((output_path_ + ".err").c_str());
+}
+
+std::string background_process::output() const {
+  return slurp(output_path_) + slurp(output_path_ + ".err");
 }
 
 run_result run_command(const std::string& binary, const std::vector<std::string>& args,

@@ -28,15 +28,15 @@ inline constexpr std::chrono::milliseconds retransmit_cap{1000};
 /// One viewer's gate: owned by the loop that streams to it, asked once before each frame.
 ///
 /// What the kernel knows (TCP_INFO) gives the backlog ahead of the next frame: bytes written but
-/// not yet acknowledged (in flight, including any bottleneck queue) or not yet sent, plus what
-/// the viewer's kernel holds unread (the largest window the peer ever advertised minus the
-/// window it advertises now). The backlog drains at the rate the viewer's application consumes
-/// bytes, measured from the same counters while a backlog exists (averaged over about a second). A frame
+/// not yet acknowledged (in flight, including any bottleneck queue) or not yet sent. It drains
+/// at the rate the path acknowledges bytes, measured from the same counters while a backlog
+/// exists (averaged over about a second; the kernel's delivery-rate sample until then). A frame
 /// goes when the backlog drains within max(freshness_target - frame time, freshness_horizon)
-/// plus the minimum round trip; a viewer on loopback or a fast network always has an empty
-/// backlog, so it never loses a frame to the gate. A viewer whose backlog makes no progress
-/// for `stall_limit` (--send-timeout) is reported stalled, so the loop drops it as it drops a
-/// write that times out.
+/// plus the minimum round trip; a viewer on loopback or a fast network has an empty backlog at
+/// every frame, so it never loses one to the gate. A backlog that makes no progress for
+/// `stall_limit` (--send-timeout) is reported stalled, so the loop drops the viewer as it drops
+/// a write that times out. What the viewer's own kernel holds unread is beyond what the sender
+/// can see reliably; docs/freshness.md says where that limit is.
 class freshness_gate {
  public:
   using clock = std::chrono::steady_clock;
@@ -63,20 +63,19 @@ class freshness_gate {
 
   /// Bytes ahead of the next frame at the last check.
   std::uint64_t backlog() const noexcept { return backlog_; }
-  /// Estimated rate at which the viewer consumes bytes (bytes per second), 0 until measured.
+  /// Measured rate at which the path acknowledges bytes (bytes per second), 0 until measured.
   double rate() const noexcept;
 
  private:
   int fd_;
   clock::duration stall_limit_;
-  std::uint64_t window_max_ = 0;  // largest window the peer advertised: its receive buffer as we see it
-  std::uint64_t consumed_ = 0;    // bytes the viewer's application has taken, as of the last check
+  std::uint64_t acked_ = 0;  // bytes acknowledged at the last check
   std::uint64_t backlog_ = 0;
   std::uint64_t retransmitted_ = 0;  // tcpi_bytes_retrans at the last check
   std::uint64_t skipped_ = 0;        // newest frame the gate said `later` to
   clock::time_point checked_at_{};
   clock::time_point progress_at_{};
-  double rate_bytes_ = 0;  // bytes consumed while backlogged, exponentially forgotten
+  double rate_bytes_ = 0;  // bytes acknowledged while backlogged, exponentially forgotten
   double rate_time_ = 0;   // seconds backlogged, forgotten alike
 };
 
