@@ -42,7 +42,8 @@ void viewer::start() {
     socket_.open(w_.endpoint_.protocol(), ignored);
     // A slow viewer models a slow network: a small receive buffer pushes back on the server
     // soon, instead of the kernel soaking up megabytes on its behalf.
-    if (kind_ == kind::slow) socket_.set_option(asio::socket_base::receive_buffer_size{16 * 1024}, ignored);
+    if (kind_ == kind::slow && w_.cfg_.slow_rcvbuf > 0)
+      socket_.set_option(asio::socket_base::receive_buffer_size{w_.cfg_.slow_rcvbuf}, ignored);
     socket_.async_connect(w_.endpoint_, [this](const error_code& e) { on_connect(e); });
   });
 }
