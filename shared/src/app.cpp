@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "mjpeg/capture.hpp"
+#include "mjpeg/log.hpp"
 #include "mjpeg/page.hpp"
 
 namespace mjpeg {
@@ -74,6 +75,14 @@ reply make_reply(const http::route_result& plan, const server_context& ctx) {
                   plan.head_only),
               nullptr};
     }
+    case resource::metrics: {
+      const frame_ptr latest = ctx.hub.latest();
+      return {http::document_response(
+                  "text/plain; version=0.0.4; charset=utf-8",
+                  ctx.stats.to_prometheus(latest ? latest->seq() : 0, latest ? latest->jpeg().size() : 0),
+                  plan.head_only),
+              nullptr};
+    }
     case resource::snapshot: {
       frame_ptr latest = ctx.hub.latest();
       if (!latest) return {http::error_response(http::status::service_unavailable), nullptr};
@@ -90,7 +99,7 @@ reply make_reply(const http::route_result& plan, const server_context& ctx) {
     case resource::none:
       break;
   }
-  ctx.stats.bad_request();
+  ctx.stats.bad_request(static_cast<unsigned>(plan.code));
   return {http::error_response(plan.code), nullptr};
 }
 
@@ -177,7 +186,7 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
 
     // Listen once the first frame exists, so the URL line means "ready" (a snapshot works at once).
     if (!hub.wait_newer_for(0, std::chrono::seconds{10}))
-      std::fprintf(stderr, "%s: no frame from the source yet; serving anyway\n", name.c_str());
+      log::write(log::level::warning, "no frame from the source yet; serving anyway");
 
     boost::asio::io_context io;
     boost::asio::ip::tcp::acceptor acceptor{io};
@@ -213,7 +222,7 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
     watcher.join();
     return 0;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: error: %s\n", name.c_str(), e.what());
+    log::write(log::level::error, "%s", e.what());
     return 1;
   }
 }

@@ -4,11 +4,12 @@
 #include <sys/socket.h>
 
 #include <cerrno>
-#include <cstdio>
 
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/read.hpp>
+
+#include "mjpeg/log.hpp"
 
 namespace mjpeg::blocking {
 namespace {
@@ -123,12 +124,15 @@ bool accept_next(server_context& ctx, boost::asio::ip::tcp::socket& socket) {
     if (fds[1].revents != 0 || ctx.shutdown.triggered()) return false;
     if (fds[0].revents == 0) continue;
     ctx.acceptor.accept(socket, ec);
-    if (!ec) return true;
+    if (!ec) {
+      ctx.stats.connection_accepted();
+      return true;
+    }
     if (ec == asio_error::would_block || ec == asio_error::try_again || ec == asio_error::connection_aborted)
       continue;
     // Out of descriptors or memory: the pending connection stays queued and poll would report
     // it again at once. Pause instead of spinning, and say so once.
-    if (!told) std::fprintf(stderr, "%s: accept: %s; pausing\n", ctx.variant.data(), ec.message().c_str());
+    if (!told) log::write(log::level::error, "accept: %s; pausing", ec.message().c_str());
     told = true;
     pollfd stop{ctx.shutdown.fd(), POLLIN, 0};
     ::poll(&stop, 1, 100);
@@ -152,8 +156,9 @@ void stream_frames(server_context& ctx, deadline_stream& stream, viewer_state& v
     if (ec) break;
     f = ctx.hub.latest();
     boost::asio::write(stream, f->buffers(), ec);
-    if (!ec) ctx.stats.frame_sent(viewer, f->seq(), f->wire_size());
+    if (!ec) ctx.stats.frame_sent(viewer, *f);
   }
+  viewer.ended = end_reason_of(ec);
 }
 
 }  // namespace

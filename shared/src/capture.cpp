@@ -6,6 +6,7 @@
 
 #include <opencv2/imgcodecs.hpp>
 
+#include "mjpeg/log.hpp"
 #include "mjpeg/options.hpp"
 
 namespace mjpeg {
@@ -61,7 +62,8 @@ void capture::run() {
     if (state == s) return;
     state = s;
     stats_.set_source(source_->describe(), s);
-    std::fprintf(stderr, "capture: %s %s\n", source_->describe().c_str(), message);
+    log::write(s == source_state::up ? log::level::info : log::level::warning, "source %s %s",
+               source_->describe().c_str(), message);
   };
   std::uint64_t seq = 0;
   source_image image;
@@ -85,7 +87,7 @@ void capture::run() {
           source_->open();
           if (auto camera = source_->camera()) stats_.set_camera(std::move(*camera));
         } catch (const std::exception& e) {
-          std::fprintf(stderr, "capture: %s\n", e.what());
+          log::write(log::level::warning, "source: %s", e.what());
         }
       }
     }
@@ -101,7 +103,7 @@ void capture::run() {
         source_->open();
         if (auto camera = source_->camera()) stats_.set_camera(std::move(*camera));
       } catch (const std::exception& e) {
-        std::fprintf(stderr, "capture: %s\n", e.what());
+        log::write(log::level::warning, "source: %s", e.what());
       }
       due = steady_clock::now();
       continue;

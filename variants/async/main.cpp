@@ -11,7 +11,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <cstdio>
 #include <exception>
 #include <list>
 #include <memory>
@@ -32,6 +31,7 @@
 #include <boost/beast/http/read.hpp>
 
 #include "mjpeg/app.hpp"
+#include "mjpeg/log.hpp"
 
 namespace {
 
@@ -232,8 +232,11 @@ awaitable<void> stream_frames(server_context& ctx, sessions& all, tcp::socket& s
     if (ec) break;
     f = ctx.hub.latest();
     co_await asio::async_write(socket, f->buffers(), asio::redirect_error(use_awaitable, ec));
-    if (!ec) ctx.stats.frame_sent(viewer, f->seq(), f->wire_size());
+    if (!ec) ctx.stats.frame_sent(viewer, *f);
   }
+  viewer.ended = watch.expired()  ? end_reason::send_timeout
+                 : all.stopping() ? end_reason::shutdown
+                                  : end_reason_of(ec);
 }
 
 awaitable<void> serve_client(server_context& ctx, sessions& all, tcp::socket socket) {
@@ -281,12 +284,13 @@ awaitable<void> accept_loop(server_context& ctx, sessions& all) {
     if (ec) {
       // Out of descriptors or memory: the pending connection stays queued and would fail again
       // at once. Pause instead of spinning, and say so once.
-      if (!told) std::fprintf(stderr, "mjpeg-async: accept: %s; pausing\n", ec.message().c_str());
+      if (!told) log::write(log::level::error, "accept: %s; pausing", ec.message().c_str());
       told = true;
       pause.expires_after(100ms);
       co_await pause.async_wait(asio::redirect_error(use_awaitable, ec));
       continue;
     }
+    ctx.stats.connection_accepted();
     // Over --max-clients: 503 at once (reject_busy never waits), never a queue.
     if (!all.try_admit(ctx.opts.max_clients)) {
       reject_busy(ctx, std::move(socket));
@@ -297,7 +301,7 @@ awaitable<void> accept_loop(server_context& ctx, sessions& all) {
       try {
         if (e) std::rethrow_exception(e);
       } catch (const std::exception& x) {
-        std::fprintf(stderr, "mjpeg-async: session: %s\n", x.what());
+        log::write(log::level::error, "session: %s", x.what());
       }
     });
   }
