@@ -1,5 +1,6 @@
 #include "mjpeg/app.hpp"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -10,6 +11,7 @@
 #include <algorithm>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <stdexcept>
 #include <system_error>
@@ -136,6 +138,51 @@ std::string url_host(const std::string& host) {
   return host.find(':') != std::string::npos ? "[" + host + "]" : host;
 }
 
+// systemd socket activation (mjpeg-concurrency.socket): the listening socket arrives as fd 3, with
+// LISTEN_PID naming this process. Returns the fd, or -1 when there is none to adopt. The variables
+// are cleared so a process started later does not think the socket is its own; call it before
+// any thread starts (it edits the environment).
+int inherited_listener() {
+  constexpr int first_fd = 3;  // SD_LISTEN_FDS_START
+  const char* pid = std::getenv("LISTEN_PID");
+  const char* fds = std::getenv("LISTEN_FDS");
+  const bool ours = pid != nullptr && fds != nullptr && std::atol(pid) == ::getpid() && std::atoi(fds) >= 1;
+  ::unsetenv("LISTEN_PID");
+  ::unsetenv("LISTEN_FDS");
+  ::unsetenv("LISTEN_FDNAMES");
+  if (!ours) return -1;
+  int listening = 0;
+  socklen_t size = sizeof listening;
+  if (::getsockopt(first_fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) != 0 || listening == 0)
+    throw std::runtime_error("LISTEN_FDS: fd 3 is not a listening socket");
+  ::fcntl(first_fd, F_SETFD, FD_CLOEXEC);
+  return first_fd;
+}
+
+// Opens, binds and listens on --host:--port, or adopts `fd`, the socket systemd passed (if not -1).
+void open_listener(boost::asio::ip::tcp::acceptor& acceptor, const options& opts, int fd) {
+  if (fd >= 0) {
+    sockaddr_storage address{};
+    socklen_t size = sizeof address;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size);
+    acceptor.assign(address.ss_family == AF_INET6 ? boost::asio::ip::tcp::v6() : boost::asio::ip::tcp::v4(),
+                    fd);
+    log::write(log::level::info, "using the listening socket from systemd; --host and --port do not apply");
+    return;
+  }
+  boost::system::error_code ec;
+  const auto address = boost::asio::ip::make_address(opts.host, ec);
+  if (ec) throw std::runtime_error("--host " + opts.host + ": not an IP address");
+  const boost::asio::ip::tcp::endpoint endpoint{address, static_cast<unsigned short>(opts.port)};
+  acceptor.open(endpoint.protocol());
+  acceptor.set_option(boost::asio::socket_base::reuse_address{true});
+  acceptor.bind(endpoint, ec);
+  if (ec)
+    throw std::runtime_error("cannot listen on " + url_host(opts.host) + ":" + std::to_string(opts.port) +
+                             ": " + ec.message());
+  acceptor.listen(4096);  // room for a burst of connects; the kernel caps it at somaxconn
+}
+
 // Waits for SIGINT/SIGTERM (blocked in every thread, so they queue here) or the --duration
 // deadline, whichever comes first, or for a shutdown triggered elsewhere.
 void watch_signals(shutdown_signal& shutdown, double duration) {
@@ -172,6 +219,8 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   try {
+    // Before any thread starts: this edits the environment.
+    const int inherited = inherited_listener();
     server_stats stats{std::string{info.name}};
     stats.set_config(opts.width, opts.height, opts.fps);
     frame_hub hub;
@@ -190,24 +239,15 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
 
     boost::asio::io_context io;
     boost::asio::ip::tcp::acceptor acceptor{io};
-    boost::system::error_code ec;
-    const auto address = boost::asio::ip::make_address(opts.host, ec);
-    if (ec) throw std::runtime_error("--host " + opts.host + ": not an IP address");
-    const boost::asio::ip::tcp::endpoint endpoint{address, static_cast<unsigned short>(opts.port)};
-    acceptor.open(endpoint.protocol());
-    acceptor.set_option(boost::asio::socket_base::reuse_address{true});
-    acceptor.bind(endpoint, ec);
-    if (ec)
-      throw std::runtime_error("cannot listen on " + url_host(opts.host) + ":" + std::to_string(opts.port) +
-                               ": " + ec.message());
-    acceptor.listen(4096);  // room for a burst of connects; the kernel caps it at somaxconn
+    open_listener(acceptor, opts, inherited);
 
     server_context ctx{info.name, opts, hub, stats, shutdown, {}, io, acceptor};
     if (!opts.auth.empty()) ctx.routes.expected_authorization = http::basic_authorization(opts.auth);
 
     // The one line scripts read to find the server.
-    std::printf("%s listening on http://%s:%u/\n", name.c_str(), url_host(opts.host).c_str(),
-                static_cast<unsigned>(acceptor.local_endpoint().port()));
+    const auto local = acceptor.local_endpoint();
+    std::printf("%s listening on http://%s:%u/\n", name.c_str(),
+                url_host(local.address().to_string()).c_str(), static_cast<unsigned>(local.port()));
     std::fflush(stdout);
 
     std::thread watcher{[&] { watch_signals(shutdown, opts.duration); }};
@@ -220,6 +260,7 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
     }
     shutdown.trigger();
     watcher.join();
+    log::flush_dropped();
     return 0;
   } catch (const std::exception& e) {
     log::write(log::level::error, "%s", e.what());

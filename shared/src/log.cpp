@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdarg>
@@ -126,6 +127,17 @@ void write(level l, const char* format, ...) {
   line += message;
   line += '\n';
   // One write per line, so lines from different threads never interleave.
+  std::fwrite(line.data(), 1, line.size(), stderr);
+  std::fflush(stderr);
+}
+
+void flush_dropped() {
+  state& s = the_state();
+  std::lock_guard lock{s.mutex};
+  if (s.dropped == 0) return;
+  const std::string line = prefix(level::warning, s.program) + std::to_string(s.dropped) +
+                           " log lines dropped by the rate limit\n";
+  s.dropped = 0;
   std::fwrite(line.data(), 1, line.size(), stderr);
   std::fflush(stderr);
 }

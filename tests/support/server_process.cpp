@@ -94,8 +94,14 @@ std::string variant_binary(const std::string& key) {
   throw std::runtime_error("no binary for " + key);
 }
 
-server_process::server_process(const std::string& binary, std::vector<std::string> args)
+server_process::server_process(const std::string& binary, std::vector<std::string> args, ready_when ready)
     : stderr_path_{temp_path("stderr")} {
+  if (ready == ready_when::started) {
+    const int null_fd = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+    pid_ = spawn(binary, args, null_fd, stderr_path_);
+    ::close(null_fd);
+    return;
+  }
   if (std::find(args.begin(), args.end(), "--port") == args.end()) {
     args.push_back("--port");
     args.push_back("0");

@@ -31,12 +31,20 @@ std::string variant_binary(const std::string& key);
 /// Keys of every variant binary the build produced.
 std::vector<std::string> variant_keys();
 
+/// What a started process is waited for before the constructor returns.
+enum class ready_when {
+  url_line,  ///< Our servers: "--port 0" is added unless given, then the URL line is awaited.
+  started,   ///< Any other program (nginx, prometheus): args as given, nothing awaited.
+};
+
 /// A server binary started for one test, with `--port 0` unless `args` name a port; killed in
 /// the destructor if still alive.
 class server_process {
  public:
-  /// Starts `binary` with `args` (plus "--port 0") and waits for its URL line.
-  server_process(const std::string& binary, std::vector<std::string> args);
+  /// Starts `binary` with `args` (plus "--port 0") and waits for its URL line; or, with
+  /// ready_when::started, just starts it.
+  server_process(const std::string& binary, std::vector<std::string> args,
+                 ready_when ready = ready_when::url_line);
   ~server_process();
   server_process(const server_process&) = delete;
   server_process& operator=(const server_process&) = delete;

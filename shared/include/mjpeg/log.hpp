@@ -35,4 +35,7 @@ inline constexpr double lines_per_second = 20;
 /// Writes one line at `l` (printf-style), subject to the level and the rate limit.
 void write(level l, const char* format, ...) __attribute__((format(printf, 2, 3)));
 
+/// Writes the count of lines the rate limit dropped since the last line, if any (at exit).
+void flush_dropped();
+
 }  // namespace mjpeg::log
