@@ -21,23 +21,8 @@ namespace {
 using namespace std::chrono_literals;
 using mjpeg::test::get;
 using mjpeg::test::run_command;
+using mjpeg::test::scratch_dir;
 using mjpeg::test::server_process;
-
-class scratch_dir {
- public:
-  scratch_dir() {
-    std::string pattern = "/tmp/mjpeg-package-test-XXXXXX";
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp");
-    path_ = pattern;
-  }
-  ~scratch_dir() { run_command("/bin/rm", {"-rf", path_}, 20s); }
-  scratch_dir(const scratch_dir&) = delete;
-  scratch_dir& operator=(const scratch_dir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 bool exists(const std::string& path) {
   struct stat st {};

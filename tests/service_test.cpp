@@ -25,33 +25,11 @@ namespace {
 using namespace std::chrono_literals;
 using mjpeg::test::get;
 using mjpeg::test::run_command;
+using mjpeg::test::scratch_dir;
 using mjpeg::test::server_process;
 using mjpeg::test::small_frames;
 using mjpeg::test::stream_reader;
 using steady = std::chrono::steady_clock;
-
-// A scratch folder for one test, removed with it.
-class scratch_dir {
- public:
-  scratch_dir() {
-    std::string pattern = "/tmp/mjpeg-service-test-XXXXXX";
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp");
-    path_ = pattern;
-  }
-  ~scratch_dir() { run_command("/bin/rm", {"-rf", path_}, 10s); }
-  scratch_dir(const scratch_dir&) = delete;
-  scratch_dir& operator=(const scratch_dir&) = delete;
-  // Writes `text` to `name` in the folder; returns its path.
-  std::string write(const std::string& name, const std::string& text) const {
-    const std::string file = path_ + "/" + name;
-    std::ofstream{file} << text;
-    return file;
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 std::size_t count_of(const std::string& text, const std::string& what) {
   std::size_t n = 0;

@@ -179,4 +179,20 @@ run_result run_command(const std::string& binary, const std::vector<std::string>
   return result;
 }
 
+scratch_dir::scratch_dir() {
+  std::string pattern = "/tmp/mjpeg-test-XXXXXX";
+  if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp");
+  path_ = pattern;
+}
+
+scratch_dir::~scratch_dir() {
+  run_command("/bin/rm", {"-rf", path_}, std::chrono::seconds{30});
+}
+
+std::string scratch_dir::write(const std::string& name, const std::string& text) const {
+  const std::string file = path_ + "/" + name;
+  std::ofstream{file} << text;
+  return file;
+}
+
 }  // namespace mjpeg::test

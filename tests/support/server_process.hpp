@@ -77,4 +77,21 @@ struct run_result {
 run_result run_command(const std::string& binary, const std::vector<std::string>& args,
                        std::chrono::milliseconds timeout);
 
+/// A fresh folder under /tmp for one test, removed with everything in it by the destructor.
+class scratch_dir {
+ public:
+  /// Creates /tmp/mjpeg-test-XXXXXX.
+  scratch_dir();
+  ~scratch_dir();
+  scratch_dir(const scratch_dir&) = delete;
+  scratch_dir& operator=(const scratch_dir&) = delete;
+  /// Writes `text` to the file `name` in the folder; returns its path.
+  std::string write(const std::string& name, const std::string& text) const;
+  /// The folder.
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 }  // namespace mjpeg::test
