@@ -8,7 +8,7 @@ BINARY    = $(BUILD_DIR)/variants/$(subst -,_,$(VARIANT))/mjpeg-$(VARIANT)
 
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps configure build run test bench fuzz format format-check clean
+.PHONY: all deps configure build run test bench fuzz package format format-check clean
 
 all: build
 
@@ -42,6 +42,11 @@ fuzz:
 bench: build
 	@scripts/install-deps bench
 	bench/compare --preset $(PRESET) $(ARGS)
+
+## make package: the Debian package (build/<preset>/mjpeg-concurrency_<version>_<arch>.deb).
+package: build
+	@scripts/install-deps package
+	cd $(BUILD_DIR) && cpack -G DEB
 
 format:
 	@scripts/format

@@ -73,6 +73,7 @@ TEST(Route, Endpoints) {
   EXPECT_EQ(handle(get("/stream?t=123")).what, resource::stream);
   EXPECT_EQ(handle(get("/snapshot")).what, resource::snapshot);
   EXPECT_EQ(handle(get("/stats")).what, resource::stats);
+  EXPECT_EQ(handle(get("/metrics")).what, resource::metrics);
   // mjpg-streamer compatible URLs.
   EXPECT_EQ(handle(get("/?action=stream")).what, resource::stream);
   EXPECT_EQ(handle(get("/?action=snapshot")).what, resource::snapshot);

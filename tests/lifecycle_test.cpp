@@ -21,6 +21,7 @@
 namespace {
 
 using namespace std::chrono_literals;
+using mjpeg::test::ready_when;
 using mjpeg::test::server_process;
 using mjpeg::test::stream_reader;
 using clock_type = std::chrono::steady_clock;
@@ -170,7 +171,7 @@ TEST_P(Lifecycle, SourceThatHangsWhileOpeningEndsStartUpWithOneLine) {
 TEST_P(Lifecycle, SignalDuringStartUpStopsTheServerWithinASecond) {
   silent_upstream upstream;
   for (const int sig : {SIGTERM, SIGINT}) {
-    server_process server{binary(), {"--source", upstream.url()}, server_process::await::nothing};
+    server_process server{binary(), {"--port", "0", "--source", upstream.url()}, ready_when::started};
     // The server connects to the upstream from inside its source's open; then signals are its own.
     ASSERT_TRUE(upstream.accept_within(10s)) << server.error_output();
     std::this_thread::sleep_for(100ms);

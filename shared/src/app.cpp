@@ -1,5 +1,8 @@
 #include "mjpeg/app.hpp"
 
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -7,6 +10,7 @@
 #include <algorithm>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <future>
 #include <stdexcept>
@@ -15,6 +19,7 @@
 
 #include "mjpeg/capture.hpp"
 #include "mjpeg/frame_source.hpp"
+#include "mjpeg/log.hpp"
 
 namespace mjpeg {
 
@@ -57,6 +62,51 @@ std::string url_host(const std::string& host) {
   return host.find(':') != std::string::npos ? "[" + host + "]" : host;
 }
 
+// systemd socket activation (mjpeg-concurrency.socket): the listening socket arrives as fd 3, with
+// LISTEN_PID naming this process. Returns the fd, or -1 when there is none to adopt. The variables
+// are cleared so a process started later does not think the socket is its own; call it before
+// any thread starts (it edits the environment).
+int inherited_listener() {
+  constexpr int first_fd = 3;  // SD_LISTEN_FDS_START
+  const char* pid = std::getenv("LISTEN_PID");
+  const char* fds = std::getenv("LISTEN_FDS");
+  const bool ours = pid != nullptr && fds != nullptr && std::atol(pid) == ::getpid() && std::atoi(fds) >= 1;
+  ::unsetenv("LISTEN_PID");
+  ::unsetenv("LISTEN_FDS");
+  ::unsetenv("LISTEN_FDNAMES");
+  if (!ours) return -1;
+  int listening = 0;
+  socklen_t size = sizeof listening;
+  if (::getsockopt(first_fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) != 0 || listening == 0)
+    throw std::runtime_error("LISTEN_FDS: fd 3 is not a listening socket");
+  ::fcntl(first_fd, F_SETFD, FD_CLOEXEC);
+  return first_fd;
+}
+
+// Opens, binds and listens on --host:--port, or adopts `fd`, the socket systemd passed (if not -1).
+void open_listener(boost::asio::ip::tcp::acceptor& acceptor, const options& opts, int fd) {
+  if (fd >= 0) {
+    sockaddr_storage address{};
+    socklen_t size = sizeof address;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size);
+    acceptor.assign(address.ss_family == AF_INET6 ? boost::asio::ip::tcp::v6() : boost::asio::ip::tcp::v4(),
+                    fd);
+    log::write(log::level::info, "using the listening socket from systemd; --host and --port do not apply");
+    return;
+  }
+  boost::system::error_code ec;
+  const auto address = boost::asio::ip::make_address(opts.host, ec);
+  if (ec) throw std::runtime_error("--host " + opts.host + ": not an IP address");
+  const boost::asio::ip::tcp::endpoint endpoint{address, static_cast<unsigned short>(opts.port)};
+  acceptor.open(endpoint.protocol());
+  acceptor.set_option(boost::asio::socket_base::reuse_address{true});
+  acceptor.bind(endpoint, ec);
+  if (ec)
+    throw std::runtime_error("cannot listen on " + url_host(opts.host) + ":" + std::to_string(opts.port) +
+                             ": " + ec.message());
+  acceptor.listen(4096);  // room for a burst of connects; the kernel caps it at somaxconn
+}
+
 // Waits for SIGINT/SIGTERM (blocked in every thread, so they queue here) or the --duration
 // deadline, whichever comes first, or for a shutdown triggered elsewhere.
 void watch_signals(shutdown_signal& shutdown, double duration) {
@@ -78,7 +128,7 @@ void watch_signals(shutdown_signal& shutdown, double duration) {
 // source_open_timeout. True when open, false on shutdown; throws the source's own error. A source
 // stuck in its driver can be neither interrupted nor joined: on a timeout (or a signal) during
 // such an open, say so in one line and leave the process at once.
-bool open_source(frame_source& source, const shutdown_signal& shutdown, const std::string& name) {
+bool open_source(frame_source& source, const shutdown_signal& shutdown) {
   std::promise<void> opened;
   std::future<void> result = opened.get_future();
   std::thread opener{[&] {
@@ -93,9 +143,8 @@ bool open_source(frame_source& source, const shutdown_signal& shutdown, const st
   while (result.wait_for(std::chrono::milliseconds{20}) != std::future_status::ready) {
     if (!shutdown.triggered() && std::chrono::steady_clock::now() < until) continue;
     if (!shutdown.triggered())
-      std::fprintf(
-          stderr, "%s: error: source '%s' did not open within %lld s\n", name.c_str(),
-          source.describe().c_str(),
+      log::write(
+          log::level::error, "source '%s' did not open within %lld s", source.describe().c_str(),
           static_cast<long long>(std::chrono::ceil<std::chrono::seconds>(source_open_timeout).count()));
     std::fflush(nullptr);
     std::_Exit(shutdown.triggered() ? 0 : 1);
@@ -123,6 +172,8 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   try {
+    // Before any thread starts: this edits the environment.
+    const int inherited = inherited_listener();
     server_stats stats{std::string{info.name}};
     stats.set_config(opts.width, opts.height, opts.fps);
     frame_hub hub;
@@ -143,47 +194,37 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
 
     // Open the source first: a camera that is not there is an error at start, not a blank page.
     auto source = make_source({opts.source, opts.width, opts.height, opts.fps, opts.encode});
-    if (!open_source(*source, shutdown, name)) return 0;
-    capture camera{std::move(source), {opts.fps, opts.quality, opts.idle_stop, name}, hub, stats};
+    if (!open_source(*source, shutdown)) return 0;
+    capture camera{std::move(source), {opts.fps, opts.quality, opts.idle_stop}, hub, stats};
     // On the way out: a capture thread stuck in its source's driver cannot be joined; leave
     // without it rather than hang past the promised second.
     const struct stop_capture {
       capture& camera;
-      const std::string& name;
       ~stop_capture() {
         if (camera.stop_within(std::chrono::milliseconds{500})) return;
-        std::fprintf(stderr, "%s: the source does not return; leaving without it\n", name.c_str());
+        log::write(log::level::error, "the source does not return; leaving without it");
         std::fflush(nullptr);
         std::_Exit(0);
       }
-    } stop_capture{camera, name};
+    } stop_capture{camera};
 
     // Listen once the first frame exists, so the URL line means "ready" (a snapshot works at once).
     // A signal closes the hub and ends this wait too.
     if (!hub.wait_newer_for(0, std::chrono::seconds{10}) && !shutdown.triggered())
-      std::fprintf(stderr, "%s: no frame from the source yet; serving anyway\n", name.c_str());
+      log::write(log::level::warning, "no frame from the source yet; serving anyway");
     if (shutdown.triggered()) return 0;
 
     boost::asio::io_context io;
     boost::asio::ip::tcp::acceptor acceptor{io};
-    boost::system::error_code ec;
-    const auto address = boost::asio::ip::make_address(opts.host, ec);
-    if (ec) throw std::runtime_error("--host " + opts.host + ": not an IP address");
-    const boost::asio::ip::tcp::endpoint endpoint{address, static_cast<unsigned short>(opts.port)};
-    acceptor.open(endpoint.protocol());
-    acceptor.set_option(boost::asio::socket_base::reuse_address{true});
-    acceptor.bind(endpoint, ec);
-    if (ec)
-      throw std::runtime_error("cannot listen on " + url_host(opts.host) + ":" + std::to_string(opts.port) +
-                               ": " + ec.message());
-    acceptor.listen(4096);  // room for a burst of connects; the kernel caps it at somaxconn
+    open_listener(acceptor, opts, inherited);
 
     server_context ctx{info.name, name, opts, hub, stats, shutdown, {}, io, acceptor};
     if (!opts.auth.empty()) ctx.routes.expected_authorization = http::basic_authorization(opts.auth);
 
     // The one line scripts read to find the server.
-    std::printf("%s listening on http://%s:%u/\n", name.c_str(), url_host(opts.host).c_str(),
-                static_cast<unsigned>(acceptor.local_endpoint().port()));
+    const auto local = acceptor.local_endpoint();
+    std::printf("%s listening on http://%s:%u/\n", name.c_str(),
+                url_host(local.address().to_string()).c_str(), static_cast<unsigned>(local.port()));
     std::fflush(stdout);
 
     try {
@@ -192,9 +233,10 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
       shutdown.trigger();  // wake whatever still waits before the io_context goes away
       throw;
     }
+    log::flush_dropped();
     return 0;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: error: %s\n", name.c_str(), e.what());
+    log::write(log::level::error, "%s", e.what());
     return 1;
   }
 }

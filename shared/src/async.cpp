@@ -2,13 +2,14 @@
 
 #include <poll.h>
 
-#include <cstdio>
 #include <vector>
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
+
+#include "mjpeg/log.hpp"
 
 namespace mjpeg::async {
 namespace {
@@ -131,6 +132,7 @@ awaitable<void> deadline_stream::wait_writable(error_code& ec) {
   if (::poll(&p, 1, 0) == 1 && p.revents == POLLOUT) co_return;
   arm(steady_clock::now() + write_timeout_, SHUT_RDWR);
   co_await socket_.async_wait(tcp::socket::wait_write, asio::redirect_error(use_awaitable, ec));
+  if (timed_out()) ec = asio::error::timed_out;  // the watchdog shut it: the peer took too long
 }
 
 awaitable<void> deadline_stream::close_gracefully() {
@@ -168,13 +170,14 @@ awaitable<bool> accept_next(server_context& ctx, sessions& all, connection& c) {
     if (ec) {
       // Out of descriptors or memory: the pending connection stays queued and would fail again
       // at once. Pause instead of spinning, and say so once.
-      if (!told) std::fprintf(stderr, "%s: accept: %s; pausing\n", ctx.name.data(), ec.message().c_str());
+      if (!told) log::write(log::level::error, "accept: %s; pausing", ec.message().c_str());
       told = true;
       pause.expires_after(100ms);
       co_await pause.async_wait(asio::redirect_error(use_awaitable, ec));
       continue;
     }
     c.accepted = steady_clock::now();
+    ctx.stats.connection_accepted();
     // Over --max-clients: 503 at once (reject_busy never waits), never a queue.
     if (all.try_admit(ctx.opts.max_clients)) co_return true;
     reject_busy(ctx.stats, std::move(c.socket));

@@ -4,13 +4,13 @@
 #include <sys/socket.h>
 
 #include <cerrno>
-#include <cstdio>
 
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/read.hpp>
 
 #include "mjpeg/freshness.hpp"
+#include "mjpeg/log.hpp"
 #include "mjpeg/reply.hpp"
 
 namespace mjpeg::blocking {
@@ -137,13 +137,14 @@ bool accept_next(server_context& ctx, connection& c) {
     ctx.acceptor.accept(c.socket, ec);
     if (!ec) {
       c.accepted = steady_clock::now();
+      ctx.stats.connection_accepted();
       return true;
     }
     if (ec == asio_error::would_block || ec == asio_error::try_again || ec == asio_error::connection_aborted)
       continue;
     // Out of descriptors or memory: the pending connection stays queued and poll would report
     // it again at once. Pause instead of spinning, and say so once.
-    if (!told) std::fprintf(stderr, "%s: accept: %s; pausing\n", ctx.name.data(), ec.message().c_str());
+    if (!told) log::write(log::level::error, "accept: %s; pausing", ec.message().c_str());
     told = true;
     pollfd stop{ctx.shutdown.fd(), POLLIN, 0};
     ::poll(&stop, 1, 100);
@@ -169,12 +170,16 @@ void stream_frames(server_context& ctx, deadline_stream& stream, viewer_state& v
     f = ctx.hub.latest();
     // Only a whole frame the path can deliver fresh; otherwise a newer one later (freshness.hpp).
     if (const auto v = gate.check(*f); v != freshness_gate::verdict::send) {
-      if (v == freshness_gate::verdict::stalled) break;
+      if (v == freshness_gate::verdict::stalled) {
+        ec = boost::asio::error::timed_out;
+        break;
+      }
       continue;
     }
     boost::asio::write(stream, f->buffers(), ec);
-    if (!ec) ctx.stats.frame_sent(viewer, f->seq(), f->wire_size());
+    if (!ec) ctx.stats.frame_sent(viewer, *f);
   }
+  viewer.ended = end_reason_of(ec);
 }
 
 }  // namespace

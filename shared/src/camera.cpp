@@ -7,13 +7,13 @@
 // --encode (a different quality).
 
 #include <cmath>
-#include <cstdio>
 #include <stdexcept>
 
 #include <opencv2/videoio.hpp>
 
 #include "mjpeg/frame.hpp"
 #include "mjpeg/frame_source.hpp"
+#include "mjpeg/log.hpp"
 
 namespace mjpeg {
 namespace {
@@ -59,14 +59,15 @@ class camera_source final : public frame_source {
     // --width/--height/--fps are requests; say so when the camera gives something else.
     const bool same = info_.width == config_.width && info_.height == config_.height &&
                       std::abs(info_.fps - config_.fps) < 0.5;
-    std::fprintf(stderr, "camera %s: %s %dx%d at %.3g fps, %s%s%s%s\n", info_.device.c_str(),
-                 info_.pixel_format.c_str(), info_.width, info_.height, info_.fps,
-                 info_.passthrough ? "passthrough" : "encode", info_.passthrough ? "" : " (",
-                 info_.why_encode.c_str(), info_.passthrough ? "" : ")");
+    log::write(log::level::info, "camera %s: %s %dx%d at %.3g fps, %s%s%s%s", info_.device.c_str(),
+               info_.pixel_format.c_str(), info_.width, info_.height, info_.fps,
+               info_.passthrough ? "passthrough" : "encode", info_.passthrough ? "" : " (",
+               info_.why_encode.c_str(), info_.passthrough ? "" : ")");
     if (!same)
-      std::fprintf(stderr, "camera %s: asked for %dx%d at %.3g fps, the camera gives %dx%d at %.3g fps\n",
-                   info_.device.c_str(), config_.width, config_.height, config_.fps, info_.width,
-                   info_.height, info_.fps);
+      log::write(log::level::warning,
+                 "camera %s: asked for %dx%d at %.3g fps, the camera gives %dx%d at %.3g fps",
+                 info_.device.c_str(), config_.width, config_.height, config_.fps, info_.width, info_.height,
+                 info_.fps);
   }
 
   bool read(source_image& out) override {
@@ -92,8 +93,8 @@ class camera_source final : public frame_source {
       }
       const auto bad = ++bad_;
       if ((bad & (bad - 1)) == 0)  // 1, 2, 4, 8, …: visible without flooding the log
-        std::fprintf(stderr, "camera %s: dropped a broken JPEG of %zu bytes (%llu so far)\n",
-                     info_.device.c_str(), bytes.size(), static_cast<unsigned long long>(bad));
+        log::write(log::level::warning, "camera %s: dropped a broken JPEG of %zu bytes (%llu so far)",
+                   info_.device.c_str(), bytes.size(), static_cast<unsigned long long>(bad));
     }
     return false;
   }

@@ -7,6 +7,7 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "mjpeg/clock.hpp"
+#include "mjpeg/log.hpp"
 
 namespace mjpeg {
 
@@ -70,7 +71,8 @@ void capture::run() {
     if (state == s) return;
     state = s;
     stats_.set_source(source_->describe(), s);
-    std::fprintf(stderr, "%s: capture: %s %s\n", config_.name.c_str(), source_->describe().c_str(), message);
+    log::write(s == source_state::up ? log::level::info : log::level::warning, "source %s %s",
+               source_->describe().c_str(), message);
   };
   std::uint64_t seq = 0;
   source_image image;
@@ -94,7 +96,7 @@ void capture::run() {
           source_->open();
           if (auto camera = source_->camera()) stats_.set_camera(std::move(*camera));
         } catch (const std::exception& e) {
-          std::fprintf(stderr, "%s: capture: %s\n", config_.name.c_str(), e.what());
+          log::write(log::level::warning, "source: %s", e.what());
         }
       }
     }
@@ -110,7 +112,7 @@ void capture::run() {
         source_->open();
         if (auto camera = source_->camera()) stats_.set_camera(std::move(*camera));
       } catch (const std::exception& e) {
-        std::fprintf(stderr, "%s: capture: %s\n", config_.name.c_str(), e.what());
+        log::write(log::level::warning, "source: %s", e.what());
       }
       due = steady_clock::now();
       continue;

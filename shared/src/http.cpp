@@ -82,6 +82,7 @@ route_result route(const request_head& head, const route_options& options) {
   if (path == "/stream") return found(resource::stream);
   if (path == "/snapshot") return found(resource::snapshot);
   if (path == "/stats") return found(resource::stats);
+  if (path == "/metrics") return found(resource::metrics);
   return error(status::not_found);
 }
 

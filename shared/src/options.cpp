@@ -3,11 +3,14 @@
 #include <sys/resource.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <system_error>
 
 #include <CLI/CLI.hpp>
+
+#include "mjpeg/version.hpp"
 
 namespace mjpeg {
 namespace {
@@ -30,6 +33,30 @@ long open_file_limit() {
   return static_cast<long>(limit.rlim_cur);
 }
 
+// CLI11 2.1 names an unknown key ("INI was not able to parse KEY") but not its line; find the
+// first line that sets it, so the message points into the file. (A lookup of the key CLI11
+// reported, not a second parser.)
+std::string unknown_key_message(const CLI::ConfigError& e, const std::string& path) {
+  constexpr std::string_view marker = "INI was not able to parse ";
+  const std::string what = e.what();
+  if (what.rfind(marker, 0) != 0) return "config file " + path + ": " + what;
+  const std::string key = what.substr(marker.size());
+  // "[name]" arrives as the key "name.++": every option lives at the top level.
+  if (key.size() > 3 && key.ends_with(".++"))
+    return "config file " + path + ": unknown section [" + key.substr(0, key.size() - 3) + "]";
+  const std::string name = key.substr(key.rfind('.') + 1);  // "section.key": the line says "key"
+  std::ifstream in{path};
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    const auto start = line.find_first_not_of(" \t");
+    if (start == std::string::npos || line.compare(start, name.size(), name) != 0) continue;
+    const auto after = line.find_first_not_of(" \t", start + name.size());
+    if (after != std::string::npos && (line[after] == '=' || line[after] == ':'))
+      return "config file " + path + " line " + std::to_string(number) + ": unknown key '" + key + "'";
+  }
+  return "config file " + path + ": unknown key '" + key + "'";
+}
+
 }  // namespace
 
 std::string binary_name(const variant_info& info) {
@@ -40,8 +67,15 @@ std::string binary_name(const variant_info& info) {
 
 std::variant<options, int> parse_options(int argc, const char* const* argv, const variant_info& info) {
   options o;
-  CLI::App app{std::string{info.summary}, binary_name(info)};
+  const std::string binary = binary_name(info);
+  CLI::App app{std::string{info.summary}, binary};
   app.set_help_flag("-h,--help", "Print this help and exit");
+  app.set_version_flag("--version", binary + " " + std::string{version});
+  log::set_program(binary);
+  // Every option below can also be set in the file, by its long name: `port = 8080`. Options added
+  // later are configurable the same way, with no change here.
+  app.set_config("--config", "", "Read options from this TOML/INI file (the command line wins)");
+  app.allow_config_extras(CLI::config_extras_mode::error);
   app.get_formatter()->column_width(28);
 
   app.add_option("--host", o.host, "Address to bind (use 0.0.0.0 only behind a proxy)")
@@ -77,6 +111,13 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
         return v.find(':') == std::string::npos ? std::string{"must be user:pass"} : std::string{};
       });
 
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "Least severe log lines written: error, warning, info, debug")
+      ->check(CLI::IsMember({"error", "warning", "info", "debug"}))
+      ->capture_default_str();
+  bool quiet = false;
+  app.add_flag("-q,--quiet", quiet, "Same as --log-level warning: no line per viewer");
+
   const long fd_limit = open_file_limit();
   const int max_viewers = static_cast<int>(std::clamp(fd_limit - reserved_fds(), 1L, 1L << 20));
   if (info.model.threads) {
@@ -103,18 +144,24 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
 
   try {
     app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
+  } catch (const CLI::Success& e) {  // --help, --version
     return app.exit(e);
+  } catch (const CLI::ConfigError& e) {
+    log::write(log::level::error, "%s",
+               unknown_key_message(e, app.get_config_ptr()->as<std::string>()).c_str());
+    return 2;
   } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "%s: error: %s (see --help)\n", app.get_name().c_str(), e.what());
+    log::write(log::level::error, "%s (see --help)", e.what());
     return 2;
   }
+  o.log_level = quiet ? log::level::warning : *log::parse_level(log_level);
+  log::set_level(o.log_level);
   // A cap above what this process may open would only fail later, at accept time: lower it to
   // what the open-file limit allows, and say so.
   if (o.max_clients > max_viewers) {
-    std::fprintf(stderr,
-                 "%s: the open-file limit (%ld) allows %d connections: --max-clients %d lowered to %d\n",
-                 app.get_name().c_str(), fd_limit, max_viewers, o.max_clients, max_viewers);
+    log::write(log::level::warning,
+               "the open-file limit (%ld) allows %d connections: --max-clients %d lowered to %d", fd_limit,
+               max_viewers, o.max_clients, max_viewers);
     o.max_clients = max_viewers;
   }
   return o;

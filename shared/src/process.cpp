@@ -92,6 +92,18 @@ int wait_exit(pid_t pid, std::chrono::milliseconds timeout) {
 launched_server::launched_server(const std::string& program, std::vector<std::string> args,
                                  const std::string& stderr_path, std::chrono::milliseconds timeout,
                                  bool await_url) {
+  if (!await_url) {  // any program: args as given, stdout discarded, nothing awaited
+    args.insert(args.begin(), program);
+    const int null_fd = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+    try {
+      pid_ = spawn_process(args, null_fd, stderr_path);
+    } catch (...) {
+      ::close(null_fd);
+      throw;
+    }
+    ::close(null_fd);
+    return;
+  }
   if (std::find(args.begin(), args.end(), "--port") == args.end()) args.insert(args.end(), {"--port", "0"});
   args.insert(args.begin(), program);
   int out[2];
@@ -104,10 +116,6 @@ launched_server::launched_server(const std::string& program, std::vector<std::st
     throw;
   }
   ::close(out[1]);
-  if (!await_url) {
-    ::close(out[0]);  // a URL line it prints later meets a closed pipe: SIGPIPE is ignored
-    return;
-  }
 
   // The one line every server prints: "mjpeg-<name> listening on http://HOST:PORT/".
   std::string text;

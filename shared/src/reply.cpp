@@ -25,6 +25,14 @@ reply make_reply(const http::route_result& plan, const server_context& ctx) {
                   plan.head_only),
               nullptr};
     }
+    case resource::metrics: {
+      const frame_ptr latest = ctx.hub.latest();
+      return {http::document_response(
+                  "text/plain; version=0.0.4; charset=utf-8",
+                  ctx.stats.to_prometheus(latest ? latest->seq() : 0, latest ? latest->jpeg().size() : 0),
+                  plan.head_only),
+              nullptr};
+    }
     case resource::snapshot: {
       frame_ptr latest = ctx.hub.latest();
       if (!latest) return {http::error_response(http::status::service_unavailable), nullptr};
@@ -38,7 +46,7 @@ reply make_reply(const http::route_result& plan, const server_context& ctx) {
     case resource::none:
       break;
   }
-  ctx.stats.bad_request();
+  ctx.stats.bad_request(static_cast<unsigned>(plan.code));
   return {http::error_response(plan.code), nullptr};
 }
 

@@ -4,10 +4,59 @@
 
 #include "mjpeg/json.hpp"
 
+#include <boost/asio/error.hpp>
+
+#include "mjpeg/frame.hpp"
+#include "mjpeg/log.hpp"
+#include "mjpeg/version.hpp"
+
 namespace mjpeg {
 
 using std::chrono::steady_clock;
 constexpr auto relaxed = std::memory_order_relaxed;
+
+namespace {
+
+constexpr const char* end_reason_names[] = {"closed", "send_timeout", "shutdown", "error"};
+constexpr const char* end_reason_text[] = {"closed by viewer", "send timeout", "shutdown", "error"};
+
+const char* source_state_name(source_state s) {
+  return s == source_state::up ? "up" : s == source_state::down ? "down" : "idle";
+}
+
+const char* reject_reason_name(reject_reason r) {
+  switch (r) {
+    case reject_reason::capacity:
+      break;
+  }
+  return "capacity";
+}
+
+// 1234567 -> "1.2 MB": for a person reading the log.
+std::string human_bytes(std::uint64_t bytes) {
+  char text[32];
+  if (bytes < 1000)
+    std::snprintf(text, sizeof text, "%llu B", static_cast<unsigned long long>(bytes));
+  else if (bytes < 1000 * 1000)
+    std::snprintf(text, sizeof text, "%.1f kB", static_cast<double>(bytes) / 1e3);
+  else if (bytes < 1000ULL * 1000 * 1000)
+    std::snprintf(text, sizeof text, "%.1f MB", static_cast<double>(bytes) / 1e6);
+  else
+    std::snprintf(text, sizeof text, "%.2f GB", static_cast<double>(bytes) / 1e9);
+  return text;
+}
+
+}  // namespace
+
+end_reason end_reason_of(const boost::system::error_code& ec) {
+  namespace e = boost::asio::error;
+  if (!ec || ec == e::operation_aborted) return end_reason::shutdown;
+  if (ec == e::timed_out) return end_reason::send_timeout;
+  if (ec == e::eof || ec == e::connection_reset || ec == e::broken_pipe || ec == e::connection_aborted ||
+      ec == e::not_connected)
+    return end_reason::closed;
+  return end_reason::error;
+}
 
 server_stats::server_stats(std::string variant)
     : variant_{std::move(variant)}, started_{steady_clock::now()} {}
@@ -22,6 +71,23 @@ void server_stats::frame_captured(steady_clock::time_point now) {
     const double old = capture_fps_.load(relaxed);
     capture_fps_.store(old == 0 ? rate : old + (rate - old) / 16, relaxed);
   }
+}
+
+void server_stats::connection_rejected(reject_reason why) {
+  rejected_.fetch_add(1, relaxed);
+  std::lock_guard lock{mutex_};
+  ++rejected_by_reason_[why];
+}
+
+void server_stats::bad_request(unsigned status) {
+  bad_requests_.fetch_add(1, relaxed);
+  std::lock_guard lock{mutex_};
+  ++bad_by_status_[status];
+}
+
+void server_stats::set_metric_labels(std::string labels) {
+  std::lock_guard lock{mutex_};
+  metric_labels_ = std::move(labels);
 }
 
 void server_stats::set_source(std::string description, source_state state) {
@@ -50,9 +116,16 @@ void server_stats::viewer_started(viewer_state& v, std::string peer) {
   v.frames_sent.store(0, relaxed);
   v.frames_skipped.store(0, relaxed);
   v.bytes_sent.store(0, relaxed);
+  v.ended = end_reason::error;  // until the stream loop says otherwise
   viewers_total_.fetch_add(1, relaxed);
-  std::lock_guard lock{mutex_};
-  viewers_.push_back(&v);
+  std::size_t watching = 0;
+  {
+    std::lock_guard lock{mutex_};
+    viewers_.push_back(&v);
+    watching = viewers_.size();
+  }
+  log::write(log::level::info, "viewer %llu from %s connected (%zu watching)",
+             static_cast<unsigned long long>(v.id), v.peer.c_str(), watching);
 }
 
 void server_stats::frame_sent(viewer_state& v, std::uint64_t seq, std::size_t bytes) {
@@ -69,9 +142,30 @@ void server_stats::frame_sent(viewer_state& v, std::uint64_t seq, std::size_t by
   }
 }
 
+void server_stats::frame_sent(viewer_state& v, const frame& f) {
+  frame_sent(v, f.seq(), f.wire_size());
+  const auto age = std::chrono::duration<double>(wall_clock::now() - f.captured()).count();
+  const auto bucket = std::lower_bound(age_buckets.begin(), age_buckets.end(), age) - age_buckets.begin();
+  age_counts_[static_cast<std::size_t>(bucket)].fetch_add(1, relaxed);
+  age_sum_us_.fetch_add(static_cast<std::uint64_t>(std::max(0.0, age) * 1e6), relaxed);
+}
+
 void server_stats::viewer_stopped(viewer_state& v) {
-  std::lock_guard lock{mutex_};
-  viewers_.remove(&v);
+  std::size_t watching = 0;
+  {
+    std::lock_guard lock{mutex_};
+    viewers_.remove(&v);
+    watching = viewers_.size();
+  }
+  const auto reason = static_cast<std::size_t>(v.ended);
+  ended_[reason].fetch_add(1, relaxed);
+  log::write(log::level::info,
+             "viewer %llu from %s left after %.1f s: %llu frames sent, %llu skipped, %s; %s (%zu watching)",
+             static_cast<unsigned long long>(v.id), v.peer.c_str(),
+             std::chrono::duration<double>(steady_clock::now() - v.since).count(),
+             static_cast<unsigned long long>(v.frames_sent.load(relaxed)),
+             static_cast<unsigned long long>(v.frames_skipped.load(relaxed)),
+             human_bytes(v.bytes_sent.load(relaxed)).c_str(), end_reason_text[reason], watching);
 }
 
 std::uint64_t server_stats::viewers_now() const {
@@ -93,9 +187,7 @@ std::string server_stats::to_json(std::uint64_t frame_seq, std::size_t frame_byt
   json_writer j;
   j.begin_object().string("variant", variant_).number("uptime_s", seconds(started_));
   j.string("source", source_).boolean("source_up", source_state_ == source_state::up);
-  j.string("source_state", source_state_ == source_state::up     ? "up"
-                           : source_state_ == source_state::down ? "down"
-                                                                 : "idle");
+  j.string("source_state", source_state_name(source_state_));
   if (camera_) {
     // What the camera agreed to, beside what was asked: they differ when the camera cannot comply.
     const auto& c = *camera_;
@@ -129,6 +221,120 @@ std::string server_stats::to_json(std::uint64_t frame_seq, std::size_t frame_byt
   }
   j.end_array().end_object();
   return j.str();
+}
+
+std::string server_stats::to_prometheus(std::uint64_t frame_seq, std::size_t frame_bytes) const {
+  std::lock_guard lock{mutex_};
+  std::string out;
+  out.reserve(4096);
+  // One family: HELP, TYPE, then its samples; `labels` are this sample's own, metric_labels_ the
+  // process's (a worker's number).
+  const auto family = [&](const char* name, const char* type, const char* help) {
+    out += "# HELP ";
+    out += name;
+    out += ' ';
+    out += help;
+    out += "\n# TYPE ";
+    out += name;
+    out += ' ';
+    out += type;
+    out += '\n';
+  };
+  const auto sample = [&](const std::string& name, const std::string& labels, const std::string& value) {
+    out += name;
+    std::string all = metric_labels_;
+    if (!labels.empty()) all += (all.empty() ? "" : ",") + labels;
+    if (!all.empty()) out += "{" + all + "}";
+    out += ' ';
+    out += value;
+    out += '\n';
+  };
+  const auto u = [](std::uint64_t v) { return std::to_string(v); };
+  const auto num = [](double v) {
+    char text[64];
+    std::snprintf(text, sizeof text, "%.6g", v);
+    return std::string{text};
+  };
+  const auto escape = [](std::string_view text) {  // label values: backslash, quote, newline
+    std::string e;
+    for (const char c : text) {
+      if (c == '\\' || c == '"') e += '\\';
+      if (c == '\n') {
+        e += "\\n";
+        continue;
+      }
+      e += c;
+    }
+    return e;
+  };
+
+  family("mjpeg_build_info", "gauge", "Always 1; the labels name the server variant and version.");
+  sample("mjpeg_build_info", "variant=\"" + escape(variant_) + "\",version=\"" + escape(version) + "\"", "1");
+  family("mjpeg_uptime_seconds", "gauge", "Seconds since the server started.");
+  sample("mjpeg_uptime_seconds", "",
+         num(std::chrono::duration<double>(steady_clock::now() - started_).count()));
+
+  family("mjpeg_source_up", "gauge", "1 while the source delivers frames, 0 while it is down or idle.");
+  sample("mjpeg_source_up", "", source_state_ == source_state::up ? "1" : "0");
+  family("mjpeg_source_state", "gauge",
+         "1 for the source's current state (up, down, idle), 0 for the others.");
+  for (const auto s : {source_state::up, source_state::down, source_state::idle})
+    sample("mjpeg_source_state", std::string{"state=\""} + source_state_name(s) + "\"",
+           s == source_state_ ? "1" : "0");
+  family("mjpeg_capture_fps", "gauge", "Measured capture rate, frames per second.");
+  sample("mjpeg_capture_fps", "", num(capture_fps_.load(relaxed)));
+  family("mjpeg_target_fps", "gauge", "Configured frame rate (--fps).");
+  sample("mjpeg_target_fps", "", num(fps_));
+  family("mjpeg_frame_seq", "gauge", "Sequence number of the latest frame.");
+  sample("mjpeg_frame_seq", "", u(frame_seq));
+  family("mjpeg_frame_bytes", "gauge", "JPEG size of the latest frame in bytes.");
+  sample("mjpeg_frame_bytes", "", u(frame_bytes));
+
+  family("mjpeg_frames_captured_total", "counter", "Frames captured and published.");
+  sample("mjpeg_frames_captured_total", "", u(frames_captured_.load(relaxed)));
+  family("mjpeg_frames_sent_total", "counter", "Frames written to viewers (one per viewer per frame).");
+  sample("mjpeg_frames_sent_total", "", u(frames_sent_.load(relaxed)));
+  family("mjpeg_frames_skipped_total", "counter",
+         "Frames a viewer missed because it was still taking an earlier one.");
+  sample("mjpeg_frames_skipped_total", "", u(frames_skipped_.load(relaxed)));
+  family("mjpeg_sent_bytes_total", "counter", "Bytes written to viewers, part headers included.");
+  sample("mjpeg_sent_bytes_total", "", u(bytes_sent_.load(relaxed)));
+
+  family("mjpeg_viewers", "gauge", "Viewers streaming now.");
+  sample("mjpeg_viewers", "", u(viewers_.size()));
+  family("mjpeg_viewers_total", "counter", "Viewers that started a stream.");
+  sample("mjpeg_viewers_total", "", u(viewers_total_.load(relaxed)));
+  family("mjpeg_viewers_ended_total", "counter", "Streams that ended, by reason.");
+  for (std::size_t r = 0; r < ended_.size(); ++r)
+    sample("mjpeg_viewers_ended_total", std::string{"reason=\""} + end_reason_names[r] + "\"",
+           u(ended_[r].load(relaxed)));
+
+  family("mjpeg_connections_accepted_total", "counter",
+         "TCP connections accepted (including those then turned away).");
+  sample("mjpeg_connections_accepted_total", "", u(accepted_.load(relaxed)));
+  family("mjpeg_connections_rejected_total", "counter",
+         "Connections turned away before they were served, by reason.");
+  std::map<reject_reason, std::uint64_t> rejected = rejected_by_reason_;
+  rejected.try_emplace(reject_reason::capacity, 0);
+  for (const auto& [reason, count] : rejected)
+    sample("mjpeg_connections_rejected_total", std::string{"reason=\""} + reject_reason_name(reason) + "\"",
+           u(count));
+  family("mjpeg_bad_requests_total", "counter", "Requests answered with an error status, by status.");
+  for (const auto& [status, count] : bad_by_status_)
+    sample("mjpeg_bad_requests_total", "status=\"" + u(status) + "\"", u(count));
+
+  family("mjpeg_frame_age_seconds", "histogram",
+         "Age of each frame when it was written to a viewer (send time minus capture time).");
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i < age_counts_.size(); ++i) {
+    cumulative += age_counts_[i].load(relaxed);
+    sample("mjpeg_frame_age_seconds_bucket",
+           "le=\"" + (i < age_buckets.size() ? num(age_buckets[i]) : std::string{"+Inf"}) + "\"",
+           u(cumulative));
+  }
+  sample("mjpeg_frame_age_seconds_sum", "", num(static_cast<double>(age_sum_us_.load(relaxed)) / 1e6));
+  sample("mjpeg_frame_age_seconds_count", "", u(cumulative));
+  return out;
 }
 
 }  // namespace mjpeg

@@ -63,9 +63,10 @@ std::string variant_binary(const std::string& key) {
   throw std::runtime_error("no binary for " + key);
 }
 
-server_process::server_process(const std::string& binary, std::vector<std::string> args, await what)
+server_process::server_process(const std::string& binary, std::vector<std::string> args, ready_when ready)
     : stderr_path_{temp_path("stderr")},
-      server_{binary, std::move(args), stderr_path_, std::chrono::seconds{20}, what == await::url_line} {}
+      server_{binary, std::move(args), stderr_path_, std::chrono::seconds{20},
+              ready == ready_when::url_line} {}
 
 server_process::~server_process() {
   ::unlink(stderr_path_.c_str());
@@ -124,6 +125,22 @@ run_result run_command(const std::string& binary, const std::vector<std::string>
   ::unlink(out_path.c_str());
   ::unlink(err_path.c_str());
   return result;
+}
+
+scratch_dir::scratch_dir() {
+  std::string pattern = "/tmp/mjpeg-test-XXXXXX";
+  if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp");
+  path_ = pattern;
+}
+
+scratch_dir::~scratch_dir() {
+  run_command("/bin/rm", {"-rf", path_}, std::chrono::seconds{30});
+}
+
+std::string scratch_dir::write(const std::string& name, const std::string& text) const {
+  const std::string file = path_ + "/" + name;
+  std::ofstream{file} << text;
+  return file;
 }
 
 }  // namespace mjpeg::test

@@ -41,15 +41,20 @@ std::string variant_binary(const std::string& key);
 /// Keys of every variant binary the build produced.
 std::vector<std::string> variant_keys();
 
+/// What a started process is waited for before the constructor returns.
+enum class ready_when {
+  url_line,  ///< Our servers: "--port 0" is added unless given, then the URL line is awaited.
+  started,   ///< Any other program (nginx, prometheus): args as given, nothing awaited.
+};
+
 /// A server binary started for one test, with `--port 0` unless `args` name a port; killed in
 /// the destructor if still alive. The test face of mjpeg::launched_server, with stderr kept.
 class server_process {
  public:
-  /// What the constructor waits for.
-  enum class await { url_line, nothing };
-  /// Starts `binary` with `args` (plus "--port 0") and waits for its URL line (or, with
-  /// await::nothing, returns at once: port() is then 0).
-  server_process(const std::string& binary, std::vector<std::string> args, await what = await::url_line);
+  /// Starts `binary` with `args` (plus "--port 0") and waits for its URL line; or, with
+  /// ready_when::started, just starts it.
+  server_process(const std::string& binary, std::vector<std::string> args,
+                 ready_when ready = ready_when::url_line);
   ~server_process();
   server_process(const server_process&) = delete;
   server_process& operator=(const server_process&) = delete;
@@ -96,5 +101,22 @@ struct run_result {
 /// Runs a command to completion with a time cap.
 run_result run_command(const std::string& binary, const std::vector<std::string>& args,
                        std::chrono::milliseconds timeout);
+
+/// A fresh folder under /tmp for one test, removed with everything in it by the destructor.
+class scratch_dir {
+ public:
+  /// Creates /tmp/mjpeg-test-XXXXXX.
+  scratch_dir();
+  ~scratch_dir();
+  scratch_dir(const scratch_dir&) = delete;
+  scratch_dir& operator=(const scratch_dir&) = delete;
+  /// Writes `text` to the file `name` in the folder; returns its path.
+  std::string write(const std::string& name, const std::string& text) const;
+  /// The folder.
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
 
 }  // namespace mjpeg::test

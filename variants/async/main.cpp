@@ -7,7 +7,6 @@
 // twin of blocking.cpp; this file keeps the model: where a viewer's state lives, how connections
 // meet coroutines and threads, how it all stops.
 
-#include <cstdio>
 #include <exception>
 #include <thread>
 #include <utility>  // before Boost 1.74's awaitable.hpp, which uses std::exchange without it
@@ -26,6 +25,7 @@
 #include "mjpeg/app.hpp"
 #include "mjpeg/async.hpp"
 #include "mjpeg/freshness.hpp"
+#include "mjpeg/log.hpp"
 #include "mjpeg/reply.hpp"
 
 namespace {
@@ -56,12 +56,18 @@ awaitable<void> stream_frames(server_context& ctx, deadline_stream& stream, view
     f = ctx.hub.latest();
     // Only a whole frame the path can deliver fresh; otherwise a newer one later (freshness.hpp).
     if (const auto v = gate.check(*f); v != freshness_gate::verdict::send) {
-      if (v == freshness_gate::verdict::stalled) break;
+      if (v == freshness_gate::verdict::stalled) {
+        ec = asio::error::timed_out;
+        break;
+      }
       continue;
     }
     co_await asio::async_write(stream, f->buffers(), asio::redirect_error(use_awaitable, ec));
-    if (!ec) ctx.stats.frame_sent(viewer, f->seq(), f->wire_size());
+    if (!ec) ctx.stats.frame_sent(viewer, *f);
   }
+  viewer.ended = stream.timed_out()         ? end_reason::send_timeout
+                 : ctx.shutdown.triggered() ? end_reason::shutdown
+                                            : end_reason_of(ec);
 }
 
 awaitable<void> serve_client(server_context& ctx, async::sessions& all, connection c) {
@@ -105,7 +111,7 @@ awaitable<void> accept_loop(server_context& ctx, async::sessions& all) {
       try {
         if (e) std::rethrow_exception(e);
       } catch (const std::exception& x) {
-        std::fprintf(stderr, "%s: session: %s\n", ctx.name.data(), x.what());
+        log::write(log::level::error, "session: %s", x.what());
       }
     });
   }

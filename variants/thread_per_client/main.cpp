@@ -6,13 +6,13 @@
 // unless --max-clients does. The default is unlimited, as in the original.
 
 #include <atomic>
-#include <cstdio>
 #include <list>
 #include <system_error>
 #include <thread>
 
 #include "mjpeg/app.hpp"
 #include "mjpeg/blocking.hpp"
+#include "mjpeg/log.hpp"
 
 namespace {
 
@@ -60,7 +60,7 @@ void start_client(mjpeg::server_context& ctx, std::list<client>& clients, mjpeg:
       c.done.store(true, std::memory_order_release);
     }};
   } catch (const std::system_error& e) {
-    std::fprintf(stderr, "%s: cannot start a thread: %s\n", ctx.name.data(), e.what());
+    mjpeg::log::write(mjpeg::log::level::error, "cannot start a thread: %s", e.what());
     mjpeg::reject_busy(ctx.stats, std::move(c.connection.socket));
     clients.pop_back();
   }

@@ -17,10 +17,9 @@ namespace mjpeg {
 
 /// Capture settings taken from the options.
 struct capture_config {
-  double fps = 30;               ///< Frames per second to publish (sources faster than this are paced down).
-  int quality = 80;              ///< JPEG quality 1..100 for sources that deliver pixels.
-  double idle_stop = 0;          ///< Close the source after this many seconds without viewers; 0 = never.
-  std::string name = "capture";  ///< Prefix of its log lines: the binary's name, as on every line.
+  double fps = 30;       ///< Frames per second to publish (sources faster than this are paced down).
+  int quality = 80;      ///< JPEG quality 1..100 for sources that deliver pixels.
+  double idle_stop = 0;  ///< Close the source after this many seconds without viewers; 0 = never.
 };
 
 /// One thread: source → encode once → hub.publish, paced to the configured fps.

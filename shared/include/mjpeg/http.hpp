@@ -51,6 +51,7 @@ enum class resource {
   stream,    ///< The endless multipart stream.
   snapshot,  ///< The latest frame as one JPEG.
   stats,     ///< JSON counters.
+  metrics,   ///< The same counters in Prometheus text format.
 };
 
 /// The router's decision.

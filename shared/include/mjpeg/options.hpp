@@ -6,6 +6,8 @@
 #include <string_view>
 #include <variant>
 
+#include "mjpeg/log.hpp"
+
 namespace mjpeg {
 
 /// Every command-line option. The common ones exist in every variant; the model options only
@@ -27,6 +29,7 @@ struct options {
   int threads = 1;                 ///< Worker threads (thread_pool, async).
   int queue = 0;                   ///< Waiting connections (thread_pool).
   int max_clients = 0;             ///< Open connections before 503; 0 = unlimited.
+  log::level log_level = log::level::info;  ///< Least severe log lines written (--log-level, --quiet).
 };
 
 /// Which model options a variant has, with its defaults; nullopt leaves the option out.
@@ -46,8 +49,11 @@ struct variant_info {
 /// The binary's name for a variant: "mjpeg-" and the name with dashes ("mjpeg-thread-pool").
 std::string binary_name(const variant_info& info);
 
-/// Parses the command line. Returns the options, or the exit code to leave with: 0 after
-/// --help, 2 after a bad value (a one-line message naming the option is printed to stderr).
+/// Parses the command line and the --config file (TOML/INI, CLI11's own reader: every option by
+/// its long name without dashes; the command line wins). Returns the options, or the exit code to
+/// leave with: 0 after --help or --version, 2 after a bad value or an unknown key in the file (a
+/// one-line message naming the option, or the key and its line, is printed to stderr). Also sets
+/// the log's program name and level.
 std::variant<options, int> parse_options(int argc, const char* const* argv, const variant_info& info);
 
 }  // namespace mjpeg

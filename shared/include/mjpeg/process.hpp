@@ -31,7 +31,8 @@ class launched_server {
  public:
   /// Starts `program` with `args`; stderr goes to `stderr_path` (inherited when empty). Throws
   /// std::runtime_error, with what the server said, if it prints no URL within `timeout`. With
-  /// `await_url` false it returns at once without reading the URL (port() is then 0).
+  /// `await_url` false it starts any program: `args` as given, stdout discarded, nothing awaited
+  /// (port() is then 0).
   launched_server(const std::string& program, std::vector<std::string> args,
                   const std::string& stderr_path = {},
                   std::chrono::milliseconds timeout = std::chrono::seconds{30}, bool await_url = true);

@@ -1,18 +1,42 @@
 /// The counters behind /stats: server-wide, and per viewer.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <list>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 
+#include <boost/system/error_code.hpp>
+
 #include "mjpeg/camera_info.hpp"
 
 namespace mjpeg {
+
+class frame;
+
+/// Why a viewer's stream ended, as the leave line and /metrics report it.
+enum class end_reason {
+  closed,        ///< The viewer closed or reset the connection.
+  send_timeout,  ///< The viewer took nothing for --send-timeout.
+  shutdown,      ///< The server is stopping.
+  error,         ///< Anything else (an I/O error, an exception).
+};
+
+/// The reason behind the error that ended a stream loop: a closed or reset connection is the
+/// viewer's doing, timed_out the send timeout, operation_aborted (or no error: the hub closed)
+/// shutdown.
+end_reason end_reason_of(const boost::system::error_code& ec);
+
+/// Why a connection was turned away before it was served.
+enum class reject_reason {
+  capacity,  ///< Over --max-clients, the pool's queue, or no thread to start (503).
+};
 
 /// One viewer's subscription: what it has seen and been sent.
 ///
@@ -27,6 +51,7 @@ struct viewer_state {
   std::atomic<std::uint64_t> frames_sent{0};     ///< Frames written to this viewer.
   std::atomic<std::uint64_t> frames_skipped{0};  ///< Frames published while it was busy.
   std::atomic<std::uint64_t> bytes_sent{0};      ///< Bytes written, headers included.
+  end_reason ended = end_reason::error;          ///< Set by the stream loop as it ends.
 };
 
 /// What the capture side is doing, as /stats reports it.
@@ -36,7 +61,10 @@ enum class source_state {
   idle,  ///< Closed by --idle-stop because nobody watches; reopened by the next viewer.
 };
 
-/// Server-wide counters behind /stats.
+/// Upper bounds in seconds of the frame-age histogram in /metrics (plus +Inf).
+inline constexpr std::array<double, 10> age_buckets = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+
+/// Server-wide counters behind /stats (JSON) and /metrics (Prometheus text format).
 class server_stats {
  public:
   /// Starts the clock for uptime.
@@ -52,22 +80,31 @@ class server_stats {
   void set_bad_frames(std::uint64_t count) { bad_frames_.store(count, std::memory_order_relaxed); }
   /// Records the configured stream settings shown by /stats and the viewer page.
   void set_config(int width, int height, double fps);
-  /// A connection refused for capacity (503).
-  void connection_rejected() { rejected_.fetch_add(1, std::memory_order_relaxed); }
-  /// A request answered with a 4xx status.
-  void bad_request() { bad_requests_.fetch_add(1, std::memory_order_relaxed); }
+  /// A connection accepted from the listening socket (served or turned away after).
+  void connection_accepted() { accepted_.fetch_add(1, std::memory_order_relaxed); }
+  /// A connection turned away before it was served.
+  void connection_rejected(reject_reason why = reject_reason::capacity);
+  /// A request answered with an error status (4xx, 5xx).
+  void bad_request(unsigned status);
 
-  /// Starts a viewer: resets `v`, gives it a new id and lists it (the `__enter__` half).
+  /// Starts a viewer: resets `v`, gives it a new id, lists it and logs it (the `__enter__` half).
   void viewer_started(viewer_state& v, std::string peer);
   /// Records a frame sent to `v`: `seq` is its sequence number, gaps are skipped frames.
   void frame_sent(viewer_state& v, std::uint64_t seq, std::size_t bytes);
-  /// Ends a viewer: unlists it (the `__exit__` half).
+  /// Records `f` sent to `v`, and its age (now minus capture time) in the frame-age histogram.
+  void frame_sent(viewer_state& v, const frame& f);
+  /// Ends a viewer: unlists it and logs its leave line with `v.ended` (the `__exit__` half).
   void viewer_stopped(viewer_state& v);
 
   /// Viewers streaming now.
   std::uint64_t viewers_now() const;
   /// The JSON document served at /stats; `frame_seq` and `frame_bytes` describe the latest frame.
   std::string to_json(std::uint64_t frame_seq, std::size_t frame_bytes) const;
+  /// The Prometheus text exposition served at /metrics; `frame_seq` as in to_json.
+  std::string to_prometheus(std::uint64_t frame_seq, std::size_t frame_bytes) const;
+  /// Labels added to every series of this process, e.g. `worker="2"` in a worker process (the
+  /// hook for --workers: each worker's series stay apart when they are merged). Empty by default.
+  void set_metric_labels(std::string labels);
 
  private:
   std::string variant_;
@@ -78,14 +115,21 @@ class server_stats {
   std::atomic<std::uint64_t> frames_sent_{0};
   std::atomic<std::uint64_t> frames_skipped_{0};
   std::atomic<std::uint64_t> bytes_sent_{0};
+  std::atomic<std::uint64_t> accepted_{0};
   std::atomic<std::uint64_t> rejected_{0};
   std::atomic<std::uint64_t> bad_requests_{0};
   std::atomic<std::uint64_t> bad_frames_{0};
+  std::array<std::atomic<std::uint64_t>, 4> ended_{};                            // by end_reason
+  std::array<std::atomic<std::uint64_t>, age_buckets.size() + 1> age_counts_{};  // last one: +Inf
+  std::atomic<std::uint64_t> age_sum_us_{0};
   std::atomic<double> capture_fps_{0};
   std::atomic<std::int64_t> last_capture_ns_{0};
 
   mutable std::mutex mutex_;  // guards the fields below
   std::list<viewer_state*> viewers_;
+  std::map<unsigned, std::uint64_t> bad_by_status_;
+  std::map<reject_reason, std::uint64_t> rejected_by_reason_;
+  std::string metric_labels_;
   std::string source_;
   source_state source_state_ = source_state::down;
   std::optional<camera_info> camera_;
