@@ -4,10 +4,15 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <system_error>
 
 #include <CLI/CLI.hpp>
+
+#include "mjpeg/http.hpp"
 
 namespace mjpeg {
 namespace {
@@ -30,6 +35,44 @@ long open_file_limit() {
   return static_cast<long>(limit.rlim_cur);
 }
 
+// Why `credentials` cannot be used as "user:pass", or "" when it can. Empty halves would open the
+// server to anybody who sends an empty user or password.
+std::string credentials_problem(const std::string& credentials) {
+  const auto colon = credentials.find(':');
+  if (colon == std::string::npos) return "must be user:pass";
+  if (colon == 0) return "the user must not be empty";
+  if (colon + 1 == credentials.size()) return "the password must not be empty";
+  if (std::any_of(credentials.begin(), credentials.end(),
+                  [](unsigned char c) { return c < 0x20 || c == 0x7f; }))
+    return "must not contain control characters";
+  return "";
+}
+
+// The one line of an --auth-file: "user:pass", a final newline allowed.
+std::string read_auth_file(const std::string& path, std::string& problem) {
+  std::ifstream in{path, std::ios::binary};
+  std::string text{std::istreambuf_iterator<char>{in}, {}};
+  if (!in.is_open() || in.bad()) {
+    problem = "cannot read it";
+    return {};
+  }
+  if (!text.empty() && text.back() == '\n') text.pop_back();
+  if (!text.empty() && text.back() == '\r') text.pop_back();
+  if (text.find('\n') != std::string::npos) problem = "must hold one line, user:pass";
+  return text;
+}
+
+// --allow-host NAME: a host name or address as a Host header names it, without a port. A bare
+// IPv6 address gets its brackets.
+std::string allowed_host_problem(std::string& name) {
+  if (name.find(':') != std::string::npos && name.front() != '[' && http::valid_host("[" + name + "]"))
+    name = "[" + name + "]";
+  if (!http::valid_host(name)) return "not a host name or address";
+  if (name.front() == '[' ? name.back() != ']' : name.find(':') != std::string::npos)
+    return "give the name without a port";
+  return "";
+}
+
 }  // namespace
 
 std::string binary_name(const variant_info& info) {
@@ -44,8 +87,18 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
   app.set_help_flag("-h,--help", "Print this help and exit");
   app.get_formatter()->column_width(28);
 
-  app.add_option("--host", o.host, "Address to bind (use 0.0.0.0 only behind a proxy)")
+  app.add_option("--host", o.host,
+                 "Address to bind. Bound to loopback, requests must name a loopback Host (localhost, "
+                 "127.0.0.1, [::1]) or an --allow-host name; use 0.0.0.0 only behind a proxy or with auth")
       ->capture_default_str();
+  app.add_option("--allow-host", o.allow_hosts,
+                 "Also accept this Host name while bound to loopback, e.g. a reverse proxy's public name "
+                 "(repeatable)")
+      ->type_name("NAME")
+      ->check([](std::string name) {
+        const std::string problem = allowed_host_problem(name);
+        return problem.empty() ? problem : name + ": " + problem;
+      });
   app.add_option("--port", o.port, "TCP port; 0 picks a free one")
       ->check(CLI::Range(0, 65535))
       ->capture_default_str();
@@ -72,10 +125,17 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
                  "Close the source after this many seconds without viewers, reopen on the next (0 = never)")
       ->check(CLI::Range(0.0, 1e9))
       ->capture_default_str();
-  app.add_option("--auth", o.auth, "Require HTTP Basic credentials user:pass on every endpoint")
-      ->check([](const std::string& v) {
-        return v.find(':') == std::string::npos ? std::string{"must be user:pass"} : std::string{};
-      });
+  std::string auth_file;
+  auto* auth_option =
+      app.add_option("--auth", o.auth,
+                     "Require HTTP Basic credentials user:pass on every endpoint. Every local user can read "
+                     "them in ps: prefer --auth-file or the MJPEG_AUTH environment variable")
+          ->type_name("USER:PASS")
+          ->check([](const std::string& v) { return credentials_problem(v); });
+  app.add_option("--auth-file", auth_file,
+                 "Require the HTTP Basic credentials held in this file (one line, user:pass); recommended")
+      ->type_name("PATH")
+      ->excludes(auth_option);
 
   const long fd_limit = open_file_limit();
   const int max_viewers = static_cast<int>(std::clamp(fd_limit - reserved_fds(), 1L, 1L << 20));
@@ -101,13 +161,31 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
         ->capture_default_str();
   }
 
+  app.footer(
+      "Credentials: --auth-file PATH or the MJPEG_AUTH environment variable (user:pass) keep them out "
+      "of ps; --auth USER:PASS works too. Neither user nor password may be empty.");
+
+  const auto fail = [&](const std::string& message) {
+    std::fprintf(stderr, "%s: error: %s (see --help)\n", app.get_name().c_str(), message.c_str());
+    return 2;
+  };
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "%s: error: %s (see --help)\n", app.get_name().c_str(), e.what());
-    return 2;
+    return fail(e.what());
+  }
+  // The command line wins over the environment; the file and the variable are checked like --auth.
+  if (!auth_file.empty()) {
+    std::string problem;
+    o.auth = read_auth_file(auth_file, problem);
+    if (problem.empty()) problem = credentials_problem(o.auth);
+    if (!problem.empty()) return fail("--auth-file " + auth_file + ": " + problem);
+  } else if (const char* from_environment = std::getenv(auth_variable); o.auth.empty() && from_environment) {
+    o.auth = from_environment;
+    if (const std::string problem = credentials_problem(o.auth); !problem.empty())
+      return fail(std::string{auth_variable} + ": " + problem);
   }
   // A cap above what this process may open would only fail later, at accept time: lower it to
   // what the open-file limit allows, and say so.

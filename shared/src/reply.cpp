@@ -39,7 +39,7 @@ reply make_reply(const http::route_result& plan, const server_context& ctx) {
       break;
   }
   ctx.stats.bad_request();
-  return {http::error_response(plan.code), nullptr};
+  return {http::error_response(plan.code, plan.retry_after), nullptr};
 }
 
 }  // namespace mjpeg

@@ -5,6 +5,7 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 namespace mjpeg {
 
@@ -23,10 +24,11 @@ struct options {
   double header_timeout = 10;      ///< Seconds a client has to send its request head.
   double send_timeout = 10;        ///< Seconds a viewer may stall a send before it is dropped.
   std::string auth;                ///< "user:pass" for HTTP Basic on every endpoint; empty = open.
-  double idle_stop = 0;            ///< Close the source after this long without viewers; 0 = never.
-  int threads = 1;                 ///< Worker threads (thread_pool, async).
-  int queue = 0;                   ///< Waiting connections (thread_pool).
-  int max_clients = 0;             ///< Open connections before 503; 0 = unlimited.
+  std::vector<std::string> allow_hosts;  ///< Host names accepted besides loopback ones (loopback bind).
+  double idle_stop = 0;                  ///< Close the source after this long without viewers; 0 = never.
+  int threads = 1;                       ///< Worker threads (thread_pool, async).
+  int queue = 0;                         ///< Waiting connections (thread_pool).
+  int max_clients = 0;                   ///< Open connections before 503; 0 = unlimited.
 };
 
 /// Which model options a variant has, with its defaults; nullopt leaves the option out.
@@ -46,8 +48,11 @@ struct variant_info {
 /// The binary's name for a variant: "mjpeg-" and the name with dashes ("mjpeg-thread-pool").
 std::string binary_name(const variant_info& info);
 
-/// Parses the command line. Returns the options, or the exit code to leave with: 0 after
-/// --help, 2 after a bad value (a one-line message naming the option is printed to stderr).
+/// Environment variable holding "user:pass" when neither --auth nor --auth-file is given.
+inline constexpr const char* auth_variable = "MJPEG_AUTH";
+
+/// Parses the command line (and MJPEG_AUTH). Returns the options, or the exit code to leave with:
+/// 0 after --help, 2 after a bad value (a one-line message naming the option is printed to stderr).
 std::variant<options, int> parse_options(int argc, const char* const* argv, const variant_info& info);
 
 }  // namespace mjpeg
