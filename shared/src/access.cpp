@@ -26,9 +26,14 @@ void login_limiter::make_room(clock::time_point now) {
       ++it;
   }
   if (records_.size() < limits_.tracked || records_.empty()) return;
-  records_.erase(std::min_element(records_.begin(), records_.end(), [](const auto& a, const auto& b) {
-    return a.second.last < b.second.last;
-  }));
+  // Still full: the address quiet for longest goes, one that is locked out only if all are.
+  const auto first_to_go = [now](const auto& a, const auto& b) {
+    const bool a_locked = a.second.refused_until > now;
+    const bool b_locked = b.second.refused_until > now;
+    if (a_locked != b_locked) return b_locked;
+    return a_locked ? a.second.refused_until < b.second.refused_until : a.second.last < b.second.last;
+  };
+  records_.erase(std::min_element(records_.begin(), records_.end(), first_to_go));
 }
 
 login_limiter::clock::duration login_limiter::refused_for(const boost::asio::ip::address& peer,

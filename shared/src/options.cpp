@@ -94,11 +94,7 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
   app.add_option("--allow-host", o.allow_hosts,
                  "Also accept this Host name while bound to loopback, e.g. a reverse proxy's public name "
                  "(repeatable)")
-      ->type_name("NAME")
-      ->check([](std::string name) {
-        const std::string problem = allowed_host_problem(name);
-        return problem.empty() ? problem : name + ": " + problem;
-      });
+      ->type_name("NAME");
   app.add_option("--port", o.port, "TCP port; 0 picks a free one")
       ->check(CLI::Range(0, 65535))
       ->capture_default_str();
@@ -176,6 +172,9 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
   } catch (const CLI::ParseError& e) {
     return fail(e.what());
   }
+  for (std::string& name : o.allow_hosts)
+    if (const std::string problem = allowed_host_problem(name); !problem.empty())
+      return fail("--allow-host " + name + ": " + problem);
   // The command line wins over the environment; the file and the variable are checked like --auth.
   if (!auth_file.empty()) {
     std::string problem;
