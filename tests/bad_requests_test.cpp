@@ -115,8 +115,9 @@ TEST_P(EveryVariant, AuthRequiresTheRightCredentialsOnEveryEndpoint) {
   }
   // "watcher:wrong" and a right password for the wrong user, base64-encoded.
   for (const char* wrong : {"d2F0Y2hlcjp3cm9uZw==", "YWRtaW46czNjcmV0", "garbage"}) {
-    const auto r = request(server.port(),
-                           std::string{"GET /stream HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic "} + wrong + "\r\n\r\n");
+    const auto r = request(
+        server.port(),
+        std::string{"GET /stream HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic "} + wrong + "\r\n\r\n");
     EXPECT_EQ(r.status, 401) << wrong;
   }
   const std::string right = "Authorization: Basic d2F0Y2hlcjpzM2NyZXQ=\r\n";  // watcher:s3cret
@@ -129,8 +130,8 @@ TEST_P(EveryVariant, AuthRequiresTheRightCredentialsOnEveryEndpoint) {
       EXPECT_TRUE(is_jpeg(part->body));
     }
   }
-  EXPECT_TRUE(
-      good_snapshot(request(server.port(), "GET /snapshot HTTP/1.1\r\nHost: localhost\r\n" + right + "\r\n")));
+  EXPECT_TRUE(good_snapshot(
+      request(server.port(), "GET /snapshot HTTP/1.1\r\nHost: localhost\r\n" + right + "\r\n")));
 }
 
 }  // namespace

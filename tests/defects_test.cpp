@@ -37,11 +37,6 @@ class Defects : public testing::TestWithParam<std::string> {
   std::string binary() const { return mjpeg::test::variant_binary(GetParam()); }
 };
 
-std::string header(const response& r, const std::string& name) {
-  const auto it = r.headers.find(name);
-  return it == r.headers.end() ? "" : it->second;
-}
-
 // GET `target` with the given Host header (or none) and extra header lines.
 std::string get_request(const std::string& target, const std::string& host, const std::string& extra = "") {
   return "GET " + target + " HTTP/1.1\r\n" + (host.empty() ? "" : "Host: " + host + "\r\n") + extra + "\r\n";
