@@ -121,9 +121,10 @@ class opencv_source final : public frame_source {
     // Files and network streams go to FFmpeg first (fast, and it covers RTSP and HTTP); for files
     // and pipelines, other backends (GStreamer, image sequences) get their turn if it fails. A URL
     // FFmpeg cannot open is a stream that is down: the others would only fail again, noisily.
-    // Timeouts keep a network source that hangs from stalling capture (and shutdown) for long.
+    // Timeouts keep a network source that hangs from stalling capture (and shutdown) for long;
+    // at start-up the open watchdog (source_open_timeout) speaks first, a second earlier.
     const std::vector<int> timeouts{cv::CAP_PROP_OPEN_TIMEOUT_MSEC,
-                                    static_cast<int>(source_open_timeout.count()),
+                                    static_cast<int>(source_open_timeout.count()) + 1000,
                                     cv::CAP_PROP_READ_TIMEOUT_MSEC, 2000};
     const bool ok = capture_.open(spec_, cv::CAP_FFMPEG, timeouts) ||
                     (!is_url(spec_) && capture_.open(spec_, cv::CAP_ANY));
