@@ -44,13 +44,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (!parser.is_header_done() && (!ec || ec == boost::beast::http::error::need_more))
     ec = boost::beast::http::error::partial_message;
 
-  const http::route_options options{http::basic_authorization("user:secret")};
+  // Bound to loopback with --auth and one --allow-host: every check the router has is armed.
+  http::route_options options;
+  options.expected_authorization = http::basic_authorization("user:secret");
+  options.loopback_only = true;
+  options.allowed_hosts = {"camera.example"};
   const http::route_result plan =
-      ec ? http::route_error(ec, parser) : http::route(http::head_of(parser), options);
+      ec ? http::route_error(ec, parser, buffered) : http::route(http::head_of(parser), options);
 
   // Whatever the input, the answer is a well-formed response or a silent close.
   if (plan.what == http::resource::error) {
-    const std::string response = http::error_response(plan.code);
+    const std::string response = http::error_response(plan.code, plan.retry_after);
     check(response.rfind("HTTP/1.1 4", 0) == 0 || response.rfind("HTTP/1.1 5", 0) == 0);
     check(response.find("\r\n\r\n") != std::string::npos);
   } else if (plan.what != http::resource::none) {

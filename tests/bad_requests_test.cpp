@@ -29,9 +29,9 @@ std::vector<bad_case> bad_cases() {
       {"malformed request line", "GET\r\n\r\n", 400},
       {"not HTTP at all", "hello there\r\n\r\n", 400},
       {"header line without colon", "GET /snapshot HTTP/1.1\r\nHost localhost\r\n\r\n", 400},
-      {"body on GET", "GET /snapshot HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", 400},
+      {"body on GET", "GET /snapshot HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello", 400},
       {"chunked body on GET", "GET /snapshot HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
-      {"unsupported version", "GET /snapshot HTTP/2.0\r\nHost: x\r\n\r\n", 505},
+      {"unsupported version", "GET /snapshot HTTP/2.0\r\nHost: localhost\r\n\r\n", 505},
       {"future version", "GET /stream HTTP/3.0\r\n\r\n", 505},
       {"over-long target", "GET /" + std::string(4000, 'a') + " HTTP/1.1\r\n\r\n", 414},
       {"oversized headers", "GET /snapshot HTTP/1.1\r\nX-Big: " + std::string(10000, 'b') + "\r\n\r\n", 431},
@@ -43,7 +43,7 @@ std::vector<bad_case> bad_cases() {
          return r + "\r\n";
        }(),
        431},
-      {"unknown path", "GET /etc/passwd HTTP/1.1\r\n\r\n", 404},
+      {"unknown path", "GET /etc/passwd HTTP/1.1\r\nHost: localhost\r\n\r\n", 404},
       {"other method", "PUT /stream HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 405},
       {"POST", "POST /stream HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 405},
       {"DELETE", "DELETE / HTTP/1.1\r\n\r\n", 405},
@@ -97,7 +97,7 @@ TEST_P(EveryVariant, BadRequestsGetTheirStatusWhileAViewerKeepsReceiving) {
   // Junk pipelined after a good request: the good one is answered in full, the junk ignored.
   {
     const auto r =
-        request(server.port(), "GET /snapshot HTTP/1.1\r\nHost: x\r\n\r\n" +
+        request(server.port(), "GET /snapshot HTTP/1.1\r\nHost: localhost\r\n\r\n" +
                                    std::string("\x00\xff garbage\r\n\r\nDELETE / HTTP/1.1\r\n\r\n", 35));
     EXPECT_TRUE(good_snapshot(r)) << "pipelined junk: status " << r.status;
     viewer_still_receives("pipelined junk");
@@ -115,8 +115,9 @@ TEST_P(EveryVariant, AuthRequiresTheRightCredentialsOnEveryEndpoint) {
   }
   // "watcher:wrong" and a right password for the wrong user, base64-encoded.
   for (const char* wrong : {"d2F0Y2hlcjp3cm9uZw==", "YWRtaW46czNjcmV0", "garbage"}) {
-    const auto r = request(server.port(),
-                           std::string{"GET /stream HTTP/1.1\r\nAuthorization: Basic "} + wrong + "\r\n\r\n");
+    const auto r = request(
+        server.port(),
+        std::string{"GET /stream HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic "} + wrong + "\r\n\r\n");
     EXPECT_EQ(r.status, 401) << wrong;
   }
   const std::string right = "Authorization: Basic d2F0Y2hlcjpzM2NyZXQ=\r\n";  // watcher:s3cret
@@ -129,8 +130,8 @@ TEST_P(EveryVariant, AuthRequiresTheRightCredentialsOnEveryEndpoint) {
       EXPECT_TRUE(is_jpeg(part->body));
     }
   }
-  EXPECT_TRUE(
-      good_snapshot(request(server.port(), "GET /snapshot HTTP/1.1\r\nHost: x\r\n" + right + "\r\n")));
+  EXPECT_TRUE(good_snapshot(
+      request(server.port(), "GET /snapshot HTTP/1.1\r\nHost: localhost\r\n" + right + "\r\n")));
 }
 
 }  // namespace

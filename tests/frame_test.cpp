@@ -95,6 +95,25 @@ TEST(ReplaySource, RejectsNonJpegAndEmptyFolders) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(SourceDescription, CredentialsAreRedacted) {
+  using mjpeg::redact_source;
+  EXPECT_EQ(redact_source("http://user:secret@cam.local/stream"), "http://***@cam.local/stream");
+  EXPECT_EQ(redact_source("rtsp://admin:p@ss@10.0.0.5:554/h264"), "rtsp://***@10.0.0.5:554/h264");
+  EXPECT_EQ(redact_source("http://token@cam.local"), "http://***@cam.local");
+  EXPECT_EQ(redact_source("https://cam.local/video?token=abc&fps=10&api_key=k1;Signature=s#x"),
+            "https://cam.local/video?token=***&fps=10&api_key=***;Signature=***#x");
+  EXPECT_EQ(redact_source("http://cam/?action=stream&PASSWORD=hunter2&user=bob&auth=1"),
+            "http://cam/?action=stream&PASSWORD=***&user=bob&auth=***");
+  EXPECT_EQ(redact_source("http://cam/s?access_token=a&sessionid=b&x_sig=c&secret=d&pwd=e"),
+            "http://cam/s?access_token=***&sessionid=***&x_sig=***&secret=***&pwd=***");
+  // A pipeline with a URL inside, and specs without secrets, unchanged but for the secrets.
+  EXPECT_EQ(redact_source("souphttpsrc location=http://u:p@h/x ! jpegdec"),
+            "souphttpsrc location=http://***@h/x ! jpegdec");
+  for (const char* plain : {"pattern", "0", "/dev/video0", "clip.mp4", "frames/",
+                            "http://cam.local:8080/stream?fps=5", "rtsp://cam/live", "file@name.mp4"})
+    EXPECT_EQ(redact_source(plain), plain);
+}
+
 TEST(OpenCvSource, MissingFileFailsToOpen) {
   EXPECT_THROW(mjpeg::make_source({"/nonexistent/video.avi", 640, 480, 30})->open(), std::runtime_error);
 }

@@ -55,7 +55,9 @@ http::route_result handle(std::deque<std::string> chunks, const http::route_opti
   http::request_parser parser;
   boost::system::error_code ec;
   boost::beast::http::read_header(stream, buffer, parser, ec);
-  if (ec) return http::route_error(ec, parser);
+  if (ec)
+    return http::route_error(ec, parser,
+                             {static_cast<const char*>(buffer.data().data()), buffer.data().size()});
   return http::route(http::head_of(parser), options);
 }
 
@@ -65,6 +67,19 @@ http::route_result handle(const std::string& raw) {
 
 std::string get(const std::string& target) {
   return "GET " + target + " HTTP/1.1\r\nHost: x\r\n\r\n";
+}
+
+http::route_options with_auth(const std::string& user_colon_pass) {
+  http::route_options options;
+  options.expected_authorization = http::basic_authorization(user_colon_pass);
+  return options;
+}
+
+http::route_options loopback_bind(std::vector<std::string> allowed = {}) {
+  http::route_options options;
+  options.loopback_only = true;
+  options.allowed_hosts = std::move(allowed);
+  return options;
 }
 
 TEST(Route, Endpoints) {
@@ -91,7 +106,7 @@ TEST(Route, Http10IsServed) {
 }
 
 TEST(Route, UnknownPathIs404) {
-  for (const char* target : {"/nope", "/streamx", "/?action=nope", "/favicon.ico", "*", "http://x/stream"}) {
+  for (const char* target : {"/nope", "/streamx", "/?action=nope", "/favicon.ico", "/?action=stream_1"}) {
     const auto r = handle(get(target));
     EXPECT_EQ(r.what, resource::error) << target;
     EXPECT_EQ(r.code, status::not_found) << target;
@@ -159,13 +174,17 @@ TEST(Route, PeerLeavingGetsNoResponse) {
 }
 
 TEST(Route, AuthRequiredWhenConfigured) {
-  const http::route_options options{http::basic_authorization("alice:secret")};
+  const http::route_options options = with_auth("alice:secret");
   EXPECT_EQ(options.expected_authorization, "Basic YWxpY2U6c2VjcmV0");
   EXPECT_EQ(handle({get("/stream")}, options).code, status::unauthorized);
-  EXPECT_EQ(handle({"GET /stream HTTP/1.1\r\nAuthorization: Basic YWxpY2U6d3Jvbmc=\r\n\r\n"}, options).code,
-            status::unauthorized);
-  EXPECT_EQ(handle({"GET /stream HTTP/1.1\r\nAuthorization: Basic YWxpY2U6c2VjcmV0\r\n\r\n"}, options).what,
-            resource::stream);
+  EXPECT_EQ(
+      handle({"GET /stream HTTP/1.1\r\nHost: x\r\nAuthorization: Basic YWxpY2U6d3Jvbmc=\r\n\r\n"}, options)
+          .code,
+      status::unauthorized);
+  EXPECT_EQ(
+      handle({"GET /stream HTTP/1.1\r\nHost: x\r\nAuthorization: Basic YWxpY2U6c2VjcmV0\r\n\r\n"}, options)
+          .what,
+      resource::stream);
 }
 
 // The request arrives one byte per read, and split in two at every possible point.
@@ -183,6 +202,182 @@ TEST(Route, SplitAtEveryByte) {
   for (std::size_t split = 1; split < bad.size(); ++split)
     EXPECT_EQ(handle({bad.substr(0, split), bad.substr(split)}).code, status::bad_request)
         << "split at " << split;
+}
+
+// --- issue 15: Host (3), mjpg-streamer URLs (5), auth scheme (6), request lines (10) ---------------
+
+std::string get_with_host(const std::string& target, const std::string& host) {
+  return "GET " + target + " HTTP/1.1\r\nHost: " + host + "\r\n\r\n";
+}
+
+TEST(Route, Http11NeedsExactlyOneWellFormedHost) {
+  EXPECT_EQ(handle("GET /snapshot HTTP/1.1\r\n\r\n").code, status::bad_request) << "no Host";
+  EXPECT_EQ(handle("GET /snapshot HTTP/1.1\r\nHost: localhost\r\nHost: localhost\r\n\r\n").code,
+            status::bad_request)
+      << "two Hosts";
+  for (const char* host : {"", "ex ample", "a/b", "a@b", "[::1", "[zz]", "[::1]x", "host:port", "host:123456",
+                           "a:1:2", "%zz", "host\x7f"}) {
+    const auto r = handle(get_with_host("/snapshot", host));
+    EXPECT_EQ(r.code, status::bad_request) << "Host: " << host;
+    EXPECT_FALSE(http::valid_host(host)) << host;
+  }
+  for (const char* host : {"localhost", "localhost:8080", "example.com", "EXAMPLE.com:", "10.0.0.1:80",
+                           "[::1]", "[fe80::1]:8080", "my-cam_1.local", "a%20b"}) {
+    EXPECT_EQ(handle(get_with_host("/snapshot", host)).what, resource::snapshot) << "Host: " << host;
+    EXPECT_TRUE(http::valid_host(host)) << host;
+  }
+  // HTTP/1.0 may leave Host out, but not send two.
+  EXPECT_EQ(handle("GET /snapshot HTTP/1.0\r\n\r\n").what, resource::snapshot);
+  EXPECT_EQ(handle("GET /snapshot HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n").code, status::bad_request);
+  EXPECT_EQ(handle("GET /snapshot HTTP/1.0\r\nHost: a b\r\n\r\n").code, status::bad_request);
+}
+
+TEST(Route, LoopbackBindAnswersOnlyLoopbackHosts) {
+  const http::route_options loopback = loopback_bind();
+  for (const char* host :
+       {"localhost", "LocalHost:8080", "localhost.", "cam.localhost", "cam.localhost:1", "127.0.0.1",
+        "127.0.0.1:8080", "127.1.2.3", "[::1]", "[::1]:8080", "[::ffff:127.0.0.1]"}) {
+    EXPECT_EQ(handle({get_with_host("/stats", host)}, loopback).what, resource::stats) << host;
+    EXPECT_TRUE(http::loopback_host(host)) << host;
+  }
+  // What a DNS-rebinding page sends, and names that only look like loopback.
+  for (const char* host :
+       {"evil.example", "evil.example:8080", "localhost.evil.example", "127.0.0.1.evil.example",
+        "notlocalhost", "10.0.0.1", "0.0.0.0", "2130706433", "127.1", "[::2]", "[::]"}) {
+    const auto r = handle({get_with_host("/stats", host)}, loopback);
+    EXPECT_EQ(r.what, resource::error) << host;
+    EXPECT_EQ(r.code, status::misdirected_request) << host;
+    EXPECT_FALSE(http::loopback_host(host)) << host;
+  }
+  // HTTP/1.0 without Host names nothing to check (browsers always send Host).
+  EXPECT_EQ(handle({"GET /stats HTTP/1.0\r\n\r\n"}, loopback).what, resource::stats);
+  // Bound elsewhere, any well-formed Host is fine.
+  EXPECT_EQ(handle(get_with_host("/stats", "evil.example")).what, resource::stats);
+}
+
+TEST(Route, AllowHostAddsNamesToALoopbackBind) {
+  const http::route_options options = loopback_bind({"cam.example", "[fd00::1]"});
+  EXPECT_EQ(handle({get_with_host("/stats", "cam.example")}, options).what, resource::stats);
+  EXPECT_EQ(handle({get_with_host("/stats", "CAM.Example.:8443")}, options).what, resource::stats);
+  EXPECT_EQ(handle({get_with_host("/stats", "[fd00::1]:80")}, options).what, resource::stats);
+  EXPECT_EQ(handle({get_with_host("/stats", "localhost")}, options).what, resource::stats);
+  EXPECT_EQ(handle({get_with_host("/stats", "other.example")}, options).code, status::misdirected_request);
+  EXPECT_EQ(handle({get_with_host("/stats", "sub.cam.example")}, options).code, status::misdirected_request);
+}
+
+TEST(Route, AbsoluteFormTargetsAreAccepted) {
+  // RFC 9112 §3.2.2: servers must accept absolute-form; its authority is the host asked for.
+  EXPECT_EQ(handle(get("http://x/snapshot")).what, resource::snapshot);
+  EXPECT_EQ(handle(get("HTTP://X:8080/stream?t=1")).what, resource::stream);
+  EXPECT_EQ(handle(get("https://x/stats")).what, resource::stats);
+  EXPECT_EQ(handle(get("http://x")).what, resource::page);
+  EXPECT_EQ(handle(get("http://x?action=snapshot")).what, resource::snapshot);
+  EXPECT_EQ(handle(get("http://x/nope")).code, status::not_found);
+  const http::route_options loopback = loopback_bind();
+  EXPECT_EQ(handle({get_with_host("http://localhost:8080/snapshot", "evil.example")}, loopback).what,
+            resource::snapshot);
+  EXPECT_EQ(handle({get_with_host("http://evil.example/snapshot", "localhost")}, loopback).code,
+            status::misdirected_request);
+  // Still HTTP/1.1: Host is required.
+  EXPECT_EQ(handle("GET http://x/snapshot HTTP/1.1\r\n\r\n").code, status::bad_request);
+}
+
+TEST(Route, OtherTargetFormsAre400) {
+  for (const char* target : {"*", "stream", "x:80", "ftp://x/stream", "http://", "http:///stream",
+                             "http://user:pass@x/stream", "http://a b/"}) {
+    const auto r = handle(get(target));
+    EXPECT_EQ(r.code, status::bad_request) << target;
+  }
+}
+
+TEST(Route, MalformedRequestLinesAre400Not505) {
+  for (const std::string& raw : {
+           std::string{"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n"},     // a space in the target
+           std::string{"GET / HTTP/1.1\nHost: x\n\n"},              // bare LF line ends
+           std::string{"GET / HTTP/1.1\rHost: x\r\n\r\n"},          // bare CR
+           std::string{"GET / HTTP/1.1 \r\nHost: x\r\n\r\n"},       // a space after the version
+           std::string{"GET / http/1.1\r\nHost: x\r\n\r\n"},        // the name is case-sensitive
+           std::string{"GET / HTTP/1.10\r\nHost: x\r\n\r\n"},       // two-digit minor
+           std::string{"GET / HTTP/11\r\nHost: x\r\n\r\n"},         // no dot
+           std::string{"GET / FOO/1.1\r\nHost: x\r\n\r\n"},         // not HTTP
+           std::string{"GET  / HTTP/1.1\r\nHost: x\r\n\r\n"},       // two spaces
+           std::string{"GET / HTTP/2.0 extra\r\nHost: x\r\n\r\n"},  // more after the version
+       }) {
+    const auto r = handle(raw);
+    EXPECT_EQ(r.what, resource::error) << raw;
+    EXPECT_EQ(r.code, status::bad_request) << raw;
+  }
+  // A well-formed request line with a version we do not speak stays 505.
+  for (const char* version : {"HTTP/2.0", "HTTP/0.9", "HTTP/1.2", "HTTP/3.0"})
+    EXPECT_EQ(handle("GET / " + std::string{version} + "\r\nHost: x\r\n\r\n").code,
+              status::http_version_not_supported)
+        << version;
+  // Delivered a byte at a time, bare LF is still 400.
+  const std::string bare_lf = "GET / HTTP/1.1\nHost: x\n\n";
+  std::deque<std::string> bytes;
+  for (const char c : bare_lf)
+    bytes.emplace_back(1, c);
+  EXPECT_EQ(handle(bytes).code, status::bad_request);
+}
+
+TEST(Route, MjpgStreamerUrlVariants) {
+  // OctoPrint's cache buster, mjpg-streamer's input number, and extra parameters.
+  for (const char* target : {"/?action=stream", "/?action=stream&1700000000000", "/?action=stream_0",
+                             "/?action=stream_0&1700000000000", "/?action=stream&foo=bar&x",
+                             "/?t=1&action=stream", "/?action=stream&action=snapshot"})
+    EXPECT_EQ(handle(get(target)).what, resource::stream) << target;
+  for (const char* target : {"/?action=snapshot", "/?action=snapshot&1700000000000", "/?action=snapshot_0",
+                             "/?action=snapshot_0&n=3"})
+    EXPECT_EQ(handle(get(target)).what, resource::snapshot) << target;
+  // No action: the page, whatever else the query says (a cache buster on the page).
+  EXPECT_EQ(handle(get("/?1700000000000")).what, resource::page);
+  // Actions we do not have, or an input we do not have: 404, as mjpg-streamer answers.
+  for (const char* target : {"/?action=stream_1", "/?action=take", "/?action=", "/?action=streamx"})
+    EXPECT_EQ(handle(get(target)).code, status::not_found) << target;
+}
+
+TEST(Route, AuthSchemeIsCaseInsensitiveAndToleratesSpaces) {
+  const http::route_options options = with_auth("alice:secret");
+  const auto with = [&](const std::string& value) {
+    return handle({"GET /stream HTTP/1.1\r\nHost: x\r\nAuthorization: " + value + "\r\n\r\n"}, options);
+  };
+  for (const char* value :
+       {"Basic YWxpY2U6c2VjcmV0", "basic YWxpY2U6c2VjcmV0", "BASIC YWxpY2U6c2VjcmV0",
+        "bAsIc    YWxpY2U6c2VjcmV0", "Basic\tYWxpY2U6c2VjcmV0", "Basic YWxpY2U6c2VjcmV0  "}) {
+    const auto r = with(value);
+    EXPECT_EQ(r.what, resource::stream) << value;
+    EXPECT_EQ(r.login, http::credentials::right) << value;
+  }
+  for (const char* value :
+       {"Bearer YWxpY2U6c2VjcmV0", "Basic", "Basic ", "BasicYWxpY2U6c2VjcmV0", "Basic YWxpY2U6c2VjcmV0x",
+        "Basic YWxpY2U6c2VjcmV", "Basic YWxpY2U6d3Jvbmc=", "Basic !!!!"}) {
+    const auto r = with(value);
+    EXPECT_EQ(r.code, status::unauthorized) << value;
+    EXPECT_EQ(r.login, http::credentials::wrong) << value;
+  }
+  EXPECT_EQ(handle({get("/stream")}, options).login, http::credentials::missing);
+  EXPECT_EQ(handle({get("/stream")}).login, http::credentials::not_checked);
+  EXPECT_TRUE(http::same_credentials("basic YWxpY2U6c2VjcmV0", "Basic YWxpY2U6c2VjcmV0"));
+  EXPECT_FALSE(http::same_credentials("Basic YWxpY2U6c2VjcmV0", ""));
+}
+
+TEST(Route, HostIsCheckedBeforeCredentials) {
+  // A DNS-rebinding page gets 421 before its guesses reach the password check.
+  http::route_options options = with_auth("alice:secret");
+  options.loopback_only = true;
+  const auto r =
+      handle({"GET /stream HTTP/1.1\r\nHost: evil.example\r\nAuthorization: Basic YWxpY2U6d3Jvbmc=\r\n\r\n"},
+             options);
+  EXPECT_EQ(r.code, status::misdirected_request);
+  EXPECT_EQ(r.login, http::credentials::not_checked);
+}
+
+TEST(Writers, TooManyRequestsCarriesRetryAfter) {
+  const std::string text = http::error_response(status::too_many_requests, 42);
+  EXPECT_EQ(text.rfind("HTTP/1.1 429 Too Many Requests\r\n", 0), 0u) << text;
+  EXPECT_NE(text.find("\r\nRetry-After: 42\r\n"), std::string::npos) << text;
+  EXPECT_EQ(
+      http::error_response(status::misdirected_request).rfind("HTTP/1.1 421 Misdirected Request\r\n", 0), 0u);
 }
 
 TEST(Writers, StreamPreambleGoldenBytes) {

@@ -1,5 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
 #include "mjpeg/options.hpp"
 #include "server_process.hpp"
 
@@ -80,12 +86,75 @@ TEST(Options, BadValuesExitWithCode2AndNameTheOption) {
   }
 }
 
+// --- issue 15, item 4: credentials never empty, and kept out of ps ---------------------------------
+
+// A file in the temporary directory, removed with the object.
+struct temp_file {
+  explicit temp_file(const std::string& text)
+      : path{std::filesystem::temp_directory_path() / ("mjpeg-auth-" + std::to_string(::getpid()))} {
+    std::ofstream{path} << text;
+  }
+  ~temp_file() { std::filesystem::remove(path); }
+  std::string path;
+};
+
+std::string auth_of(const std::variant<mjpeg::options, int>& parsed) {
+  return std::holds_alternative<mjpeg::options>(parsed) ? std::get<mjpeg::options>(parsed).auth : "<exit>";
+}
+
+TEST(Options, EmptyUserOrPasswordIsRefused) {
+  ::unsetenv(mjpeg::auth_variable);
+  for (const char* bad : {":", "user:", ":pass", "nocolon", "user:pa\nss"})
+    EXPECT_EQ(std::get<int>(parse({"--auth", bad})), 2) << bad;
+  EXPECT_EQ(auth_of(parse({"--auth", "user:pa:ss"})), "user:pa:ss") << "the password may hold a colon";
+}
+
+TEST(Options, CredentialsFromAFile) {
+  ::unsetenv(mjpeg::auth_variable);
+  {
+    const temp_file file{"watcher:s3cret\n"};
+    EXPECT_EQ(auth_of(parse({"--auth-file", file.path})), "watcher:s3cret");
+    EXPECT_EQ(std::get<int>(parse({"--auth-file", file.path, "--auth", "a:b"})), 2) << "one or the other";
+  }
+  EXPECT_EQ(auth_of(parse({"--auth-file", temp_file{"watcher:s3cret\r\n"}.path})), "watcher:s3cret");
+  for (const char* bad : {"", "\n", "watcher:\n", ":s3cret", "watcher:s3cret\nsecond line\n"})
+    EXPECT_EQ(std::get<int>(parse({"--auth-file", temp_file{bad}.path})), 2) << bad;
+  EXPECT_EQ(std::get<int>(parse({"--auth-file", "/nonexistent/auth"})), 2);
+}
+
+TEST(Options, CredentialsFromTheEnvironment) {
+  ::setenv(mjpeg::auth_variable, "watcher:s3cret", 1);
+  EXPECT_EQ(auth_of(parse({})), "watcher:s3cret");
+  EXPECT_EQ(auth_of(parse({"--auth", "other:pass"})), "other:pass") << "the command line wins";
+  {
+    const temp_file file{"fromfile:pass"};
+    EXPECT_EQ(auth_of(parse({"--auth-file", file.path})), "fromfile:pass");
+  }
+  for (const char* bad : {"", ":", "watcher:"}) {
+    ::setenv(mjpeg::auth_variable, bad, 1);
+    EXPECT_EQ(std::get<int>(parse({})), 2) << bad;
+  }
+  ::unsetenv(mjpeg::auth_variable);
+  EXPECT_EQ(auth_of(parse({})), "");
+}
+
+TEST(Options, AllowHostIsRepeatableAndChecked) {
+  const auto parsed =
+      parse({"--allow-host", "cam.example", "--allow-host", "fd00::1", "--allow-host", "[fd00::2]"});
+  ASSERT_TRUE(std::holds_alternative<mjpeg::options>(parsed));
+  EXPECT_EQ(std::get<mjpeg::options>(parsed).allow_hosts,
+            (std::vector<std::string>{"cam.example", "[fd00::1]", "[fd00::2]"}));
+  for (const char* bad : {"cam.example:8080", "a b", "a/b", "", "[::1]:80"})
+    EXPECT_EQ(std::get<int>(parse({"--allow-host", bad})), 2) << bad;
+}
+
 TEST(Options, HelpDescribesEveryOptionAndExitsZero) {
   const auto result =
       mjpeg::test::run_command(mjpeg::test::variant_binary("mjpeg_single_thread"), {"--help"}, 10s);
   EXPECT_EQ(result.exit_code, 0);
   for (const char* option : {"--host", "--port", "--source", "--width", "--height", "--fps", "--quality",
-                             "--duration", "--header-timeout", "--send-timeout", "--auth", "--idle-stop"})
+                             "--duration", "--header-timeout", "--send-timeout", "--auth", "--idle-stop",
+                             "--auth-file", "--allow-host", "MJPEG_AUTH"})
     EXPECT_NE(result.out.find(option), std::string::npos) << option;
 }
 

@@ -218,11 +218,18 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
     boost::asio::ip::tcp::acceptor acceptor{io};
     open_listener(acceptor, opts, inherited);
 
-    server_context ctx{info.name, name, opts, hub, stats, shutdown, {}, io, acceptor};
+    login_limiter logins;
+    server_context ctx{info.name, name, opts, hub, stats, shutdown, {}, io, acceptor, logins};
     if (!opts.auth.empty()) ctx.routes.expected_authorization = http::basic_authorization(opts.auth);
+    // Bound to loopback, only this machine can connect, but a web page it visits can reach us
+    // through DNS rebinding: its requests then name the attacker's host, so Host must be ours.
+    const auto local = acceptor.local_endpoint();
+    const auto address = local.address();
+    ctx.routes.loopback_only = address.is_loopback() || (address.is_v6() && address.to_v6().is_v4_mapped() &&
+                                                         address.to_v6().to_v4().is_loopback());
+    ctx.routes.allowed_hosts = opts.allow_hosts;
 
     // The one line scripts read to find the server.
-    const auto local = acceptor.local_endpoint();
     std::printf("%s listening on http://%s:%u/\n", name.c_str(),
                 url_host(local.address().to_string()).c_str(), static_cast<unsigned>(local.port()));
     std::fflush(stdout);

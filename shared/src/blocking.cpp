@@ -194,7 +194,7 @@ void serve_client(server_context& ctx, connection c, viewer_state& viewer) {
   error_code ec;
   stream.read_deadline(c.accepted + seconds(ctx.opts.header_timeout));
   boost::beast::http::read_header(stream, buffer, parser, ec);
-  const auto plan = ec ? http::route_error(ec, parser) : http::route(http::head_of(parser), ctx.routes);
+  const auto plan = plan_request(ctx, ec, parser, buffer, c.socket);
 
   // Answer it; a viewer that stops taking bytes is dropped after --send-timeout.
   stream.write_timeout(seconds(ctx.opts.send_timeout));

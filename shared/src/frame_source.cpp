@@ -1,14 +1,18 @@
 #include "mjpeg/frame_source.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <chrono>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <mutex>
 #include <stdexcept>
 
+#include <opencv2/core/utils/logger.hpp>
 #include <opencv2/imgproc.hpp>
 #include <opencv2/videoio.hpp>
 
@@ -79,7 +83,7 @@ class replay_source final : public frame_source {
     return true;
   }
   void close() override { frames_.clear(); }
-  std::string describe() const override { return "replay " + path_.string(); }
+  std::string describe() const override { return "replay " + redact_source(path_.string()); }
 
  private:
   fs::path path_;
@@ -87,26 +91,52 @@ class replay_source final : public frame_source {
   std::size_t next_ = 0;
 };
 
+// OpenCV, and FFmpeg and GStreamer beneath it, print a dozen warnings each time a network source
+// fails to open (and would print a URL's credentials with them); the capture loop logs one line of
+// its own instead. Settings a user made in the environment, for debugging, are left alone.
+void quiet_video_backends() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (std::getenv("OPENCV_LOG_LEVEL") == nullptr)
+      cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
+    ::setenv("OPENCV_FFMPEG_LOGLEVEL", "-8", 0);  // AV_LOG_QUIET, read when OpenCV loads FFmpeg
+    ::setenv("GST_DEBUG", "0", 0);
+  });
+}
+
+// "scheme://…": a network stream rather than a file or a pipeline.
+bool is_url(std::string_view spec) {
+  const auto separator = spec.find("://");
+  return separator != std::string_view::npos && separator > 0 &&
+         std::isalpha(static_cast<unsigned char>(spec[0])) &&
+         std::all_of(spec.begin(), spec.begin() + static_cast<std::ptrdiff_t>(separator),
+                     [](unsigned char c) { return std::isalnum(c) || c == '+' || c == '-' || c == '.'; });
+}
+
 // A video file or a network stream: whatever cv::VideoCapture opens (cameras: camera.cpp).
 class opencv_source final : public frame_source {
  public:
-  explicit opencv_source(std::string spec) : spec_{std::move(spec)} {}
+  explicit opencv_source(std::string spec) : spec_{std::move(spec)} { quiet_video_backends(); }
   void open() override {
-    // Files and network streams go to FFmpeg first (fast, and it covers RTSP and HTTP); other
-    // backends (GStreamer, image sequences) get their turn only if it fails.
-    // Timeouts keep a network source that hangs from stalling capture (and shutdown) for long.
+    // Files and network streams go to FFmpeg first (fast, and it covers RTSP and HTTP); for files
+    // and pipelines, other backends (GStreamer, image sequences) get their turn if it fails. A URL
+    // FFmpeg cannot open is a stream that is down: the others would only fail again, noisily.
+    // Timeouts keep a network source that hangs from stalling capture (and shutdown) for long;
+    // at start-up the open watchdog (source_open_timeout) speaks first, a second earlier.
     const std::vector<int> timeouts{cv::CAP_PROP_OPEN_TIMEOUT_MSEC,
-                                    static_cast<int>(source_open_timeout.count()),
+                                    static_cast<int>(source_open_timeout.count()) + 1000,
                                     cv::CAP_PROP_READ_TIMEOUT_MSEC, 2000};
-    const bool ok = capture_.open(spec_, cv::CAP_FFMPEG, timeouts) || capture_.open(spec_, cv::CAP_ANY);
-    if (!ok || !capture_.isOpened()) throw std::runtime_error("cannot open source '" + spec_ + "'");
+    const bool ok = capture_.open(spec_, cv::CAP_FFMPEG, timeouts) ||
+                    (!is_url(spec_) && capture_.open(spec_, cv::CAP_ANY));
+    if (!ok || !capture_.isOpened())
+      throw std::runtime_error("cannot open source '" + redact_source(spec_) + "'");
   }
   bool read(source_image& out) override {
     out.jpeg.clear();
     return capture_.read(out.pixels) && !out.pixels.empty();
   }
   void close() override { capture_.release(); }
-  std::string describe() const override { return spec_; }
+  std::string describe() const override { return redact_source(spec_); }
 
  private:
   std::string spec_;
@@ -136,6 +166,47 @@ std::unique_ptr<frame_source> make_source(const source_config& config) {
   if (config.spec.starts_with("/dev/video")) return make_camera_source(config.spec, config);
   if (is_jpeg_path(config.spec)) return std::make_unique<replay_source>(config.spec);
   return std::make_unique<opencv_source>(config.spec);
+}
+
+std::string redact_source(std::string_view spec) {
+  // userinfo: everything between "://" and the last "@" before the path, of every URL in spec.
+  std::string shown;
+  for (std::size_t at = 0; at < spec.size();) {
+    const auto separator = spec.find("://", at);
+    if (separator == std::string_view::npos) {
+      shown += spec.substr(at);
+      break;
+    }
+    const auto start = separator + 3;
+    const auto end = std::min(spec.find_first_of("/?# \t", start), spec.size());
+    const std::string_view authority = spec.substr(start, end - start);
+    const auto userinfo_end = authority.rfind('@');
+    shown += spec.substr(at, start - at);
+    shown += userinfo_end == std::string_view::npos ? authority
+                                                    : "***" + std::string{authority.substr(userinfo_end)};
+    at = end;
+  }
+  // A query parameter whose name holds a secret-looking word keeps its name, not its value.
+  constexpr std::string_view secret_words[] = {"token", "key",     "pass", "pwd", "secret", "auth",
+                                               "sig",   "session", "cred", "jwt", "ticket"};
+  constexpr std::string_view value_ends = "&;# \t";
+  std::string out;
+  for (std::size_t at = 0; at < shown.size();) {
+    const char c = shown[at++];
+    out += c;
+    if (c != '?' && c != '&' && c != ';') continue;
+    const auto name_end = shown.find_first_of("=&;# \t", at);
+    if (name_end == std::string::npos || shown[name_end] != '=') continue;
+    std::string name = shown.substr(at, name_end - at);
+    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char x) { return std::tolower(x); });
+    if (std::none_of(std::begin(secret_words), std::end(secret_words),
+                     [&](std::string_view word) { return name.find(word) != std::string::npos; }))
+      continue;
+    out.append(shown, at, name_end + 1 - at);
+    out += "***";
+    at = std::min(shown.find_first_of(value_ends, name_end + 1), shown.size());
+  }
+  return out;
 }
 
 cv::Mat pattern_background(int width, int height) {

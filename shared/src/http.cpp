@@ -1,6 +1,10 @@
 #include "mjpeg/http.hpp"
 
+#include <algorithm>
+#include <cctype>
+
 #include <boost/asio/error.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/beast/core/detail/base64.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/field.hpp>
@@ -25,6 +29,168 @@ bool same_secret(std::string_view a, std::string_view b) {
   return diff == 0;
 }
 
+char lower(char c) {
+  return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return lower(x) == lower(y); });
+}
+
+bool istarts_with(std::string_view text, std::string_view prefix) {
+  return text.size() >= prefix.size() && iequals(text.substr(0, prefix.size()), prefix);
+}
+
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
+
+bool is_hex(char c) {
+  return std::isxdigit(static_cast<unsigned char>(c)) != 0;
+}
+
+// reg-name = *( unreserved / pct-encoded / sub-delims ) (RFC 3986 §3.2.2).
+bool valid_reg_name(std::string_view name) {
+  constexpr std::string_view allowed = "-._~!$&'()*+,;=";
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    const char c = name[i];
+    if (std::isalnum(static_cast<unsigned char>(c)) || allowed.find(c) != std::string_view::npos) continue;
+    if (c == '%' && i + 2 < name.size() && is_hex(name[i + 1]) && is_hex(name[i + 2])) {
+      i += 2;
+      continue;
+    }
+    return false;
+  }
+  return !name.empty();
+}
+
+// A Host value split into its host ("[::1]", "example.com") and its port (possibly empty);
+// nullopt when it is not uri-host [ ":" port ].
+struct host_port {
+  std::string_view host;
+  std::string_view port;
+};
+
+std::optional<host_port> split_host(std::string_view value) {
+  host_port out;
+  std::string_view rest;
+  if (!value.empty() && value.front() == '[') {
+    const auto close = value.find(']');
+    if (close == std::string_view::npos) return std::nullopt;
+    out.host = value.substr(0, close + 1);
+    rest = value.substr(close + 1);
+    boost::system::error_code ec;
+    boost::asio::ip::make_address_v6(std::string{out.host.substr(1, out.host.size() - 2)}, ec);
+    if (ec) return std::nullopt;
+  } else {
+    const auto colon = value.find(':');
+    out.host = value.substr(0, colon);
+    rest = colon == std::string_view::npos ? std::string_view{} : value.substr(colon);
+    if (!valid_reg_name(out.host)) return std::nullopt;  // an IPv4 address is a reg-name too
+  }
+  if (!rest.empty()) {
+    if (rest.front() != ':') return std::nullopt;
+    out.port = rest.substr(1);
+    if (out.port.size() > 5 || !std::all_of(out.port.begin(), out.port.end(), is_digit)) return std::nullopt;
+  }
+  return out;
+}
+
+// A host name as compared: lower case, without a trailing dot (an absolute DNS name).
+std::string normal_name(std::string_view host) {
+  std::string name{host};
+  std::transform(name.begin(), name.end(), name.begin(), lower);
+  if (name.size() > 1 && name.back() == '.') name.pop_back();
+  return name;
+}
+
+// The parts of a request target the router uses: the authority of an absolute-form target (empty
+// for origin-form), the path and the query. nullopt for anything else (asterisk-form,
+// authority-form, other schemes, userinfo), which is a bad request for GET and HEAD.
+struct target_parts {
+  std::string_view authority;
+  std::string_view path;
+  std::string_view query;
+};
+
+std::optional<target_parts> split_target(std::string_view target) {
+  target_parts out;
+  target = target.substr(0, target.find('#'));  // a fragment is never sent, and means nothing here
+  if (istarts_with(target, "http://") || istarts_with(target, "https://")) {
+    // Absolute-form (RFC 9112 §3.2.2): servers must accept it; its authority is the host asked for.
+    target.remove_prefix(target.find("://") + 3);
+    const auto end = target.find_first_of("/?");
+    out.authority = target.substr(0, end);
+    target = end == std::string_view::npos ? std::string_view{} : target.substr(end);
+    // userinfo in an http(s) URI is an error (RFC 9110 §4.2.4)
+    if (out.authority.find('@') != std::string_view::npos || !split_host(out.authority)) return std::nullopt;
+  } else if (target.empty() || target.front() != '/') {
+    return std::nullopt;
+  }
+  const auto query_at = target.find('?');
+  out.path = target.substr(0, query_at);
+  if (out.path.empty()) out.path = "/";
+  if (query_at != std::string_view::npos) out.query = target.substr(query_at + 1);
+  return out;
+}
+
+// mjpg-streamer's "/?action=stream" family: the action may carry an input number ("stream_0"; we
+// have one input) and other parameters may follow, such as OctoPrint's cache buster
+// ("action=stream&1700000000000"). Returns the action without its input number, "" when the query
+// names no action, or "?" for an input we do not have.
+std::string_view mjpg_streamer_action(std::string_view query) {
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const std::string_view param = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    if (param.rfind("action=", 0) != 0) continue;
+    std::string_view action = param.substr(7);
+    if (const auto underscore = action.find('_'); underscore != std::string_view::npos) {
+      if (action.substr(underscore + 1) != "0") return "?";
+      action = action.substr(0, underscore);
+    }
+    return action.empty() ? "?" : action;
+  }
+  return "";
+}
+
+// After Beast's bad_version: 505 only for a well-formed request line whose version is one we do
+// not speak ("GET / HTTP/2.0\r\n"); a space in the target, a bare LF, or a mangled version
+// make a malformed request line, which is 400.
+bool well_formed_but_unsupported_version(std::string_view unparsed) {
+  const auto end = unparsed.find('\n');
+  if (end == std::string_view::npos || end == 0 || unparsed[end - 1] != '\r') return false;
+  const std::string_view line = unparsed.substr(0, end - 1);
+  const auto first = line.find(' ');
+  const auto second = line.find(' ', first + 1);
+  if (first == std::string_view::npos || first == 0 || second == std::string_view::npos ||
+      second == first + 1 || line.find(' ', second + 1) != std::string_view::npos)
+    return false;
+  const std::string_view version = line.substr(second + 1);
+  return version.size() == 8 && version.substr(0, 5) == "HTTP/" && is_digit(version[5]) &&
+         version[6] == '.' && is_digit(version[7]);
+}
+
+// "Basic <token>" to the decoded credentials; the scheme in any case and any spaces after it
+// (RFC 9110 §11.1, §11.4). False when it is not Basic or not base64.
+bool basic_credentials(std::string_view value, std::string& out) {
+  namespace b64 = boost::beast::detail::base64;
+  const auto space = value.find_first_of(" \t");
+  if (space == std::string_view::npos || !iequals(value.substr(0, space), "basic")) return false;
+  std::string_view token = value.substr(space);
+  token.remove_prefix(std::min(token.find_first_not_of(" \t"), token.size()));
+  token = token.substr(0, token.find_last_not_of(" \t") + 1);
+  if (token.empty()) return false;
+  out.resize(b64::decoded_size(token.size()));
+  const auto [written, read] = b64::decode(out.data(), token.data(), token.size());
+  out.resize(written);
+  // Only padding may follow, and only as much as completes the last group of four.
+  const std::string_view rest = token.substr(read);
+  if (read % 4 == 1 || rest.find_first_not_of('=') != std::string_view::npos) return false;
+  return rest.empty() || (read + rest.size()) % 4 == 0;
+}
+
 std::string status_line(status code) {
   std::string line = "HTTP/1.1 ";
   line += std::to_string(static_cast<unsigned>(code));
@@ -43,6 +209,8 @@ request_head head_of(const request_parser& parser) {
   head.target = std::string{to_std(msg.target())};
   head.version = msg.version();
   head.authorization = std::string{to_std(msg[bhttp::field::authorization])};
+  head.host = std::string{to_std(msg[bhttp::field::host])};
+  head.host_count = msg.count(bhttp::field::host);
   const auto length = parser.content_length();
   head.has_body = parser.chunked() || (length && *length > 0);
   return head;
@@ -55,41 +223,91 @@ std::string basic_authorization(std::string_view user_colon_pass) {
   return "Basic " + encoded;
 }
 
+bool valid_host(std::string_view value) {
+  return split_host(value).has_value();
+}
+
+bool loopback_host(std::string_view value) {
+  const auto parts = split_host(value);
+  if (!parts) return false;
+  const std::string name = normal_name(parts->host);
+  if (name == "localhost" || (name.size() > 10 && name.substr(name.size() - 10) == ".localhost")) return true;
+  boost::system::error_code ec;
+  if (name.front() == '[') {
+    const auto v6 = boost::asio::ip::make_address_v6(name.substr(1, name.size() - 2), ec);
+    return !ec && (v6.is_loopback() ||
+                   (v6.is_v4_mapped() &&
+                    boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, v6).is_loopback()));
+  }
+  const auto v4 = boost::asio::ip::make_address_v4(name, ec);  // dotted quad only, as browsers send it
+  return !ec && v4.is_loopback();
+}
+
+bool same_credentials(std::string_view presented, std::string_view expected) {
+  std::string given, wanted;
+  if (!basic_credentials(expected, wanted)) return false;
+  const bool parsed = basic_credentials(presented, given);
+  return same_secret(given, wanted) && parsed;
+}
+
 route_result route(const request_head& head, const route_options& options) {
   const auto error = [](status code) { return route_result{resource::error, code, false}; };
   if (head.version != 10 && head.version != 11) return error(status::http_version_not_supported);
   if (head.target.size() > target_limit) return error(status::uri_too_long);
   if (head.method != verb::get && head.method != verb::head) return error(status::method_not_allowed);
   if (head.has_body) return error(status::bad_request);
-  if (!options.expected_authorization.empty() &&
-      !same_secret(head.authorization, options.expected_authorization))
-    return error(status::unauthorized);
+  const auto target = split_target(head.target);
+  if (!target) return error(status::bad_request);
+
+  // Exactly one well-formed Host for HTTP/1.1, at most one for HTTP/1.0 (RFC 9112 §3.2). The host
+  // asked for is the absolute-form target's authority if there is one, else the Host header.
+  if (head.host_count > 1 || (head.host_count == 0 && head.version >= 11) ||
+      (head.host_count == 1 && !valid_host(head.host)))
+    return error(status::bad_request);
+  const std::string_view asked = !target->authority.empty() ? target->authority : std::string_view{head.host};
+  if (options.loopback_only && !asked.empty() && !loopback_host(asked)) {
+    const std::string name = normal_name(split_host(asked)->host);
+    const bool allowed = std::any_of(options.allowed_hosts.begin(), options.allowed_hosts.end(),
+                                     [&](const std::string& a) { return normal_name(a) == name; });
+    if (!allowed) return error(status::misdirected_request);
+  }
+
+  auto login = credentials::not_checked;
+  if (!options.expected_authorization.empty()) {
+    login = head.authorization.empty()                                             ? credentials::missing
+            : same_credentials(head.authorization, options.expected_authorization) ? credentials::right
+                                                                                   : credentials::wrong;
+    if (login != credentials::right) return {resource::error, status::unauthorized, false, login};
+  }
 
   // Routes match on the path; the query only matters for mjpg-streamer's "/?action=…" URLs.
-  const std::string_view target = head.target;
-  const auto query_at = target.find('?');
-  const std::string_view path = target.substr(0, query_at);
-  const std::string_view query = query_at == std::string_view::npos ? "" : target.substr(query_at + 1);
   const bool head_only = head.method == verb::head;
-  const auto found = [&](resource what) { return route_result{what, status::ok, head_only}; };
-
+  const auto found = [&](resource what) { return route_result{what, status::ok, head_only, login}; };
+  const auto not_found = route_result{resource::error, status::not_found, false, login};
+  const std::string_view path = target->path;
   if (path == "/") {
-    if (query.empty()) return found(resource::page);
-    if (query == "action=stream") return found(resource::stream);
-    if (query == "action=snapshot") return found(resource::snapshot);
-    return error(status::not_found);
+    const std::string_view action = mjpg_streamer_action(target->query);
+    if (action.empty()) return found(resource::page);
+    if (action == "stream") return found(resource::stream);
+    if (action == "snapshot") return found(resource::snapshot);
+    return not_found;
   }
   if (path == "/stream") return found(resource::stream);
   if (path == "/snapshot") return found(resource::snapshot);
   if (path == "/stats") return found(resource::stats);
   if (path == "/metrics") return found(resource::metrics);
-  return error(status::not_found);
+  return not_found;
 }
 
-route_result route_error(const boost::beast::error_code& ec, const request_parser& parser) {
+route_result route_error(const boost::beast::error_code& ec, const request_parser& parser,
+                         std::string_view unparsed) {
   const auto error = [](status code) { return route_result{resource::error, code, false}; };
   if (ec == boost::asio::error::timed_out) return error(status::request_timeout);
-  if (ec == bhttp::error::bad_version) return error(status::http_version_not_supported);
+  // Beast says bad_version for any request line it cannot finish at the version, a target with a
+  // space and a bare LF included: only a well-formed line with another version is 505.
+  if (ec == bhttp::error::bad_version)
+    return error(well_formed_but_unsupported_version(unparsed) ? status::http_version_not_supported
+                                                               : status::bad_request);
   // The header limit also catches a request line that never ends: that one is the target's fault.
   if (ec == bhttp::error::header_limit)
     return error(parser.get().method_string().empty() ? status::uri_too_long
@@ -123,7 +341,7 @@ std::string stream_preamble() {
   return out;
 }
 
-std::string error_response(status code) {
+std::string error_response(status code, unsigned retry_after) {
   std::string body{to_std(bhttp::obsolete_reason(code))};
   body += '\n';
   std::string out = status_line(code);
@@ -135,7 +353,8 @@ std::string error_response(status code) {
     out += allowed_methods;
     out += "\r\n";
   }
-  if (code == status::service_unavailable) out += "Retry-After: 1\r\n";
+  if (code == status::service_unavailable || code == status::too_many_requests)
+    out += "Retry-After: " + std::to_string(std::max(retry_after, 1U)) + "\r\n";
   if (code == status::unauthorized) out += "WWW-Authenticate: Basic realm=\"mjpeg\", charset=\"UTF-8\"\r\n";
   out += "Cache-Control: no-store\r\nConnection: close\r\n\r\n";
   out += body;

@@ -3,13 +3,16 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <system_error>
 
 #include <CLI/CLI.hpp>
 
+#include "mjpeg/http.hpp"
 #include "mjpeg/version.hpp"
 
 namespace mjpeg {
@@ -57,6 +60,44 @@ std::string unknown_key_message(const CLI::ConfigError& e, const std::string& pa
   return "config file " + path + ": unknown key '" + key + "'";
 }
 
+// Why `credentials` cannot be used as "user:pass", or "" when it can. Empty halves would open the
+// server to anybody who sends an empty user or password.
+std::string credentials_problem(const std::string& credentials) {
+  const auto colon = credentials.find(':');
+  if (colon == std::string::npos) return "must be user:pass";
+  if (colon == 0) return "the user must not be empty";
+  if (colon + 1 == credentials.size()) return "the password must not be empty";
+  if (std::any_of(credentials.begin(), credentials.end(),
+                  [](unsigned char c) { return c < 0x20 || c == 0x7f; }))
+    return "must not contain control characters";
+  return "";
+}
+
+// The one line of an --auth-file: "user:pass", a final newline allowed.
+std::string read_auth_file(const std::string& path, std::string& problem) {
+  std::ifstream in{path, std::ios::binary};
+  std::string text{std::istreambuf_iterator<char>{in}, {}};
+  if (!in.is_open() || in.bad()) {
+    problem = "cannot read it";
+    return {};
+  }
+  if (!text.empty() && text.back() == '\n') text.pop_back();
+  if (!text.empty() && text.back() == '\r') text.pop_back();
+  if (text.find('\n') != std::string::npos) problem = "must hold one line, user:pass";
+  return text;
+}
+
+// --allow-host NAME: a host name or address as a Host header names it, without a port. A bare
+// IPv6 address gets its brackets.
+std::string allowed_host_problem(std::string& name) {
+  if (name.find(':') != std::string::npos && name.front() != '[' && http::valid_host("[" + name + "]"))
+    name = "[" + name + "]";
+  if (!http::valid_host(name)) return "not a host name or address";
+  if (name.front() == '[' ? name.back() != ']' : name.find(':') != std::string::npos)
+    return "give the name without a port";
+  return "";
+}
+
 }  // namespace
 
 std::string binary_name(const variant_info& info) {
@@ -78,8 +119,14 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
   app.allow_config_extras(CLI::config_extras_mode::error);
   app.get_formatter()->column_width(28);
 
-  app.add_option("--host", o.host, "Address to bind (use 0.0.0.0 only behind a proxy)")
+  app.add_option("--host", o.host,
+                 "Address to bind. Bound to loopback, requests must name a loopback Host (localhost, "
+                 "127.0.0.1, [::1]) or an --allow-host name; use 0.0.0.0 only behind a proxy or with auth")
       ->capture_default_str();
+  app.add_option("--allow-host", o.allow_hosts,
+                 "Also accept this Host name while bound to loopback, e.g. a reverse proxy's public name "
+                 "(repeatable)")
+      ->type_name("NAME");
   app.add_option("--port", o.port, "TCP port; 0 picks a free one")
       ->check(CLI::Range(0, 65535))
       ->capture_default_str();
@@ -106,10 +153,17 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
                  "Close the source after this many seconds without viewers, reopen on the next (0 = never)")
       ->check(CLI::Range(0.0, 1e9))
       ->capture_default_str();
-  app.add_option("--auth", o.auth, "Require HTTP Basic credentials user:pass on every endpoint")
-      ->check([](const std::string& v) {
-        return v.find(':') == std::string::npos ? std::string{"must be user:pass"} : std::string{};
-      });
+  std::string auth_file;
+  auto* auth_option =
+      app.add_option("--auth", o.auth,
+                     "Require HTTP Basic credentials user:pass on every endpoint. Every local user can read "
+                     "them in ps: prefer --auth-file or the MJPEG_AUTH environment variable")
+          ->type_name("USER:PASS")
+          ->check([](const std::string& v) { return credentials_problem(v); });
+  app.add_option("--auth-file", auth_file,
+                 "Require the HTTP Basic credentials held in this file (one line, user:pass); recommended")
+      ->type_name("PATH")
+      ->excludes(auth_option);
 
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "Least severe log lines written: error, warning, info, debug")
@@ -142,6 +196,14 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
         ->capture_default_str();
   }
 
+  app.footer(
+      "Credentials: --auth-file PATH or the MJPEG_AUTH environment variable (user:pass) keep them out "
+      "of ps; --auth USER:PASS works too. Neither user nor password may be empty.");
+
+  const auto fail = [&](const std::string& message) {
+    log::write(log::level::error, "%s (see --help)", message.c_str());
+    return 2;
+  };
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {  // --help, --version
@@ -151,8 +213,21 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
                unknown_key_message(e, app.get_config_ptr()->as<std::string>()).c_str());
     return 2;
   } catch (const CLI::ParseError& e) {
-    log::write(log::level::error, "%s (see --help)", e.what());
-    return 2;
+    return fail(e.what());
+  }
+  for (std::string& name : o.allow_hosts)
+    if (const std::string problem = allowed_host_problem(name); !problem.empty())
+      return fail("--allow-host " + name + ": " + problem);
+  // The command line wins over the environment; the file and the variable are checked like --auth.
+  if (!auth_file.empty()) {
+    std::string problem;
+    o.auth = read_auth_file(auth_file, problem);
+    if (problem.empty()) problem = credentials_problem(o.auth);
+    if (!problem.empty()) return fail("--auth-file " + auth_file + ": " + problem);
+  } else if (const char* from_environment = std::getenv(auth_variable); o.auth.empty() && from_environment) {
+    o.auth = from_environment;
+    if (const std::string problem = credentials_problem(o.auth); !problem.empty())
+      return fail(std::string{auth_variable} + ": " + problem);
   }
   o.log_level = quiet ? log::level::warning : *log::parse_level(log_level);
   log::set_level(o.log_level);

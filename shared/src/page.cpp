@@ -37,13 +37,19 @@ constexpr std::string_view page_template = R"html(<!doctype html>
 "use strict";
 const $ = (id) => document.getElementById(id);
 const img = $("stream");
+// Opened as http://user:pass@host/, a relative URL would carry the credentials along, and fetch()
+// refuses such URLs. location.origin never holds them; the browser still sends the credentials it
+// was given for this origin (credentials: "same-origin").
+const stats_url = location.origin + location.pathname.replace(/[^/]*$/, "") + "stats";
 async function refresh() {
   // The decoded size proves the stream reached the browser as a JPEG it could decode.
   if (img.naturalWidth > 0) $("size").textContent = img.naturalWidth + "\u00d7" + img.naturalHeight;
   const ctl = new AbortController();
   const timer = setTimeout(() => ctl.abort(), 2000);
   try {
-    const s = await (await fetch("stats", { cache: "no-store", signal: ctl.signal })).json();
+    const r = await fetch(stats_url, { cache: "no-store", credentials: "same-origin", signal: ctl.signal });
+    if (!r.ok) throw new Error("HTTP " + r.status + " " + r.statusText);
+    const s = await r.json();
     $("fps").textContent = s.fps_capture.toFixed(1);
     $("viewers").textContent = s.viewers_now;
     $("note").textContent = s.source_up ? "source " + s.source : "source " + s.source_state + ", retrying";
@@ -53,7 +59,10 @@ async function refresh() {
         c.fps.toFixed(1) + " fps, " + c.mode + (c.why_encode ? " (" + c.why_encode + ")" : "") + ", " +
         c.bad_frames + " bad frames dropped" : "";
   } catch (e) {
-    $("note").textContent = "stats unavailable (server busy with the stream)";
+    // Say what happened: only a request that got no answer in time means a busy server.
+    $("note").textContent = e.name === "AbortError"
+        ? "stats did not answer within 2 s (the server is busy with the stream)"
+        : "stats unavailable: " + e.message;
   } finally {
     clearTimeout(timer);
   }

@@ -63,14 +63,39 @@ server_stats::server_stats(std::string variant)
 
 void server_stats::frame_captured(steady_clock::time_point now) {
   frames_captured_.fetch_add(1, relaxed);
-  // Exponential moving average of the instantaneous rate, over roughly the last 16 frames.
-  const auto ns = now.time_since_epoch().count();
-  const auto prev = last_capture_ns_.exchange(ns, relaxed);
-  if (prev != 0 && ns > prev) {
-    const double rate = 1e9 / static_cast<double>(ns - prev);
-    const double old = capture_fps_.load(relaxed);
-    capture_fps_.store(old == 0 ? rate : old + (rate - old) / 16, relaxed);
+  std::lock_guard lock{published_mutex_};
+  published_[published_count_++ % published_kept] = now;
+}
+
+double server_stats::capture_fps(steady_clock::time_point now) const {
+  double target = 0;
+  {
+    std::lock_guard lock{mutex_};
+    target = fps_;
   }
+  using seconds_d = std::chrono::duration<double>;
+  const seconds_d window = std::max(seconds_d{2.0}, seconds_d{target > 0 ? 2.5 / target : 0.0});
+  std::lock_guard lock{published_mutex_};
+  const std::uint64_t kept = std::min<std::uint64_t>(published_count_, published_kept);
+  if (kept < 2) return 0;
+  const steady_clock::time_point newest = published_[(published_count_ - 1) % published_kept];
+  // Walk back from the newest frame to the oldest one inside the window.
+  std::uint64_t intervals = 0;
+  steady_clock::time_point oldest = newest;
+  while (intervals + 1 < kept) {
+    const auto t = published_[(published_count_ - 2 - intervals) % published_kept];
+    if (now - t > window) break;
+    oldest = t;
+    ++intervals;
+  }
+  if (intervals == 0) return 0;
+  // Frames over the time they took. The interval still in progress counts once it is longer than
+  // the mean one, so a source that stops shows a falling rate, never its last one.
+  const double span = seconds_d{newest - oldest}.count();
+  const double mean = span / static_cast<double>(intervals);
+  const double waiting = seconds_d{now - newest}.count();
+  const double elapsed = waiting > mean ? span + waiting - mean : span;
+  return elapsed > 0 ? static_cast<double>(intervals) / elapsed : 0;
 }
 
 void server_stats::connection_rejected(reject_reason why) {
@@ -183,6 +208,7 @@ std::string server_stats::to_json(std::uint64_t frame_seq, std::size_t frame_byt
     return rounded(std::chrono::duration<double>(now - t).count());
   };
 
+  const double fps_capture = capture_fps(now);
   std::lock_guard lock{mutex_};
   json_writer j;
   j.begin_object().string("variant", variant_).number("uptime_s", seconds(started_));
@@ -202,7 +228,7 @@ std::string server_stats::to_json(std::uint64_t frame_seq, std::size_t frame_byt
   }
   j.number("bad_frames", bad_frames_.load(relaxed));
   j.number("width", width_).number("height", height_);
-  j.number("fps_target", rounded(fps_)).number("fps_capture", rounded(capture_fps_.load(relaxed)));
+  j.number("fps_target", rounded(fps_)).number("fps_capture", rounded(fps_capture));
   j.number("frame_seq", frame_seq).number("frame_bytes", frame_bytes);
   j.number("viewers_now", viewers_.size()).number("viewers_total", viewers_total_.load(relaxed));
   j.number("frames_captured", frames_captured_.load(relaxed));
@@ -224,6 +250,7 @@ std::string server_stats::to_json(std::uint64_t frame_seq, std::size_t frame_byt
 }
 
 std::string server_stats::to_prometheus(std::uint64_t frame_seq, std::size_t frame_bytes) const {
+  const double fps_capture = capture_fps();  // before the lock: it takes mutex_ itself
   std::lock_guard lock{mutex_};
   std::string out;
   out.reserve(4096);
@@ -282,7 +309,7 @@ std::string server_stats::to_prometheus(std::uint64_t frame_seq, std::size_t fra
     sample("mjpeg_source_state", std::string{"state=\""} + source_state_name(s) + "\"",
            s == source_state_ ? "1" : "0");
   family("mjpeg_capture_fps", "gauge", "Measured capture rate, frames per second.");
-  sample("mjpeg_capture_fps", "", num(capture_fps_.load(relaxed)));
+  sample("mjpeg_capture_fps", "", num(fps_capture));
   family("mjpeg_target_fps", "gauge", "Configured frame rate (--fps).");
   sample("mjpeg_target_fps", "", num(fps_));
   family("mjpeg_frame_seq", "gauge", "Sequence number of the latest frame.");

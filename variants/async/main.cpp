@@ -87,7 +87,7 @@ awaitable<void> serve_client(server_context& ctx, async::sessions& all, connecti
   co_await boost::beast::http::async_read_header(stream, buffer, parser,
                                                  asio::redirect_error(use_awaitable, ec));
   if (ec && stream.timed_out()) ec = asio::error::timed_out;  // the watchdog shut the read side
-  const auto plan = ec ? http::route_error(ec, parser) : http::route(http::head_of(parser), ctx.routes);
+  const auto plan = plan_request(ctx, ec, parser, buffer, c.socket);
 
   // Answer it; a viewer that stops taking bytes is dropped after --send-timeout.
   stream.write_timeout(seconds(ctx.opts.send_timeout));

@@ -12,6 +12,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include "mjpeg/access.hpp"
 #include "mjpeg/frame_hub.hpp"
 #include "mjpeg/http.hpp"
 #include "mjpeg/options.hpp"
@@ -59,6 +60,7 @@ struct server_context {
   http::route_options routes;   ///< Access control for the router.
   boost::asio::io_context& io;  ///< The io_context the acceptor belongs to.
   boost::asio::ip::tcp::acceptor& acceptor;  ///< Bound and listening.
+  login_limiter& logins;                     ///< Wrong credentials per client address.
 };
 
 /// The variant's serving loop: returns once ctx.shutdown is triggered.

@@ -7,6 +7,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <opencv2/core/mat.hpp>
@@ -68,6 +69,11 @@ std::unique_ptr<frame_source> make_camera_source(std::string device, const sourc
 /// (zero padding after it allowed), a length between a minimal JPEG and the raw image size.
 /// Sets `length` to the JPEG's length without the padding.
 bool plausible_camera_jpeg(std::span<const std::uint8_t> bytes, int width, int height, std::size_t& length);
+
+/// `spec` fit to show in /stats, on the page and in logs: the userinfo of every URL in it
+/// ("rtsp://user:pass@cam/") and the values of query parameters that look like secrets (token, key,
+/// password, secret, auth, sig, session, …) become "***".
+std::string redact_source(std::string_view spec);
 
 /// Draws test-card frame `n`, stamped with the current wall-clock time, into `out`.
 void draw_pattern(cv::Mat& out, const cv::Mat& background, std::uint64_t n);

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/http/empty_body.hpp>
@@ -38,6 +39,8 @@ struct request_head {
   unsigned version = 11;                                                ///< 10 for HTTP/1.0, 11 for 1.1.
   std::string authorization;                                            ///< Authorization header value.
   bool has_body = false;                                                ///< Content-Length > 0 or chunked.
+  std::string host;                                                     ///< The (first) Host header value.
+  std::size_t host_count = 0;                                           ///< How many Host headers came.
 };
 
 /// Copies what routing needs out of a parser whose header is complete.
@@ -54,28 +57,63 @@ enum class resource {
   metrics,   ///< The same counters in Prometheus text format.
 };
 
+/// What the router found out about the request's credentials.
+enum class credentials {
+  not_checked,  ///< No --auth, or the request failed before credentials mattered.
+  missing,      ///< --auth is on and the request carried no Authorization header.
+  wrong,        ///< It carried credentials, and they are not the right ones.
+  right,        ///< It carried the right credentials.
+};
+
 /// The router's decision.
 struct route_result {
-  resource what = resource::none;  ///< What to send.
-  status code = status::ok;        ///< HTTP status for `what`.
-  bool head_only = false;          ///< HEAD request: send the header, no body.
+  resource what = resource::none;                ///< What to send.
+  status code = status::ok;                      ///< HTTP status for `what`.
+  bool head_only = false;                        ///< HEAD request: send the header, no body.
+  credentials login = credentials::not_checked;  ///< What the credentials check found.
+  unsigned retry_after = 0;                      ///< Seconds for Retry-After (429), 0 for none.
 };
 
 /// Access control for every endpoint.
 struct route_options {
   /// Expected Authorization value ("Basic …"), empty when no --auth was given.
   std::string expected_authorization;
+  /// The server listens on a loopback address: a Host must name loopback (localhost, *.localhost,
+  /// 127.x.y.z, [::1]) or one of allowed_hosts, so a web page cannot reach the server through DNS
+  /// rebinding. Otherwise any well-formed Host is accepted.
+  bool loopback_only = false;
+  /// Host names (without port) accepted besides loopback ones when loopback_only is set.
+  std::vector<std::string> allowed_hosts;
 };
 
 /// Builds the Authorization value `user:pass` must arrive as.
 std::string basic_authorization(std::string_view user_colon_pass);
 
-/// Pure routing: method, target, version and credentials to a resource and status.
+/// Pure routing: method, target, version, Host and credentials to a resource and status.
+///
+/// Checked in this order, each failure answering at once: version 505, target length 414, method
+/// 405, body 400, target form 400 (origin-form "/path?query" or absolute-form
+/// "http://host/path"), Host 400 (HTTP/1.1 needs exactly one well-formed Host, HTTP/1.0 at most
+/// one), Host not allowed 421 (see route_options::loopback_only), credentials 401, path 404.
 route_result route(const request_head& head, const route_options& options);
 
 /// The status for a request whose header could not be read: `ec` from Beast's read_header (or
-/// the stream) and the parser it was reading into. resource::none when the peer simply left.
-route_result route_error(const boost::beast::error_code& ec, const request_parser& parser);
+/// the stream), the parser it was reading into, and the bytes it could not parse (the start of
+/// the buffer read_header filled). resource::none when the peer simply left.
+route_result route_error(const boost::beast::error_code& ec, const request_parser& parser,
+                         std::string_view unparsed = {});
+
+/// True when `value` is a well-formed Host header value: uri-host [ ":" port ] (RFC 9110 §7.2).
+bool valid_host(std::string_view value);
+
+/// True when the host part of a well-formed Host value names this machine's loopback:
+/// localhost, *.localhost, 127.0.0.0/8 or [::1], with or without a port.
+bool loopback_host(std::string_view value);
+
+/// True when the Authorization value `presented` carries the same Basic credentials as
+/// `expected` (both "Basic <base64>"): the scheme in any case, spaces after it tolerated, and the
+/// credentials compared in constant time.
+bool same_credentials(std::string_view presented, std::string_view expected);
 
 /// The response head for the stream (what HEAD /stream gets).
 std::string stream_head();
@@ -83,9 +121,9 @@ std::string stream_head();
 /// The response head for the stream, followed by the first boundary line.
 std::string stream_preamble();
 
-/// A complete plain-text error response; 405 carries Allow, 503 Retry-After, 401
-/// WWW-Authenticate. The connection closes after it.
-std::string error_response(status code);
+/// A complete plain-text error response; 405 carries Allow, 503 and 429 Retry-After
+/// (`retry_after` seconds, at least 1), 401 WWW-Authenticate. The connection closes after it.
+std::string error_response(status code, unsigned retry_after = 1);
 
 /// A complete response carrying `body` with the given content type (HTML page, JSON stats).
 std::string document_response(std::string_view content_type, std::string_view body, bool head_only);

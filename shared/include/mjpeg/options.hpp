@@ -5,6 +5,7 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include "mjpeg/log.hpp"
 
@@ -25,10 +26,11 @@ struct options {
   double header_timeout = 10;      ///< Seconds a client has to send its request head.
   double send_timeout = 10;        ///< Seconds a viewer may stall a send before it is dropped.
   std::string auth;                ///< "user:pass" for HTTP Basic on every endpoint; empty = open.
-  double idle_stop = 0;            ///< Close the source after this long without viewers; 0 = never.
-  int threads = 1;                 ///< Worker threads (thread_pool, async).
-  int queue = 0;                   ///< Waiting connections (thread_pool).
-  int max_clients = 0;             ///< Open connections before 503; 0 = unlimited.
+  std::vector<std::string> allow_hosts;     ///< Host names accepted besides loopback ones (loopback bind).
+  double idle_stop = 0;                     ///< Close the source after this long without viewers; 0 = never.
+  int threads = 1;                          ///< Worker threads (thread_pool, async).
+  int queue = 0;                            ///< Waiting connections (thread_pool).
+  int max_clients = 0;                      ///< Open connections before 503; 0 = unlimited.
   log::level log_level = log::level::info;  ///< Least severe log lines written (--log-level, --quiet).
 };
 
@@ -49,11 +51,14 @@ struct variant_info {
 /// The binary's name for a variant: "mjpeg-" and the name with dashes ("mjpeg-thread-pool").
 std::string binary_name(const variant_info& info);
 
-/// Parses the command line and the --config file (TOML/INI, CLI11's own reader: every option by
-/// its long name without dashes; the command line wins). Returns the options, or the exit code to
-/// leave with: 0 after --help or --version, 2 after a bad value or an unknown key in the file (a
-/// one-line message naming the option, or the key and its line, is printed to stderr). Also sets
-/// the log's program name and level.
+/// Environment variable holding "user:pass" when neither --auth nor --auth-file is given.
+inline constexpr const char* auth_variable = "MJPEG_AUTH";
+
+/// Parses the command line, the --config file (TOML/INI, CLI11's own reader: every option by its
+/// long name without dashes; the command line wins) and MJPEG_AUTH. Returns the options, or the
+/// exit code to leave with: 0 after --help or --version, 2 after a bad value or an unknown key in
+/// the file (a one-line message naming the option, or the key and its line, is printed to
+/// stderr). Also sets the log's program name and level.
 std::variant<options, int> parse_options(int argc, const char* const* argv, const variant_info& info);
 
 }  // namespace mjpeg

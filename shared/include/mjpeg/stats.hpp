@@ -70,7 +70,7 @@ class server_stats {
   /// Starts the clock for uptime.
   explicit server_stats(std::string variant);
 
-  /// Records one captured frame (for the measured capture rate).
+  /// Records one frame published at `now` (for the measured capture rate).
   void frame_captured(std::chrono::steady_clock::time_point now);
   /// Records the source and what it is doing.
   void set_source(std::string description, source_state state);
@@ -98,6 +98,12 @@ class server_stats {
 
   /// Viewers streaming now.
   std::uint64_t viewers_now() const;
+  /// Measured capture rate at `now`: the frames published in the last two seconds (or two and a
+  /// half frame intervals, if longer) over the time they took, so jitter cannot inflate it (the
+  /// mean of per-frame rates would), and a source that stalls counts down towards 0.
+  double capture_fps(std::chrono::steady_clock::time_point now) const;
+  /// The same, now.
+  double capture_fps() const { return capture_fps(std::chrono::steady_clock::now()); }
   /// The JSON document served at /stats; `frame_seq` and `frame_bytes` describe the latest frame.
   std::string to_json(std::uint64_t frame_seq, std::size_t frame_bytes) const;
   /// The Prometheus text exposition served at /metrics; `frame_seq` as in to_json.
@@ -122,8 +128,12 @@ class server_stats {
   std::array<std::atomic<std::uint64_t>, 4> ended_{};                            // by end_reason
   std::array<std::atomic<std::uint64_t>, age_buckets.size() + 1> age_counts_{};  // last one: +Inf
   std::atomic<std::uint64_t> age_sum_us_{0};
-  std::atomic<double> capture_fps_{0};
-  std::atomic<std::int64_t> last_capture_ns_{0};
+
+  // When the last frames were published: a ring long enough for two seconds at the highest --fps.
+  static constexpr std::size_t published_kept = 512;
+  mutable std::mutex published_mutex_;  // guards the two fields below
+  std::array<std::chrono::steady_clock::time_point, published_kept> published_{};
+  std::uint64_t published_count_ = 0;
 
   mutable std::mutex mutex_;  // guards the fields below
   std::list<viewer_state*> viewers_;

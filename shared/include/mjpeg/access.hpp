@@ -1,0 +1,90 @@
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string_view>
+
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+
+#include "mjpeg/http.hpp"
+
+/// Who may ask what: the one per-request decision every variant makes (routing, Host, credentials)
+/// and the per-address limit on wrong credentials behind it.
+namespace mjpeg {
+
+struct server_context;
+
+/// Counts wrong credentials per client address and refuses an address that keeps guessing, so a
+/// password cannot be tried thousands of times a second. Other addresses are not affected. IPv6
+/// clients count per /64, the block one host usually has. Thread-safe.
+class login_limiter {
+ public:
+  using clock = std::chrono::steady_clock;
+
+  /// The policy.
+  struct limits {
+    int failures = 10;                                   ///< Wrong credentials in a row before a lockout.
+    clock::duration lockout = std::chrono::seconds{60};  ///< How long the address is refused then.
+    clock::duration forget = std::chrono::minutes{10};   ///< Failures older than this are forgotten.
+    std::size_t tracked = 4096;                          ///< Addresses remembered at most.
+  };
+
+  /// What a failure led to.
+  enum class verdict {
+    counted,     ///< One more failure; the address may still try.
+    locked_out,  ///< This failure started a lockout.
+  };
+
+  /// A limiter with the default policy.
+  login_limiter() = default;
+  /// A limiter with `policy`.
+  explicit login_limiter(limits policy) : limits_{policy} {}
+
+  /// How much longer `peer` is refused; zero when it may try.
+  clock::duration refused_for(const boost::asio::ip::address& peer, clock::time_point now);
+  /// Records wrong credentials from `peer`; `in_a_row` is set to its failures so far.
+  verdict failed(const boost::asio::ip::address& peer, clock::time_point now, int& in_a_row);
+  /// Right credentials from `peer`: its failures are forgotten.
+  void succeeded(const boost::asio::ip::address& peer);
+  /// The policy in force.
+  const limits& policy() const noexcept { return limits_; }
+
+  /// True when a log line about `what` may be written now (at most one a second each, so a flood
+  /// of guesses cannot flood the log); `held_back` is set to the lines suppressed since the last.
+  bool may_log(verdict what, clock::time_point now, std::uint64_t& held_back);
+
+ private:
+  using key = std::array<unsigned char, 16>;
+  struct record {
+    int failures = 0;
+    clock::time_point last{};
+    clock::time_point refused_until{};
+  };
+  struct log_budget {
+    clock::time_point last{};
+    std::uint64_t held_back = 0;
+  };
+  static key key_of(const boost::asio::ip::address& peer);
+  void make_room(clock::time_point now);
+
+  limits limits_;
+  std::mutex mutex_;  // guards everything below
+  std::map<key, record> records_;
+  std::array<log_budget, 2> logs_{};  // one per verdict
+};
+
+/// The answer to one request, decided once for every variant: Beast's outcome `ec` reading the
+/// request head from `peer` into `parser` and `buffer`, then routing (see http::route), then the
+/// per-address login limit (429 with Retry-After while the peer is locked out; wrong credentials
+/// counted and logged, rate-limited).
+http::route_result plan_request(server_context& ctx, const boost::beast::error_code& ec,
+                                const http::request_parser& parser, const boost::beast::flat_buffer& buffer,
+                                const boost::asio::ip::tcp::socket& peer);
+
+}  // namespace mjpeg
