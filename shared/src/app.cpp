@@ -15,8 +15,13 @@
 #include <system_error>
 #include <thread>
 
+#include <filesystem>
+#include <optional>
+
+#include "mjpeg/bus.hpp"
 #include "mjpeg/capture.hpp"
 #include "mjpeg/page.hpp"
+#include "mjpeg/workers.hpp"
 
 namespace mjpeg {
 
@@ -144,6 +149,29 @@ void watch_signals(shutdown_signal& shutdown, double duration) {
   shutdown.trigger();
 }
 
+using reuse_port = boost::asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+// The parent's private directory for --workers: the bus socket and the shared counters, open to
+// this user only; removed when the parent ends.
+class private_dir {
+ public:
+  private_dir() {
+    char path[] = "/tmp/mjpeg-workers-XXXXXX";
+    if (::mkdtemp(path) == nullptr) throw std::system_error{errno, std::system_category(), "mkdtemp"};
+    path_ = path;
+  }
+  ~private_dir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  private_dir(const private_dir&) = delete;
+  private_dir& operator=(const private_dir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 }  // namespace
 
 int run_variant(int argc, const char* const* argv, const variant_info& info, const serve_function& serve) {
@@ -152,6 +180,22 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
   const options& opts = std::get<options>(parsed);
   std::string name = "mjpeg-" + std::string{info.name};
   std::replace(name.begin(), name.end(), '_', '-');
+  if (!opts.bus_keygen.empty()) {
+    try {
+      bus::generate_keys(opts.bus_keygen);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "%s: error: %s\n", name.c_str(), e.what());
+      return 1;
+    }
+    std::printf(
+        "%s: keys written to %s: the publisher needs server.secret and authorized/, each "
+        "subscriber server.pub, client.pub and client.secret\n",
+        name.c_str(), opts.bus_keygen.c_str());
+    return 0;
+  }
+  // With --workers this process is the parent: it captures and supervises, the workers serve.
+  const bool worker = !opts.worker_of.empty();
+  const bool parent = opts.workers > 0 && !worker;
 
   // Signals are blocked before any thread starts, so every thread inherits the mask and only
   // the watcher receives them. A viewer that vanishes must never kill us with SIGPIPE.
@@ -169,14 +213,42 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
     shutdown_signal shutdown;
     shutdown.on_trigger([&hub] { hub.close(); });
 
+    std::optional<private_dir> dir;
+    std::optional<workers::region> shared;
+    if (parent) {
+      dir.emplace();
+      shared.emplace(dir->path(), opts.workers, true);
+    } else if (worker) {
+      shared.emplace(opts.worker_of, 0, false);
+    }
+
+    // The frame bus: every --publish endpoint, and the parent's private one for its workers.
+    std::vector<std::string> endpoints;
+    if (!worker)
+      for (const auto& p : opts.publish)
+        endpoints.push_back(bus::publish_endpoint(p));
+    if (parent) endpoints.push_back(workers::bus_endpoint(dir->path()));
+    const auto keys = opts.bus_keys.empty() ? std::nullopt : std::optional<bus::key_files>{{opts.bus_keys}};
+    std::optional<bus::publisher> publisher;
+    capture::frame_sink sink;
+    if (!endpoints.empty()) {
+      publisher.emplace(endpoints, keys);
+      stats.set_publish(publisher->endpoints());
+      sink = [&publisher](const frame& f) { publisher->send(f); };
+    }
+
     // Open the source first: a camera that is not there is an error at start, not a blank page.
-    capture camera{make_source({opts.source, opts.width, opts.height, opts.fps}),
-                   {opts.fps, opts.quality, opts.idle_stop},
-                   hub,
-                   stats};
+    // A worker's source is its parent's bus.
+    source_config source{opts.source, opts.width, opts.height, opts.fps, opts.bus_keys};
+    if (worker)
+      source = {"zmq+" + workers::bus_endpoint(opts.worker_of), opts.width, opts.height, opts.fps, {}};
+    auto frames = make_source(source);
+    // Another server's frames may not flow yet (an origin that starts later): do not wait long.
+    const auto first_frame_wait = frames->forwards() ? std::chrono::seconds{1} : std::chrono::seconds{10};
+    capture camera{std::move(frames), {opts.fps, opts.quality, opts.idle_stop}, hub, stats, sink};
 
     // Listen once the first frame exists, so the URL line means "ready" (a snapshot works at once).
-    if (!hub.wait_newer_for(0, std::chrono::seconds{10}))
+    if (!hub.wait_newer_for(0, first_frame_wait))
       std::fprintf(stderr, "%s: no frame from the source yet; serving anyway\n", name.c_str());
 
     boost::asio::io_context io;
@@ -184,24 +256,48 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
     boost::system::error_code ec;
     const auto address = boost::asio::ip::make_address(opts.host, ec);
     if (ec) throw std::runtime_error("--host " + opts.host + ": not an IP address");
-    const boost::asio::ip::tcp::endpoint endpoint{address, static_cast<unsigned short>(opts.port)};
+    // Workers all bind the port their parent reserved; SO_REUSEPORT lets the kernel spread
+    // connections over their listening sockets.
+    const auto port = worker ? shared->port() : static_cast<unsigned short>(opts.port);
+    const boost::asio::ip::tcp::endpoint endpoint{address, port};
     acceptor.open(endpoint.protocol());
     acceptor.set_option(boost::asio::socket_base::reuse_address{true});
+    if (parent || worker) acceptor.set_option(reuse_port{true});
     acceptor.bind(endpoint, ec);
     if (ec)
-      throw std::runtime_error("cannot listen on " + url_host(opts.host) + ":" + std::to_string(opts.port) +
-                               ": " + ec.message());
+      throw std::runtime_error("cannot listen on " + url_host(opts.host) + ":" + std::to_string(port) + ": " +
+                               ec.message());
+    const auto url_line = [&] {
+      std::printf("%s listening on http://%s:%u/\n", name.c_str(), url_host(opts.host).c_str(),
+                  static_cast<unsigned>(acceptor.local_endpoint().port()));
+      std::fflush(stdout);
+    };
+
+    if (parent) {
+      // The parent only reserves the port (bound, never listening, so it takes no connections),
+      // then starts the workers that serve it and restarts any that dies.
+      shared->set_port(acceptor.local_endpoint().port());
+      workers::supervisor workers{argc, argv, dir->path(), *shared};
+      workers.start();
+      url_line();
+      std::thread watcher{[&] { watch_signals(shutdown, opts.duration); }};
+      workers.run(shutdown);
+      shutdown.trigger();
+      watcher.join();
+      return 0;
+    }
     acceptor.listen(4096);  // room for a burst of connects; the kernel caps it at somaxconn
+    std::optional<workers::reporter> report;
+    if (worker) report.emplace(*shared, opts.worker_index, stats);
 
     server_context ctx{info.name, opts, hub, stats, shutdown, {}, io, acceptor};
     if (!opts.auth.empty()) ctx.routes.expected_authorization = http::basic_authorization(opts.auth);
 
     // The one line scripts read to find the server.
-    std::printf("%s listening on http://%s:%u/\n", name.c_str(), url_host(opts.host).c_str(),
-                static_cast<unsigned>(acceptor.local_endpoint().port()));
-    std::fflush(stdout);
+    url_line();
 
-    std::thread watcher{[&] { watch_signals(shutdown, opts.duration); }};
+    // A worker stops when its parent says so (SIGTERM), not by --duration on its own.
+    std::thread watcher{[&] { watch_signals(shutdown, worker ? 0 : opts.duration); }};
     try {
       serve(ctx);
     } catch (...) {

@@ -12,6 +12,7 @@
 #include <opencv2/imgproc.hpp>
 #include <opencv2/videoio.hpp>
 
+#include "mjpeg/bus.hpp"
 #include "mjpeg/frame.hpp"
 
 namespace mjpeg {
@@ -140,6 +141,10 @@ bool is_jpeg_path(const std::string& spec) {
 }  // namespace
 
 std::unique_ptr<frame_source> make_source(const source_config& config) {
+  if (bus::is_bus_source(config.spec))
+    return bus::make_bus_source(
+        config.spec, config.fps,
+        config.bus_keys.empty() ? std::nullopt : std::optional<bus::key_files>{{config.bus_keys}});
   if (config.spec == "pattern") return std::make_unique<pattern_source>(config.width, config.height);
   if (int index = 0; is_camera_index(config.spec, index))
     return std::make_unique<opencv_source>(config.spec, index, config);

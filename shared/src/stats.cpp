@@ -73,6 +73,23 @@ std::uint64_t server_stats::viewers_now() const {
   return viewers_.size();
 }
 
+stats_counters server_stats::counters() const {
+  stats_counters c;
+  c.viewers_now = viewers_now();
+  c.viewers_total = viewers_total_.load(relaxed);
+  c.frames_sent = frames_sent_.load(relaxed);
+  c.bytes_sent = bytes_sent_.load(relaxed);
+  c.frames_skipped = frames_skipped_.load(relaxed);
+  c.rejected = rejected_.load(relaxed);
+  c.bad_requests = bad_requests_.load(relaxed);
+  return c;
+}
+
+void server_stats::set_publish(std::vector<std::string> endpoints) {
+  std::lock_guard lock{mutex_};
+  publish_ = std::move(endpoints);
+}
+
 double server_stats::capture_fps() const {
   return capture_fps_.load(relaxed);
 }
@@ -124,7 +141,31 @@ std::string server_stats::to_json(std::uint64_t frame_seq, std::size_t frame_byt
   };
   const auto u = [](std::uint64_t v) { return std::to_string(v); };
 
+  // With worker processes the totals are the sum of every worker's row (asked before locking:
+  // the rows include this process's own counters).
+  std::vector<worker_row> rows;
+  if (workers_) rows = workers_();
+  stats_counters total;
+  for (const auto& r : rows) {
+    total.viewers_now += r.counters.viewers_now;
+    total.viewers_total += r.counters.viewers_total;
+    total.frames_sent += r.counters.frames_sent;
+    total.bytes_sent += r.counters.bytes_sent;
+    total.frames_skipped += r.counters.frames_skipped;
+    total.rejected += r.counters.rejected;
+    total.bad_requests += r.counters.bad_requests;
+  }
+
   std::lock_guard lock{mutex_};
+  if (!workers_) {
+    total.viewers_now = viewers_.size();
+    total.viewers_total = viewers_total_.load(relaxed);
+    total.frames_sent = frames_sent_.load(relaxed);
+    total.bytes_sent = bytes_sent_.load(relaxed);
+    total.frames_skipped = frames_skipped_.load(relaxed);
+    total.rejected = rejected_.load(relaxed);
+    total.bad_requests = bad_requests_.load(relaxed);
+  }
   std::string j = "{";
   j += "\"variant\":\"" + json_escape(variant_) + "\"";
   j += ",\"uptime_s\":" + num(seconds(started_));
@@ -138,12 +179,27 @@ std::string server_stats::to_json(std::uint64_t frame_seq, std::size_t frame_byt
   j += ",\"width\":" + std::to_string(width_) + ",\"height\":" + std::to_string(height_);
   j += ",\"fps_target\":" + num(fps_) + ",\"fps_capture\":" + num(capture_fps_.load(relaxed));
   j += ",\"frame_seq\":" + u(frame_seq) + ",\"frame_bytes\":" + u(frame_bytes);
-  j += ",\"viewers_now\":" + u(viewers_.size()) + ",\"viewers_total\":" + u(viewers_total_.load(relaxed));
+  const auto counter_fields = [&](const stats_counters& c) {
+    return "\"viewers_now\":" + u(c.viewers_now) + ",\"viewers_total\":" + u(c.viewers_total) +
+           ",\"frames_sent\":" + u(c.frames_sent) + ",\"bytes_sent\":" + u(c.bytes_sent) +
+           ",\"frames_skipped\":" + u(c.frames_skipped) + ",\"rejected\":" + u(c.rejected) +
+           ",\"bad_requests\":" + u(c.bad_requests);
+  };
+  j += "," + counter_fields(total);
   j += ",\"frames_captured\":" + u(frames_captured_.load(relaxed));
-  j +=
-      ",\"frames_sent\":" + u(frames_sent_.load(relaxed)) + ",\"bytes_sent\":" + u(bytes_sent_.load(relaxed));
-  j += ",\"frames_skipped\":" + u(frames_skipped_.load(relaxed));
-  j += ",\"rejected\":" + u(rejected_.load(relaxed)) + ",\"bad_requests\":" + u(bad_requests_.load(relaxed));
+  j += ",\"publish\":[";
+  for (std::size_t i = 0; i < publish_.size(); ++i)
+    j += (i ? ",\"" : "\"") + json_escape(publish_[i]) + "\"";
+  j += "]";
+  if (workers_) {
+    j += ",\"workers\":[";
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      if (i != 0) j += ',';
+      j += "{\"index\":" + std::to_string(rows[i].index) + ",\"pid\":" + std::to_string(rows[i].pid) +
+           ",\"restarts\":" + u(rows[i].restarts) + "," + counter_fields(rows[i].counters) + "}";
+    }
+    j += "]";
+  }
   j += ",\"viewers\":[";
   std::size_t listed = 0;
   for (const viewer_state* v : viewers_) {

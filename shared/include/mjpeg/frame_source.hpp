@@ -2,17 +2,22 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <opencv2/core/mat.hpp>
+
+#include "mjpeg/frame.hpp"
 
 namespace mjpeg {
 
 /// One picture from a source: either raw pixels to encode, or JPEG bytes to send as they are.
 struct source_image {
   cv::Mat pixels;                  ///< BGR image to encode; empty when `jpeg` is set.
-  std::vector<std::uint8_t> jpeg;  ///< Ready JPEG (replay source): sent without re-encoding.
+  std::vector<std::uint8_t> jpeg;  ///< Ready JPEG (replay, relay, bus): sent without re-encoding.
+  std::uint64_t seq = 0;           ///< The origin's sequence number (relay, bus); 0 = count here.
+  std::optional<wall_clock::time_point> captured;  ///< The origin's capture time (relay, bus).
 };
 
 /// Where frames come from. read() blocks for at most about one frame interval.
@@ -29,6 +34,9 @@ class frame_source {
   virtual std::string describe() const = 0;
   /// True when the source sets its own pace (a camera); others are paced to --fps.
   virtual bool self_paced() const { return false; }
+  /// True when every picture is another server's frame, forwarded as it arrives: neither paced
+  /// nor dropped here (the origin already paced it).
+  virtual bool forwards() const { return false; }
 };
 
 /// What make_source needs to know.
@@ -37,10 +45,12 @@ struct source_config {
   int width = 640;               ///< Requested width (pattern draws exactly this).
   int height = 480;              ///< Requested height.
   double fps = 30;               ///< Requested frame rate.
+  std::string bus_keys;          ///< CurveZMQ key directory for a bus source; empty = no keys.
 };
 
 /// Picks the source for a spec: "pattern"; a number is a camera index; a folder or a .jpg/.jpeg
-/// file is replayed without re-encoding; anything else goes to cv::VideoCapture (file, RTSP, HTTP).
+/// file is replayed without re-encoding; "zmq+tcp://…" or "zmq+ipc://…" subscribes to the frame
+/// bus; anything else goes to cv::VideoCapture (file, RTSP, HTTP).
 std::unique_ptr<frame_source> make_source(const source_config& config);
 
 /// Draws test-card frame `n`, stamped with the current wall-clock time, into `out`.

@@ -3,10 +3,12 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace mjpeg {
 
@@ -30,6 +32,25 @@ enum class source_state {
   up,    ///< Delivering frames.
   down,  ///< Failed or ended; being reopened with backoff (viewers keep the last frame).
   idle,  ///< Closed by --idle-stop because nobody watches; reopened by the next viewer.
+};
+
+/// The counters one process adds to a server's totals (a worker's row in /stats).
+struct stats_counters {
+  std::uint64_t viewers_now = 0;     ///< Viewers streaming now.
+  std::uint64_t viewers_total = 0;   ///< Viewers since start.
+  std::uint64_t frames_sent = 0;     ///< Frames written to viewers.
+  std::uint64_t bytes_sent = 0;      ///< Bytes written to viewers.
+  std::uint64_t frames_skipped = 0;  ///< Frames viewers missed while busy.
+  std::uint64_t rejected = 0;        ///< Connections refused with 503.
+  std::uint64_t bad_requests = 0;    ///< Requests answered with 4xx.
+};
+
+/// One worker process as /stats lists it.
+struct worker_row {
+  int index = 0;               ///< Worker slot, 0..N-1.
+  std::int64_t pid = 0;        ///< Its process id (0 while it restarts).
+  std::uint64_t restarts = 0;  ///< How often the parent restarted this slot.
+  stats_counters counters;     ///< What it reported last.
 };
 
 /// Server-wide counters behind /stats.
@@ -58,6 +79,13 @@ class server_stats {
 
   /// Viewers streaming now.
   std::uint64_t viewers_now() const;
+  /// This process's counters.
+  stats_counters counters() const;
+  /// With worker processes: returns every worker's row (this one's included), so /stats
+  /// answers for the whole server whichever worker is asked. Set before serving.
+  void on_workers(std::function<std::vector<worker_row>()> rows) { workers_ = std::move(rows); }
+  /// Frame-bus endpoints this server publishes on, shown in /stats.
+  void set_publish(std::vector<std::string> endpoints);
   /// Measured capture rate over the last frames.
   double capture_fps() const;
   /// The JSON document served at /stats; `frame_seq` and `frame_bytes` describe the latest frame.
@@ -84,6 +112,8 @@ class server_stats {
   int width_ = 0;
   int height_ = 0;
   double fps_ = 0;
+  std::vector<std::string> publish_;
+  std::function<std::vector<worker_row>()> workers_;
 };
 
 /// The `__enter__`/`__exit__` pair of one viewer: viewer_started on construction, viewer_stopped
