@@ -4,6 +4,7 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -196,6 +197,11 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
   // With --workers this process is the parent: it captures and supervises, the workers serve.
   const bool worker = !opts.worker_of.empty();
   const bool parent = opts.workers > 0 && !worker;
+  if (worker) {
+    // "ps" shows which process is which: a worker runs /proc/self/exe, which would say "exe".
+    const std::string title = "mjpeg-worker-" + std::to_string(opts.worker_index);
+    ::prctl(PR_SET_NAME, title.c_str());
+  }
 
   // Signals are blocked before any thread starts, so every thread inherits the mask and only
   // the watcher receives them. A viewer that vanishes must never kill us with SIGPIPE.

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -291,9 +292,9 @@ class bus_source final : public frame_source {
     for (;;) {
       const auto left =
           std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return false;  // the publisher has gone quiet: a source loss
+      if (left.count() <= 0 || interrupted_.load()) return false;  // quiet publisher: a source loss
       zmq::pollitem_t item{socket_->handle(), 0, ZMQ_POLLIN, 0};
-      zmq::poll(&item, 1, std::min(left, std::chrono::milliseconds{200}));
+      zmq::poll(&item, 1, std::min(left, std::chrono::milliseconds{50}));
       zmq::message_t message;
       if (!socket_->recv(message, zmq::recv_flags::dontwait)) continue;
       auto m = decode_message({static_cast<const std::uint8_t*>(message.data()), message.size()});
@@ -306,6 +307,7 @@ class bus_source final : public frame_source {
     }
   }
   void close() override { socket_.reset(); }
+  void interrupt() override { interrupted_.store(true); }
   std::string describe() const override { return "bus " + endpoint_; }
   bool forwards() const override { return true; }
 
@@ -319,6 +321,7 @@ class bus_source final : public frame_source {
   std::string secret_key_;
   zmq::context_t context_{1};
   std::optional<zmq::socket_t> socket_;
+  std::atomic<bool> interrupted_{false};
 };
 
 }  // namespace

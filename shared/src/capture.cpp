@@ -35,6 +35,7 @@ void capture::stop() {
     stopping_ = true;
   }
   wake_.notify_all();
+  source_->interrupt();
 }
 
 bool capture::sleep_until(std::chrono::steady_clock::time_point t) {

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -169,6 +170,7 @@ supervisor::child supervisor::spawn(int index) {
     ::_exit(127);
   }
   ::close(out[1]);
+  ::fcntl(out[0], F_SETFL, O_NONBLOCK);  // the supervisor drains it between other duties
   shared_.set_pid(index, pid);
   return {pid, out[0]};
 }
@@ -186,6 +188,7 @@ void supervisor::start() {
       if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
       char buf[256];
       const auto n = ::read(c.out, buf, sizeof buf);
+      if (n < 0 && errno == EAGAIN) continue;
       if (n <= 0) break;
       line.append(buf, static_cast<std::size_t>(n));
     }

@@ -34,6 +34,8 @@ class frame_source {
   virtual std::string describe() const = 0;
   /// True when the source sets its own pace (a camera); others are paced to --fps.
   virtual bool self_paced() const { return false; }
+  /// Makes a read() in progress return soon (shutdown); from any thread.
+  virtual void interrupt() {}
   /// True when every picture is another server's frame, forwarded as it arrives: neither paced
   /// nor dropped here (the origin already paced it).
   virtual bool forwards() const { return false; }
