@@ -14,6 +14,7 @@
 
 #include "mjpeg/bus.hpp"
 #include "mjpeg/frame.hpp"
+#include "mjpeg/relay.hpp"
 
 namespace mjpeg {
 namespace {
@@ -145,6 +146,7 @@ std::unique_ptr<frame_source> make_source(const source_config& config) {
     return bus::make_bus_source(
         config.spec, config.fps,
         config.bus_keys.empty() ? std::nullopt : std::optional<bus::key_files>{{config.bus_keys}});
+  if (is_http_relay(config.spec)) return make_http_relay(config.spec, config.fps);
   if (config.spec == "pattern") return std::make_unique<pattern_source>(config.width, config.height);
   if (int index = 0; is_camera_index(config.spec, index))
     return std::make_unique<opencv_source>(config.spec, index, config);

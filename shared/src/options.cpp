@@ -34,9 +34,11 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
   app.add_option("--port", o.port, "TCP port; 0 picks a free one")
       ->check(CLI::Range(0, 65535))
       ->capture_default_str();
-  app.add_option("--source", o.source,
-                 "pattern | camera index (0) | folder or .jpg to replay | zmq+tcp://HOST:PORT or "
-                 "zmq+ipc:///PATH (frame bus) | file or URL for OpenCV")
+  app.add_option(
+         "--source", o.source,
+         "pattern | camera index (0) | folder or .jpg to replay | zmq+tcp://HOST:PORT or "
+         "zmq+ipc:///PATH (frame bus) | http://HOST:PORT/PATH (MJPEG relay, no re-encoding) | file or "
+         "rtsp:// URL for OpenCV")
       ->capture_default_str();
   app.add_option("--width", o.width, "Frame width")->check(CLI::Range(16, 7680))->capture_default_str();
   app.add_option("--height", o.height, "Frame height")->check(CLI::Range(16, 4320))->capture_default_str();

@@ -52,7 +52,8 @@ struct source_config {
 
 /// Picks the source for a spec: "pattern"; a number is a camera index; a folder or a .jpg/.jpeg
 /// file is replayed without re-encoding; "zmq+tcp://…" or "zmq+ipc://…" subscribes to the frame
-/// bus; anything else goes to cv::VideoCapture (file, RTSP, HTTP).
+/// bus; "http://…" relays another MJPEG server's stream without re-encoding; anything else goes
+/// to cv::VideoCapture (file, RTSP).
 std::unique_ptr<frame_source> make_source(const source_config& config);
 
 /// Draws test-card frame `n`, stamped with the current wall-clock time, into `out`.
