@@ -82,14 +82,24 @@ bool is_bus_source(std::string_view spec) noexcept {
   return spec.rfind("zmq+tcp://", 0) == 0 || spec.rfind("zmq+ipc://", 0) == 0;
 }
 
+namespace {
+
+// Writes one message into `out`, which has room for header_size + jpeg.size() bytes.
+void write_message(std::uint8_t* out, std::uint64_t seq, wall_clock::time_point captured,
+                   std::span<const std::uint8_t> jpeg) {
+  std::memcpy(out, magic.data(), magic.size());
+  put_u64(out + 4, seq);
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(captured.time_since_epoch()).count();
+  put_u64(out + 12, static_cast<std::uint64_t>(us));
+  std::memcpy(out + header_size, jpeg.data(), jpeg.size());
+}
+
+}  // namespace
+
 std::vector<std::uint8_t> encode_message(std::uint64_t seq, wall_clock::time_point captured,
                                          std::span<const std::uint8_t> jpeg) {
   std::vector<std::uint8_t> out(header_size + jpeg.size());
-  std::memcpy(out.data(), magic.data(), magic.size());
-  put_u64(out.data() + 4, seq);
-  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(captured.time_since_epoch()).count();
-  put_u64(out.data() + 12, static_cast<std::uint64_t>(us));
-  std::copy(jpeg.begin(), jpeg.end(), out.begin() + header_size);
+  write_message(out.data(), seq, captured, jpeg);
   return out;
 }
 
@@ -238,8 +248,9 @@ publisher::~publisher() {
 }
 
 void publisher::send(const frame& f) {
-  const auto bytes = encode_message(f.seq(), f.captured(), f.jpeg());
-  zmq::message_t message{bytes.data(), bytes.size()};
+  // One copy of the JPEG into the message; the second socket's copy shares its buffer.
+  zmq::message_t message{header_size + f.jpeg().size()};
+  write_message(static_cast<std::uint8_t*>(message.data()), f.seq(), f.captured(), f.jpeg());
   // PUB never blocks: a subscriber over its high-water mark simply misses this frame.
   if (impl_->remote && impl_->local) {
     zmq::message_t copy;
