@@ -7,6 +7,7 @@
 // not a read buffer. Bounded by --duration; loopback only.
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -74,6 +76,7 @@ struct config {
   std::string label;
   bool per_viewer = true;
   std::string launch;
+  std::vector<std::string> source_addresses;  // loopback addresses viewers connect from, in turn
 };
 
 /// The phases of a run, shared by every thread.
@@ -183,6 +186,14 @@ void viewer::start() {
     // A slow viewer models a slow network: a small receive buffer pushes back on the server
     // soon, instead of the kernel soaking up megabytes on its behalf.
     if (kind_ == kind::slow) socket_.set_option(asio::socket_base::receive_buffer_size{16 * 1024}, ignored);
+    // Several source addresses: each has its own ~28,000 ephemeral ports toward one server port.
+    if (!w_.cfg_.source_addresses.empty()) {
+      static std::atomic<std::size_t> turn{0};
+      const auto& from = w_.cfg_.source_addresses[turn++ % w_.cfg_.source_addresses.size()];
+      const int one = 1;
+      ::setsockopt(socket_.native_handle(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+      socket_.bind({asio::ip::make_address(from, ignored), 0}, ignored);
+    }
     socket_.async_connect(w_.endpoint_, [this](const error_code& e) { on_connect(e); });
   });
 }
@@ -779,6 +790,14 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1.0, 1e10));
   app.add_option("--idle", cfg.idle, "Connections that never send a request (slowloris)")
       ->check(CLI::Range(0, 100000));
+  app.add_option(
+         "--source-address", cfg.source_addresses,
+         "Loopback address viewers connect from (repeatable: taken in turn; each gives ~28,000 ports)")
+      ->check([](const std::string& v) {
+        boost::system::error_code ec;
+        const auto a = boost::asio::ip::make_address(v, ec);
+        return !ec && a.is_loopback() ? std::string{} : std::string{"must be a loopback address"};
+      });
   app.add_option("--threads", cfg.threads, "Load generator threads")->check(CLI::Range(1, 64));
   app.add_option("--stall-ms", cfg.stall_ms, "A gap between frames longer than this is a stall")
       ->check(CLI::Range(1.0, 1e6));
