@@ -171,6 +171,19 @@ TEST(MultipartParser, HeadersInAnyOrderAndCase) {
   EXPECT_EQ(r.parts[0].timestamp_us, 10'500'000);
 }
 
+TEST(MultipartParser, UstreamerGrabTimeIsKeptBesideItsSendTime) {
+  // ustreamer's X-Timestamp is its send time; its capture time comes as X-UStreamer-Grab-Time.
+  const std::string stream = head +
+                             "--frameboundary\r\nContent-Length: 2\r\nX-Timestamp: 1700000000.500000\r\n"
+                             "X-UStreamer-Grab-Time: 1110.238000\r\n\r\nab\r\n";
+  multipart_parser parser;
+  const auto r = feed_whole(stream, parser);
+  ASSERT_EQ(r.parts.size(), 1u);
+  EXPECT_EQ(r.parts[0].timestamp_us, 1'700'000'000'500'000);
+  EXPECT_EQ(r.parts[0].grab_raw_us, 1'110'238'000);
+  EXPECT_EQ(parser.errors().bad_headers, 0u);
+}
+
 TEST(MultipartParser, MissingHeadersLeaveFieldsEmpty) {
   // No X-Timestamp, no X-Frame-Seq: still a part; no Content-Length: found by the boundary.
   const std::string stream = head + "--frameboundary\r\nContent-Length: 3\r\n\r\nabc\r\n" +

@@ -19,6 +19,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -169,6 +170,7 @@ class worker {
   std::vector<char> buffer_;
   std::vector<double> ages_ms_[2];  // by kind: normal, slow
   std::int64_t now_wall_us_ = 0;    // receive time of the bytes being parsed
+  std::int64_t now_raw_us_ = 0;     // the same on CLOCK_MONOTONIC_RAW (ustreamer's grab clock)
   steady::time_point now_ = {};
   std::vector<std::unique_ptr<viewer>> viewers_;  // after io_: sockets close before it goes
 };
@@ -269,6 +271,9 @@ void viewer::consume(std::size_t n) {
   w_.now_wall_us_ = std::chrono::duration_cast<std::chrono::microseconds>(
                         std::chrono::system_clock::now().time_since_epoch())
                         .count();
+  timespec raw{};
+  ::clock_gettime(CLOCK_MONOTONIC_RAW, &raw);
+  w_.now_raw_us_ = static_cast<std::int64_t>(raw.tv_sec) * 1000000 + raw.tv_nsec / 1000;
   if (w_.now_ >= w_.tl_.window_start) bytes_window_ += n;
   parser_.feed({w_.buffer_.data(), n}, *this);
   const auto state = parser_.current();
@@ -306,8 +311,12 @@ void viewer::on_part(const part_info& part) {
   const bool in_window = now >= w_.tl_.window_start && now < w_.tl_.end;
   if (in_window) {
     ++frames_window_;
-    if (part.timestamp_us) {
-      const double age_ms = static_cast<double>(w_.now_wall_us_ - *part.timestamp_us) / 1000.0;
+    if (part.timestamp_us || part.grab_raw_us) {
+      // Age from the capture time: ustreamer states it only on its own clock (its X-Timestamp is
+      // the send time, which would leave its queueing out); ours is X-Timestamp.
+      const double age_ms = part.grab_raw_us
+                                ? static_cast<double>(w_.now_raw_us_ - *part.grab_raw_us) / 1000.0
+                                : static_cast<double>(w_.now_wall_us_ - *part.timestamp_us) / 1000.0;
       w_.ages_ms_[static_cast<int>(kind_)].push_back(age_ms);
       age_sum_ms_ += age_ms;
       age_max_ms_ = std::max(age_max_ms_, age_ms);

@@ -245,9 +245,9 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
 
     // Open the source first: a camera that is not there is an error at start, not a blank page.
     // A worker's source is its parent's bus.
-    source_config source{opts.source, opts.width, opts.height, opts.fps, opts.bus_keys};
+    source_config source{opts.source, opts.width, opts.height, opts.fps, opts.encode, opts.bus_keys};
     if (worker)
-      source = {"zmq+" + workers::bus_endpoint(opts.worker_of), opts.width, opts.height, opts.fps, {}};
+      source = {"zmq+" + workers::bus_endpoint(opts.worker_of), opts.width, opts.height, opts.fps, false, {}};
     auto frames = make_source(source);
     // Another server's frames may not flow yet (an origin that starts later): do not wait long.
     const auto first_frame_wait = frames->forwards() ? std::chrono::seconds{1} : std::chrono::seconds{10};

@@ -20,6 +20,7 @@ capture::capture(std::unique_ptr<frame_source> source, capture_config config, fr
                  server_stats& stats, frame_sink sink)
     : source_{std::move(source)}, config_{config}, hub_{hub}, stats_{stats}, sink_{std::move(sink)} {
   source_->open();
+  if (auto camera = source_->camera()) stats_.set_camera(std::move(*camera));
   stats_.set_source(source_->describe(), source_state::up);
   thread_ = std::thread{[this] { run(); }};
 }
@@ -85,6 +86,7 @@ void capture::run() {
         watched = due = steady_clock::now();
         try {
           source_->open();
+          if (auto camera = source_->camera()) stats_.set_camera(std::move(*camera));
         } catch (const std::exception& e) {
           std::fprintf(stderr, "capture: %s\n", e.what());
         }
@@ -92,7 +94,9 @@ void capture::run() {
     }
     image.seq = 0;
     image.captured.reset();
-    if (!source_->read(image)) {
+    const bool got = source_->read(image);
+    stats_.set_bad_frames(source_->bad_frames());
+    if (!got) {
       // The source failed or ended: viewers keep the last frame while we reopen with backoff.
       set_state(source_state::down, "stopped delivering; reopening");
       source_->close();
@@ -100,6 +104,7 @@ void capture::run() {
       backoff = std::min(backoff * 2, max_backoff);
       try {
         source_->open();
+        if (auto camera = source_->camera()) stats_.set_camera(std::move(*camera));
       } catch (const std::exception& e) {
         std::fprintf(stderr, "capture: %s\n", e.what());
       }

@@ -89,39 +89,28 @@ class replay_source final : public frame_source {
   std::size_t next_ = 0;
 };
 
-// A camera index, a video file, or a network stream: whatever cv::VideoCapture opens.
+// A video file or a network stream: whatever cv::VideoCapture opens (cameras: camera.cpp).
 class opencv_source final : public frame_source {
  public:
-  opencv_source(std::string spec, int camera, const source_config& config)
-      : spec_{std::move(spec)}, camera_{camera}, config_{config} {}
+  explicit opencv_source(std::string spec) : spec_{std::move(spec)} {}
   void open() override {
     // Files and network streams go to FFmpeg first (fast, and it covers RTSP and HTTP); other
     // backends (GStreamer, image sequences) get their turn only if it fails.
     // Timeouts keep a network source that hangs from stalling capture (and shutdown) for long.
     const std::vector<int> timeouts{cv::CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv::CAP_PROP_READ_TIMEOUT_MSEC,
                                     2000};
-    const bool ok =
-        camera_ >= 0 ? capture_.open(camera_)
-                     : (capture_.open(spec_, cv::CAP_FFMPEG, timeouts) || capture_.open(spec_, cv::CAP_ANY));
+    const bool ok = capture_.open(spec_, cv::CAP_FFMPEG, timeouts) || capture_.open(spec_, cv::CAP_ANY);
     if (!ok || !capture_.isOpened()) throw std::runtime_error("cannot open source '" + spec_ + "'");
-    if (camera_ >= 0) {
-      capture_.set(cv::CAP_PROP_FRAME_WIDTH, config_.width);
-      capture_.set(cv::CAP_PROP_FRAME_HEIGHT, config_.height);
-      capture_.set(cv::CAP_PROP_FPS, config_.fps);
-    }
   }
   bool read(source_image& out) override {
     out.jpeg.clear();
     return capture_.read(out.pixels) && !out.pixels.empty();
   }
   void close() override { capture_.release(); }
-  std::string describe() const override { return (camera_ >= 0 ? "camera " : "") + spec_; }
-  bool self_paced() const override { return camera_ >= 0; }
+  std::string describe() const override { return spec_; }
 
  private:
   std::string spec_;
-  int camera_;
-  source_config config_;
   cv::VideoCapture capture_;
 };
 
@@ -149,9 +138,10 @@ std::unique_ptr<frame_source> make_source(const source_config& config) {
   if (is_http_relay(config.spec)) return make_http_relay(config.spec, config.fps);
   if (config.spec == "pattern") return std::make_unique<pattern_source>(config.width, config.height);
   if (int index = 0; is_camera_index(config.spec, index))
-    return std::make_unique<opencv_source>(config.spec, index, config);
+    return make_camera_source("/dev/video" + std::to_string(index), config);
+  if (config.spec.starts_with("/dev/video")) return make_camera_source(config.spec, config);
   if (is_jpeg_path(config.spec)) return std::make_unique<replay_source>(config.spec);
-  return std::make_unique<opencv_source>(config.spec, -1, config);
+  return std::make_unique<opencv_source>(config.spec);
 }
 
 cv::Mat pattern_background(int width, int height) {

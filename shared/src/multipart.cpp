@@ -297,6 +297,8 @@ void multipart_parser::handle_line(std::string_view line, multipart_listener& li
     } else if (iequals(name, "x-timestamp")) {
       part_.timestamp_us = parse_timestamp_us(value);
       if (!part_.timestamp_us) part_head_bad_ = true;
+    } else if (iequals(name, "x-ustreamer-grab-time")) {
+      part_.grab_raw_us = parse_timestamp_us(value);
     } else if (iequals(name, "x-frame-seq")) {
       part_.seq = parse_int<std::uint64_t>(value);
       if (!part_.seq) part_head_bad_ = true;

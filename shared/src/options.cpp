@@ -36,7 +36,7 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
       ->capture_default_str();
   app.add_option(
          "--source", o.source,
-         "pattern | camera index (0) | folder or .jpg to replay | zmq+tcp://HOST:PORT or "
+         "pattern | camera index (0) or /dev/videoN | folder or .jpg to replay | zmq+tcp://HOST:PORT or "
          "zmq+ipc:///PATH (frame bus) | http://HOST:PORT/PATH (MJPEG relay, no re-encoding) | file or "
          "rtsp:// URL for OpenCV")
       ->capture_default_str();
@@ -44,6 +44,8 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
   app.add_option("--height", o.height, "Frame height")->check(CLI::Range(16, 4320))->capture_default_str();
   app.add_option("--fps", o.fps, "Frames per second")->check(CLI::Range(0.1, 240.0))->capture_default_str();
   app.add_option("--quality", o.quality, "JPEG quality")->check(CLI::Range(1, 100))->capture_default_str();
+  app.add_flag("--encode", o.encode,
+               "Camera: decode and re-encode at --quality instead of passing its own MJPEG through");
   app.add_option("--duration", o.duration, "Stop after this many seconds (0 = run until SIGINT/SIGTERM)")
       ->check(CLI::Range(0.0, 1e9))
       ->capture_default_str();

@@ -30,7 +30,7 @@ constexpr std::string_view page_template = R"html(<!doctype html>
 <img id="stream" src="stream" width="@WIDTH@" height="@HEIGHT@" alt="live stream">
 <div id="status">variant <b>@VARIANT@</b> &middot; <b id="fps">&ndash;</b> fps (target @FPS@) &middot;
 <b id="viewers">&ndash;</b> viewers &middot; image <b id="size">not yet decoded</b> &middot;
-<span id="note">waiting for /stats</span></div>
+<span id="note">waiting for /stats</span><span id="camera"></span></div>
 <p><a href="stream">stream</a> &middot; <a href="snapshot">snapshot</a> &middot; <a href="stats">stats</a></p>
 </main>
 <script>
@@ -47,6 +47,11 @@ async function refresh() {
     $("fps").textContent = s.fps_capture.toFixed(1);
     $("viewers").textContent = s.viewers_now;
     $("note").textContent = s.source_up ? "source " + s.source : "source " + s.source_state + ", retrying";
+    // A camera: what it agreed to deliver, and whether its JPEGs pass through untouched.
+    const c = s.camera;
+    $("camera").textContent = c ? " \u00b7 " + c.pixel_format + " " + c.width + "\u00d7" + c.height + " @ " +
+        c.fps.toFixed(1) + " fps, " + c.mode + (c.why_encode ? " (" + c.why_encode + ")" : "") + ", " +
+        c.bad_frames + " bad frames dropped" : "";
   } catch (e) {
     $("note").textContent = "stats unavailable (server busy with the stream)";
   } finally {

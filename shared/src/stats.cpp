@@ -29,6 +29,11 @@ void server_stats::set_source(std::string description, source_state state) {
   source_state_ = state;
 }
 
+void server_stats::set_camera(camera_info camera) {
+  std::lock_guard lock{mutex_};
+  camera_ = std::move(camera);
+}
+
 void server_stats::set_config(int width, int height, double fps) {
   std::lock_guard lock{mutex_};
   width_ = width;
@@ -176,6 +181,22 @@ std::string server_stats::to_json(std::uint64_t frame_seq, std::size_t frame_byt
         : source_state_ == source_state::down ? "down"
                                               : "idle") +
        "\"";
+  if (camera_) {
+    // What the camera agreed to, beside what was asked: they differ when the camera cannot comply.
+    const auto& c = *camera_;
+    j += ",\"camera\":{\"device\":\"" + json_escape(c.device) + "\",\"pixel_format\":\"" +
+         json_escape(c.pixel_format) + "\"";
+    j += ",\"width\":" + std::to_string(c.width) + ",\"height\":" + std::to_string(c.height) +
+         ",\"fps\":" + num(c.fps);
+    j += std::string{",\"mode\":\""} + (c.passthrough ? "passthrough" : "encode") + "\"";
+    j += ",\"why_encode\":\"" + json_escape(c.why_encode) + "\"";
+    j += ",\"requested\":{\"width\":" + std::to_string(c.requested_width) +
+         ",\"height\":" + std::to_string(c.requested_height) + ",\"fps\":" + num(c.requested_fps) + "}";
+    j += ",\"bad_frames\":" + u(bad_frames_.load(relaxed)) + "}";
+  } else {
+    j += ",\"camera\":null";
+  }
+  j += ",\"bad_frames\":" + u(bad_frames_.load(relaxed));
   j += ",\"width\":" + std::to_string(width_) + ",\"height\":" + std::to_string(height_);
   j += ",\"fps_target\":" + num(fps_) + ",\"fps_capture\":" + num(capture_fps_.load(relaxed));
   j += ",\"frame_seq\":" + u(frame_seq) + ",\"frame_bytes\":" + u(frame_bytes);

@@ -3,11 +3,13 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
 #include <opencv2/core/mat.hpp>
 
+#include "mjpeg/camera_info.hpp"
 #include "mjpeg/frame.hpp"
 
 namespace mjpeg {
@@ -34,6 +36,10 @@ class frame_source {
   virtual std::string describe() const = 0;
   /// True when the source sets its own pace (a camera); others are paced to --fps.
   virtual bool self_paced() const { return false; }
+  /// What a camera negotiated (after open()); nullopt for every other source.
+  virtual std::optional<camera_info> camera() const { return std::nullopt; }
+  /// Broken frames the source received and dropped so far (a camera's truncated JPEGs).
+  virtual std::uint64_t bad_frames() const { return 0; }
   /// Makes a read() in progress return soon (shutdown); from any thread.
   virtual void interrupt() {}
   /// True when every picture is another server's frame, forwarded as it arrives: neither paced
@@ -47,14 +53,25 @@ struct source_config {
   int width = 640;               ///< Requested width (pattern draws exactly this).
   int height = 480;              ///< Requested height.
   double fps = 30;               ///< Requested frame rate.
+  bool encode = false;           ///< Re-encode a camera's frames even when it delivers MJPEG (--encode).
   std::string bus_keys;          ///< CurveZMQ key directory for a bus source; empty = no keys.
 };
 
-/// Picks the source for a spec: "pattern"; a number is a camera index; a folder or a .jpg/.jpeg
-/// file is replayed without re-encoding; "zmq+tcp://…" or "zmq+ipc://…" subscribes to the frame
-/// bus; "http://…" relays another MJPEG server's stream without re-encoding; anything else goes
-/// to cv::VideoCapture (file, RTSP).
+/// Picks the source for a spec: "pattern"; a number or a /dev/video* path is a V4L2 camera; a
+/// folder or a .jpg/.jpeg file is replayed without re-encoding; "zmq+tcp://…" or "zmq+ipc://…"
+/// subscribes to the frame bus; "http://…" relays another MJPEG server's stream without
+/// re-encoding; anything else goes to cv::VideoCapture (file, RTSP).
 std::unique_ptr<frame_source> make_source(const source_config& config);
+
+/// A V4L2 camera (`device` is "/dev/videoN" or any device path) through OpenCV's V4L2 backend:
+/// asks for MJPEG and publishes the camera's own JPEG bytes, dropping and counting broken ones;
+/// falls back to pixels + encode when the camera has no MJPEG or `config.encode` asks for it.
+std::unique_ptr<frame_source> make_camera_source(std::string device, const source_config& config);
+
+/// True when `bytes` can be a whole JPEG from a camera of `width`×`height`: SOI first, EOI last
+/// (zero padding after it allowed), a length between a minimal JPEG and the raw image size.
+/// Sets `length` to the JPEG's length without the padding.
+bool plausible_camera_jpeg(std::span<const std::uint8_t> bytes, int width, int height, std::size_t& length);
 
 /// Draws test-card frame `n`, stamped with the current wall-clock time, into `out`.
 void draw_pattern(cv::Mat& out, const cv::Mat& background, std::uint64_t n);

@@ -22,6 +22,9 @@ struct part_info {
   std::optional<std::int64_t> timestamp_us;     ///< X-Timestamp in microseconds since the epoch.
   std::optional<std::uint64_t> seq;             ///< X-Frame-Seq.
   std::string_view body;  ///< The body when the parser keeps bodies (valid during on_part), else empty.
+  /// ustreamer's grab time (X-UStreamer-Grab-Time, asked for with ?extra_headers=1), in
+  /// microseconds on CLOCK_MONOTONIC_RAW: its X-Timestamp is the send time, not the capture time.
+  std::optional<std::int64_t> grab_raw_us;
 };
 
 /// Receives parser events. Called synchronously from multipart_parser::feed.

@@ -12,21 +12,22 @@ namespace mjpeg {
 /// Every command-line option. The common ones exist in every variant; the model options only
 /// where the variant's concurrency model gives them a meaning (see model_options).
 struct options {
-  std::string host = "127.0.0.1";    ///< Address to bind; loopback unless told otherwise.
-  int port = 8080;                   ///< TCP port; 0 picks a free one.
-  std::string source = "pattern";    ///< Frame source spec (see make_source).
-  int width = 640;                   ///< Frame width in pixels.
-  int height = 480;                  ///< Frame height in pixels.
-  double fps = 30;                   ///< Frames per second.
-  int quality = 80;                  ///< JPEG quality.
-  double duration = 0;               ///< Stop after this many seconds; 0 runs until a signal.
-  double header_timeout = 10;        ///< Seconds a client has to send its request head.
-  double send_timeout = 10;          ///< Seconds a viewer may stall a send before it is dropped.
-  std::string auth;                  ///< "user:pass" for HTTP Basic on every endpoint; empty = open.
-  double idle_stop = 0;              ///< Close the source after this long without viewers; 0 = never.
-  int threads = 1;                   ///< Worker threads (thread_pool, async).
-  int queue = 0;                     ///< Waiting connections (thread_pool).
-  int max_clients = 0;               ///< Open connections before 503 (per worker process); 0 = unlimited.
+  std::string host = "127.0.0.1";  ///< Address to bind; loopback unless told otherwise.
+  int port = 8080;                 ///< TCP port; 0 picks a free one.
+  std::string source = "pattern";  ///< Frame source spec (see make_source).
+  int width = 640;                 ///< Frame width in pixels.
+  int height = 480;                ///< Frame height in pixels.
+  double fps = 30;                 ///< Frames per second.
+  int quality = 80;                ///< JPEG quality.
+  bool encode = false;             ///< Re-encode a camera's MJPEG at --quality instead of passing it through.
+  double duration = 0;             ///< Stop after this many seconds; 0 runs until a signal.
+  double header_timeout = 10;      ///< Seconds a client has to send its request head.
+  double send_timeout = 10;        ///< Seconds a viewer may stall a send before it is dropped.
+  std::string auth;                ///< "user:pass" for HTTP Basic on every endpoint; empty = open.
+  double idle_stop = 0;            ///< Close the source after this long without viewers; 0 = never.
+  int threads = 1;                 ///< Worker threads (thread_pool, async).
+  int queue = 0;                   ///< Waiting connections (thread_pool).
+  int max_clients = 0;             ///< Open connections before 503 (per worker process); 0 = unlimited.
   std::vector<std::string> publish;  ///< Frame-bus endpoints to publish every frame on.
   std::string bus_keys;              ///< CurveZMQ key directory (publish and bus sources); empty = none.
   std::string bus_keygen;            ///< Write a new key set into this directory and exit.

@@ -6,9 +6,12 @@
 #include <functional>
 #include <list>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "mjpeg/camera_info.hpp"
 
 namespace mjpeg {
 
@@ -63,6 +66,10 @@ class server_stats {
   void frame_captured(std::chrono::steady_clock::time_point now);
   /// Records the source and what it is doing.
   void set_source(std::string description, source_state state);
+  /// Records what a camera source negotiated (after each open).
+  void set_camera(camera_info camera);
+  /// Records how many broken frames the source has dropped so far.
+  void set_bad_frames(std::uint64_t count) { bad_frames_.store(count, std::memory_order_relaxed); }
   /// Records the configured stream settings shown by /stats and the viewer page.
   void set_config(int width, int height, double fps);
   /// A connection refused for capacity (503).
@@ -102,6 +109,7 @@ class server_stats {
   std::atomic<std::uint64_t> bytes_sent_{0};
   std::atomic<std::uint64_t> rejected_{0};
   std::atomic<std::uint64_t> bad_requests_{0};
+  std::atomic<std::uint64_t> bad_frames_{0};
   std::atomic<double> capture_fps_{0};
   std::atomic<std::int64_t> last_capture_ns_{0};
 
@@ -109,6 +117,7 @@ class server_stats {
   std::list<viewer_state*> viewers_;
   std::string source_;
   source_state source_state_ = source_state::down;
+  std::optional<camera_info> camera_;
   int width_ = 0;
   int height_ = 0;
   double fps_ = 0;

@@ -1,0 +1,234 @@
+// A real V4L2 camera path, end to end: the servers open /dev/video-test through OpenCV's V4L2
+// backend, and the fake camera (tests/support/fake_v4l2.cpp, loaded with LD_PRELOAD) answers the
+// ioctls. Passthrough of the camera's own JPEG bytes, the encode fallback, broken JPEGs dropped
+// and counted, and a camera that disappears and comes back.
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <thread>
+
+#include <opencv2/imgcodecs.hpp>
+
+#include "client.hpp"
+#include "mjpeg/capture.hpp"
+#include "mjpeg/frame_source.hpp"
+#include "server_process.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using mjpeg::test::get;
+using mjpeg::test::server_process;
+using mjpeg::test::small_frames;
+using mjpeg::test::stream_reader;
+namespace fs = std::filesystem;
+
+constexpr const char* device = "/dev/video-test";
+
+// The sanitizer runtime must come first in LD_PRELOAD, before the fake camera; a sanitized test
+// binary finds its own runtime in its memory map and the servers (built alike) get the same.
+std::string sanitizer_runtime() {
+  std::ifstream maps{"/proc/self/maps"};
+  for (std::string line; std::getline(maps, line);) {
+    const auto at = line.find('/');
+    if (at == std::string::npos) continue;
+    const std::string path = line.substr(at);
+    const auto name = fs::path{path}.filename().string();
+    if (name.starts_with("libasan.so") || name.starts_with("libtsan.so")) return path;
+  }
+  return {};
+}
+
+// A folder of distinct JPEGs (the test card, frames 1..n) and the camera's settings, set in the
+// environment the servers inherit; removed again at the end.
+class Camera : public testing::Test {
+ protected:
+  void SetUp() override {
+    folder_ = fs::temp_directory_path() / ("mjpeg-camera-test-" + std::to_string(::getpid()));
+    fs::create_directories(folder_);
+    const cv::Mat background = mjpeg::pattern_background(width, height);
+    cv::Mat image;
+    for (std::uint64_t n = 1; n <= 5; ++n) {
+      mjpeg::draw_pattern(image, background, n * 10);
+      const auto jpeg = mjpeg::encode_jpeg(image, 70);
+      std::ofstream{folder_ / ("frame" + std::to_string(n) + ".jpg"), std::ios::binary}.write(
+          reinterpret_cast<const char*>(jpeg.data()), static_cast<std::streamsize>(jpeg.size()));
+      jpegs_.emplace(jpeg.begin(), jpeg.end());
+    }
+    const std::string runtime = sanitizer_runtime();
+    set("LD_PRELOAD", (runtime.empty() ? "" : runtime + ":") + MJPEG_FAKE_V4L2);
+    set("FAKE_V4L2_PATH", device);
+    set("FAKE_V4L2_JPEGS", folder_.string());
+    set("FAKE_V4L2_SIZE", std::to_string(width) + "x" + std::to_string(height));
+    set("FAKE_V4L2_FPS", "30");
+  }
+  void TearDown() override {
+    for (const auto& name : set_)
+      ::unsetenv(name.c_str());
+    std::error_code ec;
+    fs::remove_all(folder_, ec);
+  }
+  void set(const std::string& name, const std::string& value) {
+    ::setenv(name.c_str(), value.c_str(), 1);
+    set_.push_back(name);
+  }
+  static std::string binary(const std::string& key = "mjpeg_async") {
+    return mjpeg::test::variant_binary(key);
+  }
+
+  static constexpr int width = 320;
+  static constexpr int height = 240;
+  fs::path folder_;
+  std::set<std::string> jpegs_;  // the camera's frames, byte for byte
+  std::vector<std::string> set_;
+};
+
+std::string stats(unsigned short port) {
+  return get(port, "/stats", 3s).body;
+}
+
+std::uint64_t bad_frames(const std::string& stats_json) {
+  std::smatch m;
+  return std::regex_search(stats_json, m, std::regex{R"("bad_frames":(\d+))"}) ? std::stoull(m[1].str()) : 0;
+}
+
+bool decodes_to(const std::string& bytes, int w, int h) {
+  const std::vector<std::uint8_t> data(bytes.begin(), bytes.end());
+  const cv::Mat image = cv::imdecode(data, cv::IMREAD_COLOR);
+  return !image.empty() && image.cols == w && image.rows == h;
+}
+
+TEST_F(Camera, PassthroughServesTheCamerasOwnJpegBytes) {
+  // Asked for 640x480; the camera only does 320x240, and the server says so.
+  server_process server{binary(), {"--source", device, "--width", "640", "--height", "480"}};
+  stream_reader viewer{server.port()};
+  ASSERT_EQ(viewer.open(), 200) << server.error_output();
+  for (int i = 0; i < 10; ++i) {
+    const auto part = viewer.next();
+    ASSERT_TRUE(part) << server.error_output();
+    EXPECT_TRUE(jpegs_.count(part->body)) << "frame " << i << " is not one of the camera's JPEGs";
+  }
+  const auto s = stats(server.port());
+  for (const std::string field :
+       {"\"device\":\"/dev/video-test\"", "\"pixel_format\":\"MJPG\"", "\"width\":320,\"height\":240",
+        "\"mode\":\"passthrough\"", "\"requested\":{\"width\":640,\"height\":480"})
+    EXPECT_NE(s.find(field), std::string::npos) << field << " in " << s;
+  EXPECT_EQ(bad_frames(s), 0u);
+  EXPECT_NE(server.error_output().find("asked for 640x480 at 30 fps, the camera gives 320x240"),
+            std::string::npos)
+      << server.error_output();
+  // The viewer page shows it too (filled in from /stats).
+  EXPECT_NE(get(server.port(), "/").body.find("c.mode"), std::string::npos);
+}
+
+TEST_F(Camera, RawCameraIsEncoded) {
+  set("FAKE_V4L2_MODE", "yuyv");
+  server_process server{binary(), {"--source", device, "--width", "320", "--height", "240"}};
+  stream_reader viewer{server.port()};
+  ASSERT_EQ(viewer.open(), 200) << server.error_output();
+  for (int i = 0; i < 3; ++i) {
+    const auto part = viewer.next();
+    ASSERT_TRUE(part) << server.error_output();
+    EXPECT_TRUE(decodes_to(part->body, width, height));
+  }
+  const auto s = stats(server.port());
+  EXPECT_NE(s.find("\"pixel_format\":\"YUYV\""), std::string::npos) << s;
+  EXPECT_NE(s.find("\"mode\":\"encode\",\"why_encode\":\"camera offers no MJPEG\""), std::string::npos) << s;
+}
+
+TEST_F(Camera, EncodeFlagReencodesTheCamerasMjpeg) {
+  server_process server{
+      binary(), {"--source", device, "--width", "320", "--height", "240", "--encode", "--quality", "20"}};
+  stream_reader viewer{server.port()};
+  ASSERT_EQ(viewer.open(), 200) << server.error_output();
+  for (int i = 0; i < 3; ++i) {
+    const auto part = viewer.next();
+    ASSERT_TRUE(part) << server.error_output();
+    EXPECT_TRUE(decodes_to(part->body, width, height));
+    EXPECT_FALSE(jpegs_.count(part->body)) << "--encode must re-encode, not pass through";
+  }
+  EXPECT_NE(stats(server.port()).find("\"mode\":\"encode\",\"why_encode\":\"--encode\""), std::string::npos);
+}
+
+TEST_F(Camera, TruncatedJpegsAreDroppedAndCounted) {
+  set("FAKE_V4L2_TRUNCATE_EVERY", "3");
+  server_process server{binary(), {"--source", device, "--width", "320", "--height", "240"}};
+  stream_reader viewer{server.port()};
+  ASSERT_EQ(viewer.open(), 200) << server.error_output();
+  for (int i = 0; i < 15; ++i) {
+    const auto part = viewer.next();
+    ASSERT_TRUE(part) << "viewers keep receiving; " << server.error_output();
+    EXPECT_TRUE(jpegs_.count(part->body)) << "frame " << i << " is broken or foreign";
+  }
+  EXPECT_GE(bad_frames(stats(server.port())), 4u);
+  EXPECT_NE(server.error_output().find("dropped a broken JPEG"), std::string::npos);
+}
+
+TEST_F(Camera, DeviceThatDisappearsIsSurvivedAndRecovered) {
+  const fs::path gone = folder_ / "unplugged";
+  set("FAKE_V4L2_GONE_FILE", gone.string());
+  server_process server{binary(), {"--source", device, "--width", "320", "--height", "240"}};
+  stream_reader viewer{server.port()};
+  ASSERT_EQ(viewer.open(), 200) << server.error_output();
+  const auto before = viewer.next();
+  ASSERT_TRUE(before) << server.error_output();
+
+  // Unplugged: DQBUF fails with ENODEV, reopening fails; the viewer stays connected.
+  std::ofstream{gone} << "x";
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (stats(server.port()).find("\"source_state\":\"down\"") == std::string::npos &&
+         std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(100ms);
+  ASSERT_NE(stats(server.port()).find("\"source_state\":\"down\""), std::string::npos)
+      << server.error_output();
+  while (viewer.next(500ms)) {
+  }  // frames already in flight
+  EXPECT_FALSE(viewer.conn().closed());
+
+  // Plugged back in: the capture reopens it and the stream resumes.
+  fs::remove(gone);
+  const auto after = viewer.next(15s);
+  ASSERT_TRUE(after) << server.error_output();
+  EXPECT_TRUE(jpegs_.count(after->body));
+  EXPECT_GT(std::stoull(after->headers.at("x-frame-seq")), std::stoull(before->headers.at("x-frame-seq")));
+  EXPECT_NE(server.error_output().find("stopped delivering"), std::string::npos);
+}
+
+TEST_F(Camera, DeviceFailingWithEnodevMidStreamIsReopened) {
+  // Every open of the device delivers 20 frames, then DQBUF fails with ENODEV (a USB reset).
+  set("FAKE_V4L2_GONE_AFTER", "20");
+  server_process server{binary(), {"--source", device, "--width", "320", "--height", "240"}};
+  stream_reader viewer{server.port()};
+  ASSERT_EQ(viewer.open(), 200) << server.error_output();
+  for (int i = 0; i < 45; ++i) {  // more than two opens' worth
+    const auto part = viewer.next(10s);
+    ASSERT_TRUE(part) << "frame " << i << "; " << server.error_output();
+    EXPECT_TRUE(jpegs_.count(part->body));
+  }
+  EXPECT_NE(server.error_output().find("stopped delivering"), std::string::npos) << server.error_output();
+}
+
+TEST_F(Camera, MissingCameraIsAClearErrorAtStart) {
+  const auto r = mjpeg::test::run_command(binary(), {"--source", "/dev/video-not-there", "--port", "0"}, 20s);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("cannot open camera /dev/video-not-there"), std::string::npos) << r.err;
+}
+
+// The capture is shared, so one variant covers it; this checks that every binary gets it.
+TEST_F(Camera, EveryVariantPassesTheCameraThrough) {
+  for (const auto& key : mjpeg::test::variant_keys()) {
+    server_process server{binary(key), small_frames({"--source", device})};
+    stream_reader viewer{server.port()};
+    ASSERT_EQ(viewer.open(), 200) << key << ": " << server.error_output();
+    const auto part = viewer.next();
+    ASSERT_TRUE(part) << key << ": " << server.error_output();
+    EXPECT_TRUE(jpegs_.count(part->body)) << key;
+  }
+}
+
+}  // namespace
