@@ -54,7 +54,7 @@ struct source_config {
   int height = 480;              ///< Requested height.
   double fps = 30;               ///< Requested frame rate.
   bool encode = false;           ///< Re-encode a camera's frames even when it delivers MJPEG (--encode).
-  std::string bus_keys;          ///< CurveZMQ key directory for a bus source; empty = no keys.
+  std::string bus_keys{};        ///< CurveZMQ key directory for a bus source; empty = no keys.
 };
 
 /// Picks the source for a spec: "pattern"; a number or a /dev/video* path is a V4L2 camera; a
