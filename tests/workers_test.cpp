@@ -185,6 +185,35 @@ TEST(Workers, WorkersDieWithAParentKilledByNine) {
   EXPECT_FALSE(alive(s.workers[1].pid)) << "orphan worker";
 }
 
+TEST(Workers, IdleStopInTheParentWatchesTheWorkersViewers) {
+  server_process server{mjpeg::test::variant_binary("mjpeg_async"),
+                        small_frames({"--workers", "2", "--idle-stop", "1"})};
+  // A viewer keeps the parent's source open past --idle-stop …
+  {
+    stream_reader viewer{server.port()};
+    ASSERT_EQ(viewer.open(), 200);
+    const auto until = std::chrono::steady_clock::now() + 2500ms;
+    while (std::chrono::steady_clock::now() < until)
+      ASSERT_TRUE(viewer.next(1s)) << "the parent closed its source while a worker's viewer watched";
+  }
+  // … nobody watching closes it (workers idle too, or see their bus go quiet), and the next
+  // viewer opens it again.
+  std::this_thread::sleep_for(3s);
+  const auto body = get(server.port(), "/stats").body;
+  EXPECT_EQ(body.find("\"source_state\":\"up\""), std::string::npos) << body;
+  stream_reader again{server.port()};
+  ASSERT_EQ(again.open(), 200);
+  const auto part = again.next(10s);
+  ASSERT_TRUE(part);
+  bool fresh = false;
+  for (int i = 0; i < 60 && !fresh; ++i) {
+    const auto p = again.next(10s);
+    ASSERT_TRUE(p);
+    fresh = static_cast<double>(mjpeg::test::now_us()) / 1e6 - std::stod(p->headers.at("x-timestamp")) < 0.5;
+  }
+  EXPECT_TRUE(fresh) << "frames must flow again for a new viewer";
+}
+
 TEST(Workers, HelpSaysMaxClientsIsPerWorker) {
   const auto help = run_command(mjpeg::test::variant_binary("mjpeg_async"), {"--help"}, 10s);
   EXPECT_EQ(help.exit_code, 0);

@@ -224,6 +224,8 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
     if (parent) {
       dir.emplace();
       shared.emplace(dir->path(), opts.workers, true);
+      // --idle-stop in the parent watches the workers' viewers.
+      stats.on_workers([&shared] { return shared->rows(); });
     } else if (worker) {
       shared.emplace(opts.worker_of, 0, false);
     }

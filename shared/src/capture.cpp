@@ -46,7 +46,7 @@ bool capture::sleep_until(std::chrono::steady_clock::time_point t) {
 
 bool capture::wait_for_viewer() {
   // Polling a counter ten times a second costs nothing and keeps viewers unaware of capture.
-  while (stats_.viewers_now() == 0)
+  while (stats_.server_viewers() == 0)
     if (!sleep_until(std::chrono::steady_clock::now() + std::chrono::milliseconds{100})) return false;
   return true;
 }
@@ -77,7 +77,7 @@ void capture::run() {
   while (sleep_until(self_paced ? steady_clock::now() : due)) {
     if (config_.idle_stop > 0) {
       const auto now = steady_clock::now();
-      if (stats_.viewers_now() != 0) watched = now;
+      if (stats_.server_viewers() != 0) watched = now;
       if (now - watched >= seconds(config_.idle_stop)) {
         // Nobody has watched for a while: release the device until somebody does.
         source_->close();

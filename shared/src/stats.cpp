@@ -78,6 +78,14 @@ std::uint64_t server_stats::viewers_now() const {
   return viewers_.size();
 }
 
+std::uint64_t server_stats::server_viewers() const {
+  if (!workers_) return viewers_now();
+  std::uint64_t total = 0;
+  for (const auto& r : workers_())
+    total += r.counters.viewers_now;
+  return total;
+}
+
 stats_counters server_stats::counters() const {
   stats_counters c;
   c.viewers_now = viewers_now();

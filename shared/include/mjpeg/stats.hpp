@@ -86,6 +86,9 @@ class server_stats {
 
   /// Viewers streaming now.
   std::uint64_t viewers_now() const;
+  /// Viewers of the whole server: every worker's with --workers (what --idle-stop watches in the
+  /// parent), else viewers_now().
+  std::uint64_t server_viewers() const;
   /// This process's counters.
   stats_counters counters() const;
   /// With worker processes: returns every worker's row (this one's included), so /stats
