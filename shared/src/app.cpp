@@ -228,6 +228,15 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
       stats.on_workers([&shared] { return shared->rows(); });
     } else if (worker) {
       shared.emplace(opts.worker_of, 0, false);
+      if (opts.worker_index < 0 || opts.worker_index >= shared->count())
+        throw std::runtime_error("--worker-index out of range");
+      // /stats answers for the whole server: every worker's row, this one's read fresh. Set
+      // before the capture thread starts (its --idle-stop asks for the same sum).
+      stats.on_workers([&shared, &stats, index = static_cast<std::size_t>(opts.worker_index)] {
+        auto rows = shared->rows();
+        rows[index].counters = stats.counters();
+        return rows;
+      });
     }
 
     // The frame bus: every --publish endpoint, and the parent's private one for its workers.

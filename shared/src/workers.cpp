@@ -112,11 +112,6 @@ std::vector<worker_row> region::rows() const {
 reporter::reporter(region& shared, int index, server_stats& stats)
     : shared_{shared}, index_{index}, stats_{stats} {
   if (index < 0 || index >= shared.count()) throw std::runtime_error("--worker-index out of range");
-  stats_.on_workers([this] {
-    auto rows = shared_.rows();
-    rows[static_cast<std::size_t>(index_)].counters = stats_.counters();  // ours, fresh
-    return rows;
-  });
   thread_ = std::thread{[this] {
     while (!stop_.load(relaxed)) {
       shared_.store(index_, stats_.counters());
@@ -128,7 +123,6 @@ reporter::reporter(region& shared, int index, server_stats& stats)
 reporter::~reporter() {
   stop_.store(true, relaxed);
   thread_.join();
-  stats_.on_workers({});
   shared_.store(index_, {});  // this worker's viewers are gone
 }
 

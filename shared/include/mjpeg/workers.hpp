@@ -49,8 +49,7 @@ class region {
   std::size_t size_ = 0;
 };
 
-/// Worker side: copies this process's counters into its slot every 100 ms until destroyed, and
-/// makes /stats answer with every worker's rows (this one's always fresh).
+/// Worker side: copies this process's counters into its slot every 100 ms until destroyed.
 class reporter {
  public:
   /// Starts reporting `stats` into slot `index` of `shared`.
