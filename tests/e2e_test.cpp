@@ -1,17 +1,20 @@
 // End-to-end tests: the real binaries, started with --port 0, spoken to over real sockets.
-// Every variant runs the common suite; each model's own lesson has its own tests below.
+// What every variant serves: the stream, the snapshot, the page and /stats. The other
+// cross-variant behaviours have a file each (bad requests, slow clients, floods, disconnects,
+// shutdown, soak); each model's own lesson has its own file.
 
 #include <gtest/gtest.h>
 
-#include <csignal>
 #include <opencv2/imgcodecs.hpp>
 
 #include "client.hpp"
+#include "every_variant.hpp"
 #include "server_process.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
+using mjpeg::test::EveryVariant;
 using mjpeg::test::get;
 using mjpeg::test::server_process;
 using mjpeg::test::small_frames;
@@ -22,11 +25,6 @@ bool decodes(const std::string& bytes, int width, int height) {
   const cv::Mat image = cv::imdecode(data, cv::IMREAD_COLOR);
   return !image.empty() && image.cols == width && image.rows == height;
 }
-
-class EveryVariant : public testing::TestWithParam<std::string> {
- protected:
-  std::string binary() const { return mjpeg::test::variant_binary(GetParam()); }
-};
 
 TEST_P(EveryVariant, StreamDeliversValidFramesInOrder) {
   server_process server{binary(), small_frames()};
@@ -90,62 +88,6 @@ TEST_P(EveryVariant, PageAndStats) {
        {"\"variant\":\"" + variant + "\"", std::string{"\"source_up\":true"},
         std::string{"\"viewers_now\":0"}, std::string{"\"frames_captured\":"}, std::string{"\"rejected\":0"}})
     EXPECT_NE(stats.body.find(field), std::string::npos) << field << " in " << stats.body;
-}
-
-TEST_P(EveryVariant, BadRequestsGetTheirStatus) {
-  server_process server{binary(), small_frames({"--header-timeout", "0.5"})};
-  const auto status = [&](const std::string& raw) { return mjpeg::test::request(server.port(), raw).status; };
-  EXPECT_EQ(status("GET /nope HTTP/1.1\r\n\r\n"), 404);
-  EXPECT_EQ(status("POST /stream HTTP/1.1\r\nContent-Length: 0\r\n\r\n"), 405);
-  EXPECT_EQ(status("hello there\r\n\r\n"), 400);
-  EXPECT_EQ(status("GET /stream HTTP/3.0\r\n\r\n"), 505);
-  EXPECT_EQ(status("GET /" + std::string(3000, 'a') + " HTTP/1.1\r\n\r\n"), 414);
-  EXPECT_EQ(status("GET / HTTP/1.1\r\nX: " + std::string(9000, 'b') + "\r\n\r\n"), 431);
-  EXPECT_EQ(status("GET /stream HTTP/1.1\r\nHost"), 408);  // never finishes its header
-  const auto allow = mjpeg::test::request(server.port(), "DELETE / HTTP/1.1\r\n\r\n");
-  EXPECT_EQ(allow.headers.at("allow"), "GET, HEAD");
-  // And the server still serves.
-  EXPECT_EQ(get(server.port(), "/snapshot").status, 200);
-}
-
-TEST_P(EveryVariant, SigtermWithAViewerExitsZeroWithinASecond) {
-  server_process server{binary(), small_frames()};
-  stream_reader viewer{server.port()};
-  ASSERT_EQ(viewer.open(), 200);
-  ASSERT_TRUE(viewer.next());
-  const auto start = std::chrono::steady_clock::now();
-  server.signal(SIGTERM);
-  EXPECT_EQ(server.wait(2s), 0) << server.error_output();
-  EXPECT_LT(std::chrono::steady_clock::now() - start, mjpeg::test::stop_bound);
-}
-
-TEST_P(EveryVariant, SigintExitsZero) {
-  server_process server{binary(), small_frames()};
-  server.signal(SIGINT);
-  EXPECT_EQ(server.wait(2s), 0) << server.error_output();
-}
-
-TEST_P(EveryVariant, DurationStopsByItself) {
-  server_process server{binary(), small_frames({"--duration", "0.5"})};
-  EXPECT_EQ(server.wait(3s), 0) << server.error_output();
-}
-
-INSTANTIATE_TEST_SUITE_P(Variants, EveryVariant, testing::ValuesIn(mjpeg::test::variant_keys()),
-                         [](const auto& param_info) { return param_info.param; });
-
-// single_thread's lesson: while viewer one watches, viewer two is connected but gets nothing;
-// once viewer one leaves, viewer two's stream starts.
-TEST(SingleThread, SecondViewerWaitsForTheFirst) {
-  server_process server{mjpeg::test::variant_binary("mjpeg_single_thread"), small_frames()};
-  auto first = std::make_unique<stream_reader>(server.port());
-  ASSERT_EQ(first->open(), 200);
-  ASSERT_TRUE(first->next());
-  stream_reader second{server.port()};
-  EXPECT_EQ(second.open(1s), 0) << "viewer two must receive nothing while viewer one is served";
-  ASSERT_TRUE(first->next()) << "viewer one keeps receiving";
-  first.reset();  // viewer one leaves
-  ASSERT_EQ(second.open(5s), 200);
-  EXPECT_TRUE(second.next());
 }
 
 }  // namespace

@@ -1,17 +1,8 @@
 #include "stats.hpp"
 
-#include <sys/resource.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
-#include <exception>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <numeric>
-#include <sstream>
-#include <string>
 
 namespace mjpeg::bench {
 
@@ -49,81 +40,6 @@ double jain_index(std::span<const double> values) noexcept {
   }
   if (values.empty() || squares == 0) return 0;
   return sum * sum / (static_cast<double>(values.size()) * squares);
-}
-
-std::optional<process_sample> sample_process(pid_t pid) {
-  const std::string dir = "/proc/" + std::to_string(pid);
-  std::ifstream stat_file{dir + "/stat"};
-  const std::string stat{std::istreambuf_iterator<char>{stat_file}, {}};
-  // The command name may hold spaces and parentheses: fields are counted after the last ')'.
-  const auto close = stat.rfind(')');
-  if (close == std::string::npos) return std::nullopt;
-  std::istringstream fields{stat.substr(close + 2)};
-  std::string field;
-  process_sample s;
-  unsigned long long utime = 0;
-  unsigned long long stime = 0;
-  // After the name: state(3) ... utime(14) stime(15) ... num_threads(20), rss pages (24).
-  for (int index = 3; fields >> field; ++index) {
-    if (index == 3 && field == "Z") return std::nullopt;  // a zombie has exited
-    if (index == 14) utime = std::stoull(field);
-    if (index == 15) stime = std::stoull(field);
-    if (index == 20) s.threads = std::stoi(field);
-    if (index == 24) {
-      s.rss_bytes = std::stoull(field) * static_cast<unsigned long long>(::sysconf(_SC_PAGESIZE));
-      break;
-    }
-  }
-  const auto ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
-  s.cpu_seconds = static_cast<double>(utime + stime) / ticks;
-  if (s.threads == 0) return std::nullopt;
-  return s;
-}
-
-std::map<int, double> thread_runtimes(pid_t pid) {
-  std::map<int, double> runtimes;
-  std::error_code ec;
-  const std::filesystem::path tasks = "/proc/" + std::to_string(pid) + "/task";
-  for (std::filesystem::directory_iterator it{tasks, ec}, end; !ec && it != end; it.increment(ec)) {
-    std::ifstream sched{it->path() / "sched"};
-    // "se.sum_exec_runtime   :   1234.567890" in milliseconds, a few lines down.
-    for (std::string line; std::getline(sched, line);) {
-      if (!line.starts_with("se.sum_exec_runtime")) continue;
-      const auto colon = line.find(':');
-      if (colon != std::string::npos) {
-        try {
-          runtimes[std::stoi(it->path().filename().string())] = std::stod(line.substr(colon + 1)) / 1000.0;
-        } catch (const std::exception&) {
-        }
-      }
-      break;
-    }
-  }
-  return runtimes;
-}
-
-double cpu_between(const process_sample& before, const std::map<int, double>& threads_before,
-                   const process_sample& after, const std::map<int, double>& threads_after) {
-  const double ticks = after.cpu_seconds - before.cpu_seconds;
-  if (threads_after.empty()) return ticks;
-  // New threads count from zero; threads gone since `before` are lost here, so the tick counts
-  // win when they exceed this by more than their own resolution (two ticks).
-  double precise = 0;
-  for (const auto& [tid, runtime] : threads_after) {
-    const auto old = threads_before.find(tid);
-    precise += runtime - (old == threads_before.end() ? 0.0 : old->second);
-  }
-  const double resolution = 2.0 / static_cast<double>(::sysconf(_SC_CLK_TCK));
-  return ticks - precise > resolution ? ticks : precise;
-}
-
-double own_cpu_seconds() noexcept {
-  rusage usage{};
-  ::getrusage(RUSAGE_SELF, &usage);
-  const auto seconds = [](const timeval& tv) {
-    return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
-  };
-  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
 }
 
 }  // namespace mjpeg::bench

@@ -1,10 +1,7 @@
+/// The load generator's statistics: percentiles, summaries, fairness.
 #pragma once
 
-#include <sys/types.h>
-
 #include <cstdint>
-#include <map>
-#include <optional>
 #include <span>
 #include <vector>
 
@@ -33,28 +30,5 @@ summary summarize(std::vector<double> values);
 /// Jain's fairness index (Σx)² / (n·Σx²): 1 when everyone gets the same, 1/n when one gets all.
 /// 0 when there are no values or all are zero.
 double jain_index(std::span<const double> values) noexcept;
-
-/// One reading of a process from /proc.
-struct process_sample {
-  double cpu_seconds = 0;       ///< User + system CPU time so far.
-  std::uint64_t rss_bytes = 0;  ///< Resident set size.
-  int threads = 0;              ///< Number of threads.
-};
-
-/// Reads /proc/<pid>/stat and /proc/<pid>/status; nullopt when the process is gone.
-std::optional<process_sample> sample_process(pid_t pid);
-
-/// Nanosecond CPU run time of each live thread of a process (/proc/<pid>/task/*/sched,
-/// se.sum_exec_runtime), keyed by thread id; empty when unavailable. Finer than the clock ticks
-/// of sample_process, but threads that exited are missing.
-std::map<int, double> thread_runtimes(pid_t pid);
-
-/// CPU seconds a process used between two readings: the per-thread run times where they are
-/// complete, the coarse tick counts where threads exited in between (the ticks exceed them).
-double cpu_between(const process_sample& before, const std::map<int, double>& threads_before,
-                   const process_sample& after, const std::map<int, double>& threads_after);
-
-/// CPU time (user + system) this process has used so far.
-double own_cpu_seconds() noexcept;
 
 }  // namespace mjpeg::bench

@@ -2,8 +2,6 @@
 
 #include <gtest/gtest.h>
 
-#include <unistd.h>
-
 #include <numeric>
 #include <vector>
 
@@ -56,41 +54,6 @@ TEST(JainIndex, HandComputed) {
   EXPECT_DOUBLE_EQ(jain_index(std::vector<double>{30, 15}), 45.0 * 45 / (2 * 1125.0));  // 0.9
   EXPECT_EQ(jain_index(std::vector<double>{}), 0);
   EXPECT_EQ(jain_index(std::vector<double>{0, 0}), 0);
-}
-
-TEST(SampleProcess, ReadsOurOwnProcess) {
-  const auto before = sample_process(::getpid());
-  ASSERT_TRUE(before);
-  EXPECT_GE(before->threads, 1);
-  EXPECT_GT(before->rss_bytes, 100'000u);
-  // Burn some CPU so the counter moves by at least a clock tick.
-  volatile double x = 0;
-  const double start = own_cpu_seconds();
-  while (own_cpu_seconds() - start < 0.05)
-    for (int i = 0; i < 100000; ++i)
-      x = x + i;
-  const auto after = sample_process(::getpid());
-  ASSERT_TRUE(after);
-  EXPECT_GT(after->cpu_seconds, before->cpu_seconds);
-  EXPECT_FALSE(sample_process(0x7ffffff0));  // no such process
-}
-
-TEST(ThreadRuntimes, FinerThanTicksAndFallBackWhenThreadsExit) {
-  const auto runtimes = thread_runtimes(::getpid());
-  if (runtimes.empty()) GTEST_SKIP() << "no /proc/<pid>/task/*/sched on this kernel";
-  EXPECT_EQ(runtimes.size(), 1u);  // gtest runs on one thread
-  EXPECT_GT(runtimes.begin()->second, 0);
-
-  const process_sample before{1.00, 0, 2};
-  const process_sample after{1.50, 0, 2};
-  // Same threads: the fine run times win (0.2 + 0.29 = 0.49 s, not the ticks' 0.50).
-  EXPECT_NEAR(cpu_between(before, {{1, 0.5}, {2, 0.3}}, after, {{1, 0.7}, {2, 0.59}}), 0.49, 1e-9);
-  // A new thread counts from zero.
-  EXPECT_NEAR(cpu_between(before, {{1, 0.5}}, after, {{1, 0.7}, {3, 0.29}}), 0.49, 1e-9);
-  // Thread 2 exited with its time: only the ticks still hold it.
-  EXPECT_NEAR(cpu_between(before, {{1, 0.5}, {2, 0.3}}, after, {{1, 0.7}}), 0.50, 1e-9);
-  // No per-thread data: ticks.
-  EXPECT_NEAR(cpu_between(before, {}, after, {}), 0.50, 1e-9);
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 #include "mjpeg/stats.hpp"
 
-#include <algorithm>
-#include <cstdio>
+#include <cmath>
+
+#include "mjpeg/json.hpp"
 
 namespace mjpeg {
 
@@ -103,56 +104,15 @@ void server_stats::set_publish(std::vector<std::string> endpoints) {
   publish_ = std::move(endpoints);
 }
 
-double server_stats::capture_fps() const {
-  return capture_fps_.load(relaxed);
-}
-
-std::string json_escape(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (const char c : text) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char esc[8];
-          std::snprintf(esc, sizeof esc, "\\u%04x", static_cast<unsigned>(c));
-          out += esc;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out;
-}
-
 std::string server_stats::to_json(std::uint64_t frame_seq, std::size_t frame_bytes) const {
   // The listing is capped so /stats stays small with thousands of viewers.
   constexpr std::size_t max_listed = 100;
   const auto now = steady_clock::now();
+  // Seconds and rates to the millisecond: more digits would only be noise.
+  const auto rounded = [](double v) { return std::round(v * 1000) / 1000; };
   const auto seconds = [&](steady_clock::time_point t) {
-    return std::chrono::duration<double>(now - t).count();
+    return rounded(std::chrono::duration<double>(now - t).count());
   };
-  char number[64];
-  const auto num = [&](double v) {
-    std::snprintf(number, sizeof number, "%.3f", v);
-    return std::string{number};
-  };
-  const auto u = [](std::uint64_t v) { return std::to_string(v); };
 
   // With worker processes the totals are the sum of every worker's row (asked before locking:
   // the rows include this process's own counters).
@@ -179,70 +139,61 @@ std::string server_stats::to_json(std::uint64_t frame_seq, std::size_t frame_byt
     total.rejected = rejected_.load(relaxed);
     total.bad_requests = bad_requests_.load(relaxed);
   }
-  std::string j = "{";
-  j += "\"variant\":\"" + json_escape(variant_) + "\"";
-  j += ",\"uptime_s\":" + num(seconds(started_));
-  j += ",\"source\":\"" + json_escape(source_) + "\"";
-  j += std::string{",\"source_up\":"} + (source_state_ == source_state::up ? "true" : "false");
-  j += std::string{",\"source_state\":\""} +
-       (source_state_ == source_state::up     ? "up"
-        : source_state_ == source_state::down ? "down"
-                                              : "idle") +
-       "\"";
+  const auto counter_fields = [](json_writer& w, const stats_counters& c) {
+    w.number("viewers_now", c.viewers_now).number("viewers_total", c.viewers_total);
+    w.number("frames_sent", c.frames_sent).number("bytes_sent", c.bytes_sent);
+    w.number("frames_skipped", c.frames_skipped);
+    w.number("rejected", c.rejected).number("bad_requests", c.bad_requests);
+  };
+  json_writer j;
+  j.begin_object().string("variant", variant_).number("uptime_s", seconds(started_));
+  j.string("source", source_).boolean("source_up", source_state_ == source_state::up);
+  j.string("source_state", source_state_ == source_state::up     ? "up"
+                           : source_state_ == source_state::down ? "down"
+                                                                 : "idle");
   if (camera_) {
     // What the camera agreed to, beside what was asked: they differ when the camera cannot comply.
     const auto& c = *camera_;
-    j += ",\"camera\":{\"device\":\"" + json_escape(c.device) + "\",\"pixel_format\":\"" +
-         json_escape(c.pixel_format) + "\"";
-    j += ",\"width\":" + std::to_string(c.width) + ",\"height\":" + std::to_string(c.height) +
-         ",\"fps\":" + num(c.fps);
-    j += std::string{",\"mode\":\""} + (c.passthrough ? "passthrough" : "encode") + "\"";
-    j += ",\"why_encode\":\"" + json_escape(c.why_encode) + "\"";
-    j += ",\"requested\":{\"width\":" + std::to_string(c.requested_width) +
-         ",\"height\":" + std::to_string(c.requested_height) + ",\"fps\":" + num(c.requested_fps) + "}";
-    j += ",\"bad_frames\":" + u(bad_frames_.load(relaxed)) + "}";
+    j.begin_object("camera").string("device", c.device).string("pixel_format", c.pixel_format);
+    j.number("width", c.width).number("height", c.height).number("fps", rounded(c.fps));
+    j.string("mode", c.passthrough ? "passthrough" : "encode").string("why_encode", c.why_encode);
+    j.begin_object("requested").number("width", c.requested_width).number("height", c.requested_height);
+    j.number("fps", rounded(c.requested_fps)).end_object();
+    j.number("bad_frames", bad_frames_.load(relaxed)).end_object();
   } else {
-    j += ",\"camera\":null";
+    j.null("camera");
   }
-  j += ",\"bad_frames\":" + u(bad_frames_.load(relaxed));
-  j += ",\"width\":" + std::to_string(width_) + ",\"height\":" + std::to_string(height_);
-  j += ",\"fps_target\":" + num(fps_) + ",\"fps_capture\":" + num(capture_fps_.load(relaxed));
-  j += ",\"frame_seq\":" + u(frame_seq) + ",\"frame_bytes\":" + u(frame_bytes);
-  const auto counter_fields = [&](const stats_counters& c) {
-    return "\"viewers_now\":" + u(c.viewers_now) + ",\"viewers_total\":" + u(c.viewers_total) +
-           ",\"frames_sent\":" + u(c.frames_sent) + ",\"bytes_sent\":" + u(c.bytes_sent) +
-           ",\"frames_skipped\":" + u(c.frames_skipped) + ",\"rejected\":" + u(c.rejected) +
-           ",\"bad_requests\":" + u(c.bad_requests);
-  };
-  j += "," + counter_fields(total);
-  j += ",\"frames_captured\":" + u(frames_captured_.load(relaxed));
-  j += ",\"publish\":[";
-  for (std::size_t i = 0; i < publish_.size(); ++i)
-    j += (i ? ",\"" : "\"") + json_escape(publish_[i]) + "\"";
-  j += "]";
+  j.number("bad_frames", bad_frames_.load(relaxed));
+  j.number("width", width_).number("height", height_);
+  j.number("fps_target", rounded(fps_)).number("fps_capture", rounded(capture_fps_.load(relaxed)));
+  j.number("frame_seq", frame_seq).number("frame_bytes", frame_bytes);
+  counter_fields(j, total);
+  j.number("frames_captured", frames_captured_.load(relaxed));
+  j.begin_array("publish");
+  for (const auto& endpoint : publish_)
+    j.string({}, endpoint);
+  j.end_array();
   if (workers_) {
-    j += ",\"workers\":[";
-    for (std::size_t i = 0; i < rows.size(); ++i) {
-      if (i != 0) j += ',';
-      j += "{\"index\":" + std::to_string(rows[i].index) + ",\"pid\":" + std::to_string(rows[i].pid) +
-           ",\"restarts\":" + u(rows[i].restarts) + "," + counter_fields(rows[i].counters) + "}";
+    j.begin_array("workers");
+    for (const auto& r : rows) {
+      j.begin_object().number("index", r.index).number("pid", r.pid).number("restarts", r.restarts);
+      counter_fields(j, r.counters);
+      j.end_object();
     }
-    j += "]";
+    j.end_array();
   }
-  j += ",\"viewers\":[";
+  j.begin_array("viewers");
   std::size_t listed = 0;
   for (const viewer_state* v : viewers_) {
-    if (listed == max_listed) break;
-    if (listed++ != 0) j += ',';
-    j += "{\"id\":" + u(v->id) + ",\"peer\":\"" + json_escape(v->peer) + "\"";
-    j += ",\"seconds\":" + num(seconds(v->since));
-    j += ",\"last_seq\":" + u(v->last_seq.load(relaxed));
-    j += ",\"frames_sent\":" + u(v->frames_sent.load(relaxed));
-    j += ",\"frames_skipped\":" + u(v->frames_skipped.load(relaxed));
-    j += ",\"bytes_sent\":" + u(v->bytes_sent.load(relaxed)) + "}";
+    if (listed++ == max_listed) break;
+    j.begin_object().number("id", v->id).string("peer", v->peer).number("seconds", seconds(v->since));
+    j.number("last_seq", v->last_seq.load(relaxed)).number("frames_sent", v->frames_sent.load(relaxed));
+    j.number("frames_skipped", v->frames_skipped.load(relaxed))
+        .number("bytes_sent", v->bytes_sent.load(relaxed));
+    j.end_object();
   }
-  j += "]}";
-  return j;
+  j.end_array().end_object();
+  return j.str();
 }
 
 }  // namespace mjpeg

@@ -11,6 +11,8 @@
 #include <cerrno>
 #include <stdexcept>
 
+#include <gtest/gtest.h>
+
 namespace mjpeg::test {
 namespace {
 
@@ -58,8 +60,9 @@ std::size_t parse_head(const std::string& text, response& r) {
   return end + 4;
 }
 
-connection::connection(unsigned short port, const std::string& host) {
+connection::connection(unsigned short port, const std::string& host, int receive_buffer) {
   fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (receive_buffer > 0) set_receive_buffer(receive_buffer);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
@@ -117,14 +120,35 @@ void connection::set_receive_buffer(int bytes) {
   ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
 }
 
-response request(unsigned short port, const std::string& raw, std::chrono::milliseconds timeout) {
-  connection c{port};
-  c.send(raw);
-  const std::string text = c.read_all(timeout);
+response parse_response(const std::string& text) {
   response r;
   const auto head = parse_head(text, r);
   if (head != 0) r.body = text.substr(head);
   return r;
+}
+
+std::string header(const response& r, const std::string& name) {
+  const auto it = r.headers.find(name);
+  return it == r.headers.end() ? "" : it->second;
+}
+
+bool is_jpeg(const std::string& body) {
+  return body.size() > 4 && static_cast<unsigned char>(body[0]) == 0xFF &&
+         static_cast<unsigned char>(body[1]) == 0xD8 &&
+         static_cast<unsigned char>(body[body.size() - 2]) == 0xFF &&
+         static_cast<unsigned char>(body.back()) == 0xD9;
+}
+
+bool good_snapshot(const response& r) {
+  const auto length = r.headers.find("content-length");
+  return r.status == 200 && length != r.headers.end() && std::stoul(length->second) == r.body.size() &&
+         is_jpeg(r.body);
+}
+
+response request(unsigned short port, const std::string& raw, std::chrono::milliseconds timeout) {
+  connection c{port};
+  c.send(raw);
+  return parse_response(c.read_all(timeout));
 }
 
 response get(unsigned short port, const std::string& path, std::chrono::milliseconds timeout) {
@@ -132,8 +156,8 @@ response get(unsigned short port, const std::string& path, std::chrono::millisec
 }
 
 stream_reader::stream_reader(unsigned short port, const std::string& path, const std::string& extra_headers,
-                             const std::string& host)
-    : conn_{port, host} {
+                             const std::string& host, int receive_buffer)
+    : conn_{port, host, receive_buffer} {
   conn_.send("GET " + path + " HTTP/1.1\r\nHost: localhost\r\n" + extra_headers + "\r\n");
 }
 
@@ -180,6 +204,102 @@ std::optional<part> stream_reader::next(std::chrono::milliseconds timeout) {
   p.body = buffer_.substr(end + 4, length);
   buffer_.erase(0, end + 4 + length);
   return p;
+}
+
+std::uint64_t seq_of(const part& p) {
+  return std::stoull(p.headers.at("x-frame-seq"));
+}
+
+std::vector<std::unique_ptr<stream_reader>> open_viewers(unsigned short port, int n) {
+  std::vector<std::unique_ptr<stream_reader>> viewers;
+  for (int i = 0; i < n; ++i)
+    viewers.push_back(std::make_unique<stream_reader>(port));
+  for (auto& v : viewers)
+    EXPECT_EQ(v->open(10s), 200);
+  return viewers;
+}
+
+stalled_reader::stalled_reader(unsigned short port) : stream_reader{port, "/stream", "", "127.0.0.1", 4096} {}
+
+bool stalled_reader::drain_to_end(std::chrono::milliseconds timeout) {
+  conn().read_all(timeout);
+  return conn().closed();
+}
+
+std::string local_name(int fd) {
+  sockaddr_in addr{};
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  return "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+}
+
+burst_result burst(unsigned short port, std::size_t n, const std::string& request,
+                   std::chrono::milliseconds timeout) {
+  // Connect all at once (non-blocking), then send every request.
+  std::vector<int> fds;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  burst_result result;
+  result.errors.assign(n, 0);
+  result.done.assign(n, false);
+  for (std::size_t i = 0; i < n; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) throw std::runtime_error("socket: " + std::to_string(errno));
+    const int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    if (rc != 0 && errno != EINPROGRESS) result.errors[i] = errno;
+    fds.push_back(fd);
+  }
+  std::vector<std::string> replies(n);
+  std::vector<bool> sent(n, false);
+  std::size_t open = n;
+  const auto finish = [&](std::size_t i) {
+    result.done[i] = true;
+    ::close(fds[i]);
+    --open;
+  };
+  for (std::size_t i = 0; i < n; ++i)
+    if (result.errors[i] != 0) finish(i);
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (open > 0 && std::chrono::steady_clock::now() < until) {
+    std::vector<pollfd> polls;
+    std::vector<std::size_t> which;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (result.done[i]) continue;
+      polls.push_back({fds[i], static_cast<short>(sent[i] ? POLLIN : POLLOUT), 0});
+      which.push_back(i);
+    }
+    if (::poll(polls.data(), polls.size(), 200) <= 0) continue;
+    for (std::size_t k = 0; k < polls.size(); ++k) {
+      const std::size_t i = which[k];
+      if (polls[k].revents == 0) continue;
+      if (!sent[i]) {
+        // Connected (or failed): send the request once; a full response must follow.
+        const auto sent_bytes = ::send(fds[i], request.data(), request.size(), MSG_NOSIGNAL);
+        if (sent_bytes == static_cast<ssize_t>(request.size())) {
+          sent[i] = true;
+          continue;
+        }
+        result.errors[i] = errno;
+      } else {
+        char buf[65536];
+        const auto got = ::recv(fds[i], buf, sizeof buf, 0);
+        if (got > 0) {
+          replies[i].append(buf, static_cast<std::size_t>(got));
+          continue;
+        }
+        if (got < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+        if (got < 0) result.errors[i] = errno;
+      }
+      finish(i);
+    }
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!result.done[i]) ::close(fds[i]);
+    result.replies.push_back(parse_response(replies[i]));
+  }
+  return result;
 }
 
 }  // namespace mjpeg::test

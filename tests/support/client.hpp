@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -24,8 +25,10 @@ std::size_t parse_head(const std::string& text, response& r);
 /// A blocking loopback TCP connection with timeouts, for tests.
 class connection {
  public:
-  /// Connects to `host`:`port` (an IPv4 address; loopback unless given).
-  explicit connection(unsigned short port, const std::string& host = "127.0.0.1");
+  /// Connects to `host`:`port` (an IPv4 address; loopback unless given). A `receive_buffer` in
+  /// bytes (0: the system's) is set before connecting, so the advertised window is small from the
+  /// start: how a slow or stalled reader is modelled.
+  explicit connection(unsigned short port, const std::string& host = "127.0.0.1", int receive_buffer = 0);
   ~connection();
   connection(const connection&) = delete;
   connection& operator=(const connection&) = delete;
@@ -48,6 +51,15 @@ class connection {
   bool closed_ = false;
 };
 
+/// Splits a whole response (head and body) as read from a socket; status 0 if the head is bad.
+response parse_response(const std::string& text);
+/// A header of `r` (name lower-case), or "" if absent.
+std::string header(const response& r, const std::string& name);
+/// True if `body` starts and ends like a JPEG (SOI … EOI).
+bool is_jpeg(const std::string& body);
+/// A complete snapshot response: 200, Content-Length bytes of JPEG.
+bool good_snapshot(const response& r);
+
 /// Sends raw request bytes and returns the whole response (read until close).
 response request(unsigned short port, const std::string& raw, std::chrono::milliseconds timeout = 5s);
 /// GET `path` with HTTP/1.1.
@@ -64,7 +76,8 @@ class stream_reader {
  public:
   /// Connects to `host` and sends GET `path`, with `extra_headers` ("Name: value\r\n" lines) if given.
   explicit stream_reader(unsigned short port, const std::string& path = "/stream",
-                         const std::string& extra_headers = "", const std::string& host = "127.0.0.1");
+                         const std::string& extra_headers = "", const std::string& host = "127.0.0.1",
+                         int receive_buffer = 0);
   /// Waits up to `timeout` for the response head; the status, or 0 if none came.
   int open(std::chrono::milliseconds timeout = 5s);
   /// The response head (after open()).
@@ -81,6 +94,39 @@ class stream_reader {
   std::string boundary_;
   std::string buffer_;
 };
+
+/// X-Frame-Seq of a part.
+std::uint64_t seq_of(const part& p);
+
+/// Opens `n` stream viewers, each with its response head read (a failure to get 200 is reported
+/// as a test failure).
+std::vector<std::unique_ptr<stream_reader>> open_viewers(unsigned short port, int n);
+
+/// A viewer that asks for the stream and then never reads, with a receive buffer too small for
+/// one frame, set before connecting. open() still reads the response head.
+class stalled_reader : public stream_reader {
+ public:
+  /// Connects with a 4 KiB receive buffer and asks for /stream.
+  explicit stalled_reader(unsigned short port);
+  /// Reads everything the server left behind; true if the stream then ended (closed or reset)
+  /// within `timeout`.
+  bool drain_to_end(std::chrono::milliseconds timeout);
+};
+
+/// "127.0.0.1:port" of our end of a connection: how the server lists it in /stats.
+std::string local_name(int fd);
+
+/// What each connection of a burst got.
+struct burst_result {
+  std::vector<response> replies;  ///< Parsed replies (status 0: none or malformed).
+  std::vector<int> errors;        ///< errno of a failed send or receive, else 0.
+  std::vector<bool> done;         ///< False for a connection still open at the deadline.
+};
+
+/// Connects `n` clients at once (non-blocking), sends `request` on each as soon as it is
+/// connected, and reads each reply until the server closes, up to `timeout` in all.
+burst_result burst(unsigned short port, std::size_t n, const std::string& request,
+                   std::chrono::milliseconds timeout);
 
 /// Microseconds since the Unix epoch now.
 std::int64_t now_us();

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "mjpeg/process.hpp"
+
 namespace mjpeg::test {
 
 using namespace std::chrono_literals;
@@ -26,13 +28,21 @@ inline constexpr std::chrono::milliseconds stop_bound = sanitized ? 5s : 1s;
 /// followed by `extra`.
 std::vector<std::string> small_frames(std::vector<std::string> extra = {});
 
+/// Server arguments for tests that must fill socket buffers quickly (stalled readers, resets
+/// mid-frame): 640x480 at 30 fps, followed by `extra`.
+std::vector<std::string> large_frames(std::vector<std::string> extra = {});
+
+/// The server's open descriptors once they have come back to at most `target`, or after
+/// `timeout` whatever they are.
+int fds_settled(pid_t pid, int target, std::chrono::milliseconds timeout = 10s);
+
 /// Path of a variant's binary by key ("mjpeg_single_thread"), from the build's list.
 std::string variant_binary(const std::string& key);
 /// Keys of every variant binary the build produced.
 std::vector<std::string> variant_keys();
 
 /// A server binary started for one test, with `--port 0` unless `args` name a port; killed in
-/// the destructor if still alive.
+/// the destructor if still alive. The test face of mjpeg::launched_server, with stderr kept.
 class server_process {
  public:
   /// Starts `binary` with `args` (plus "--port 0") and waits for its URL line.
@@ -42,21 +52,19 @@ class server_process {
   server_process& operator=(const server_process&) = delete;
 
   /// The port the server printed.
-  unsigned short port() const { return port_; }
+  unsigned short port() const { return server_.port(); }
   /// The process id.
-  pid_t pid() const { return pid_; }
+  pid_t pid() const { return server_.pid(); }
   /// Sends `signal`.
-  void signal(int signal) const;
+  void signal(int signal) const { server_.signal(signal); }
   /// Waits up to `timeout` for exit; returns the exit code, or -1 on timeout, or 128+signal.
-  int wait(std::chrono::milliseconds timeout);
+  int wait(std::chrono::milliseconds timeout) { return server_.wait(timeout); }
   /// What the server wrote to stderr so far (for failure messages).
   std::string error_output() const;
 
  private:
-  pid_t pid_ = -1;
-  unsigned short port_ = 0;
   std::string stderr_path_;
-  bool exited_ = false;
+  mjpeg::launched_server server_;
 };
 
 /// Runs `binary args…` to completion (up to `timeout`); returns exit code and stderr.

@@ -40,14 +40,14 @@ void serve_connection(mjpeg::server_context& ctx, tcp::socket socket) {
 // condition variable, and waits with a predicate, so an idle worker sleeps instead of spinning.
 class connection_queue {
  public:
-  explicit connection_queue(std::size_t capacity) : capacity_{capacity} {}
+  connection_queue(std::size_t capacity, std::size_t workers) : free_{workers}, capacity_{capacity} {}
 
   // Queues `socket` (moving from it) unless more than `capacity` connections would then wait for
-  // a worker. Idle workers each take one at once, so they add to the room.
+  // a worker. Free workers (not yet or no longer serving a viewer) each take one, adding room.
   bool try_push(tcp::socket& socket) {
     {
       std::lock_guard lock{mutex_};
-      if (waiting_.size() >= capacity_ + idle_) return false;
+      if (waiting_.size() >= capacity_ + free_) return false;
       waiting_.push_back(std::move(socket));
     }
     ready_.notify_one();  // after unlocking, so the woken worker does not block on the mutex
@@ -57,13 +57,18 @@ class connection_queue {
   // Takes the next connection, sleeping until there is one; nullopt once the queue is closed.
   std::optional<tcp::socket> pop() {
     std::unique_lock lock{mutex_};
-    ++idle_;
     ready_.wait(lock, [this] { return closed_ || !waiting_.empty(); });
-    --idle_;
     if (closed_) return std::nullopt;
     tcp::socket socket = std::move(waiting_.front());
     waiting_.pop_front();
+    --free_;
     return socket;
+  }
+
+  // A worker has finished its viewer and is free again.
+  void finished() {
+    std::lock_guard lock{mutex_};
+    ++free_;
   }
 
   // Wakes every worker for good (shutdown); connections still waiting are closed with the queue.
@@ -79,15 +84,17 @@ class connection_queue {
   std::mutex mutex_;
   std::condition_variable ready_;
   std::deque<tcp::socket> waiting_;  // guarded by mutex_, like the two fields below
-  std::size_t idle_ = 0;             // workers asleep in pop()
+  std::size_t free_;                 // workers not serving a connection
   bool closed_ = false;
   const std::size_t capacity_;
 };
 
 // A worker: one whole viewer at a time, then the next waiting connection, until shutdown.
 void work(mjpeg::server_context& ctx, connection_queue& queue) {
-  while (std::optional<tcp::socket> socket = queue.pop())
+  while (std::optional<tcp::socket> socket = queue.pop()) {
     serve_connection(ctx, std::move(*socket));
+    queue.finished();
+  }
 }
 
 // Joins every worker; the queue is closed first so the idle ones wake up and leave.
@@ -98,7 +105,8 @@ void stop(connection_queue& queue, std::vector<std::thread>& workers) {
 }
 
 void serve(mjpeg::server_context& ctx) {
-  connection_queue queue{static_cast<std::size_t>(ctx.opts.queue)};
+  connection_queue queue{static_cast<std::size_t>(ctx.opts.queue),
+                         static_cast<std::size_t>(ctx.opts.threads)};
   std::vector<std::thread> workers;
   try {
     for (int i = 0; i < ctx.opts.threads; ++i)

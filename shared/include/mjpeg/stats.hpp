@@ -96,8 +96,6 @@ class server_stats {
   void on_workers(std::function<std::vector<worker_row>()> rows) { workers_ = std::move(rows); }
   /// Frame-bus endpoints this server publishes on, shown in /stats.
   void set_publish(std::vector<std::string> endpoints);
-  /// Measured capture rate over the last frames.
-  double capture_fps() const;
   /// The JSON document served at /stats; `frame_seq` and `frame_bytes` describe the latest frame.
   std::string to_json(std::uint64_t frame_seq, std::size_t frame_bytes) const;
 
@@ -145,8 +143,5 @@ class viewer_scope {
   server_stats& stats_;
   viewer_state& viewer_;
 };
-
-/// Escapes `text` for a JSON string literal (quotes not included).
-std::string json_escape(std::string_view text);
 
 }  // namespace mjpeg
