@@ -19,8 +19,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "mjpeg/clock.hpp"
 #include "mjpeg/frame_hub.hpp"
-#include "mjpeg/options.hpp"
 
 namespace {
 

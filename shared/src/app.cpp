@@ -1,7 +1,5 @@
 #include "mjpeg/app.hpp"
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
@@ -12,16 +10,16 @@
 #include <csignal>
 #include <cstdio>
 #include <exception>
+#include <filesystem>
+#include <future>
+#include <optional>
 #include <stdexcept>
 #include <system_error>
 #include <thread>
 
-#include <filesystem>
-#include <optional>
-
 #include "mjpeg/bus.hpp"
 #include "mjpeg/capture.hpp"
-#include "mjpeg/page.hpp"
+#include "mjpeg/frame_source.hpp"
 #include "mjpeg/workers.hpp"
 
 namespace mjpeg {
@@ -57,74 +55,6 @@ void shutdown_signal::on_trigger(std::function<void()> callback) {
     }
   }
   callback();
-}
-
-std::array<boost::asio::const_buffer, 2> reply::buffers() const noexcept {
-  if (!image) return {boost::asio::buffer(head), boost::asio::const_buffer{}};
-  return {boost::asio::buffer(head), boost::asio::buffer(image->jpeg().data(), image->jpeg().size())};
-}
-
-reply make_reply(const http::route_result& plan, const server_context& ctx) {
-  using http::resource;
-  switch (plan.what) {
-    case resource::page:
-      return {http::document_response("text/html; charset=utf-8",
-                                      viewer_page(ctx.variant, ctx.opts.width, ctx.opts.height, ctx.opts.fps),
-                                      plan.head_only),
-              nullptr};
-    case resource::stats: {
-      const frame_ptr latest = ctx.hub.latest();
-      return {http::document_response(
-                  "application/json",
-                  ctx.stats.to_json(latest ? latest->seq() : 0, latest ? latest->jpeg().size() : 0),
-                  plan.head_only),
-              nullptr};
-    }
-    case resource::snapshot: {
-      frame_ptr latest = ctx.hub.latest();
-      if (!latest) return {http::error_response(http::status::service_unavailable), nullptr};
-      std::string head = http::snapshot_head(*latest);
-      if (plan.head_only) latest.reset();
-      return {std::move(head), std::move(latest)};
-    }
-    case resource::stream: {  // only HEAD gets here: the header without the first boundary
-      std::string head = http::stream_preamble();
-      head.resize(head.find("\r\n\r\n") + 4);
-      return {std::move(head), nullptr};
-    }
-    case resource::error:
-    case resource::none:
-      break;
-  }
-  ctx.stats.bad_request();
-  return {http::error_response(plan.code), nullptr};
-}
-
-void reject_busy(server_context& ctx, boost::asio::ip::tcp::socket socket) {
-  ctx.stats.connection_rejected();
-  const std::string response = http::error_response(http::status::service_unavailable);
-  // One non-blocking attempt: a small response into an empty send buffer always fits, and the
-  // acceptor must never wait for a client it is turning away.
-  ::send(socket.native_handle(), response.data(), response.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-  ::shutdown(socket.native_handle(), SHUT_WR);
-  char sink[1024];
-  while (::recv(socket.native_handle(), sink, sizeof sink, MSG_DONTWAIT) > 0) {
-  }
-}
-
-void tune_for_streaming(int native_socket) noexcept {
-  const int one = 1;
-  ::setsockopt(native_socket, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  ::setsockopt(native_socket, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &unsent_limit, sizeof unsent_limit);
-}
-
-std::string peer_name(const boost::asio::ip::tcp::socket& socket) {
-  boost::system::error_code ec;
-  const auto endpoint = socket.remote_endpoint(ec);
-  if (ec) return "?";
-  const auto address = endpoint.address();
-  return (address.is_v6() ? "[" + address.to_string() + "]" : address.to_string()) + ":" +
-         std::to_string(endpoint.port());
 }
 
 namespace {
@@ -173,14 +103,44 @@ class private_dir {
   std::string path_;
 };
 
+// Opens `source` on a thread of its own and waits until it is open, until shutdown, or for
+// source_open_timeout. True when open, false on shutdown; throws the source's own error. A source
+// stuck in its driver can be neither interrupted nor joined: on a timeout (or a signal) during
+// such an open, say so in one line and leave the process at once.
+bool open_source(frame_source& source, const shutdown_signal& shutdown, const std::string& name) {
+  std::promise<void> opened;
+  std::future<void> result = opened.get_future();
+  std::thread opener{[&] {
+    try {
+      source.open();
+      opened.set_value();
+    } catch (...) {
+      opened.set_exception(std::current_exception());
+    }
+  }};
+  const auto until = std::chrono::steady_clock::now() + source_open_timeout;
+  while (result.wait_for(std::chrono::milliseconds{20}) != std::future_status::ready) {
+    if (!shutdown.triggered() && std::chrono::steady_clock::now() < until) continue;
+    if (!shutdown.triggered())
+      std::fprintf(
+          stderr, "%s: error: source '%s' did not open within %lld s\n", name.c_str(),
+          source.describe().c_str(),
+          static_cast<long long>(std::chrono::ceil<std::chrono::seconds>(source_open_timeout).count()));
+    std::fflush(nullptr);
+    std::_Exit(shutdown.triggered() ? 0 : 1);
+  }
+  opener.join();
+  result.get();  // the source's own error, if it failed
+  return !shutdown.triggered();
+}
+
 }  // namespace
 
 int run_variant(int argc, const char* const* argv, const variant_info& info, const serve_function& serve) {
   auto parsed = parse_options(argc, argv, info);
   if (const int* code = std::get_if<int>(&parsed)) return *code;
   const options& opts = std::get<options>(parsed);
-  std::string name = "mjpeg-" + std::string{info.name};
-  std::replace(name.begin(), name.end(), '_', '-');
+  const std::string name = binary_name(info);
   if (!opts.bus_keygen.empty()) {
     try {
       bus::generate_keys(opts.bus_keygen);
@@ -219,6 +179,19 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
     shutdown_signal shutdown;
     shutdown.on_trigger([&hub] { hub.close(); });
 
+    // The signal watcher starts first, so SIGINT/SIGTERM stop the server at every stage, start-up
+    // included; whatever way we leave, it is told to stop and joined.
+    // A worker stops when its parent says so (SIGTERM), not by --duration on its own.
+    std::thread watcher{[&] { watch_signals(shutdown, worker ? 0 : opts.duration); }};
+    const struct stop_watcher {
+      shutdown_signal& shutdown;
+      std::thread& watcher;
+      ~stop_watcher() {
+        shutdown.trigger();
+        watcher.join();
+      }
+    } stop_watcher{shutdown, watcher};
+
     std::optional<private_dir> dir;
     std::optional<workers::region> shared;
     if (parent) {
@@ -256,17 +229,32 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
 
     // Open the source first: a camera that is not there is an error at start, not a blank page.
     // A worker's source is its parent's bus.
-    source_config source{opts.source, opts.width, opts.height, opts.fps, opts.encode, opts.bus_keys};
+    source_config config{opts.source, opts.width, opts.height, opts.fps, opts.encode, opts.bus_keys};
     if (worker)
-      source = {"zmq+" + workers::bus_endpoint(opts.worker_of), opts.width, opts.height, opts.fps, false, {}};
-    auto frames = make_source(source);
+      config = {"zmq+" + workers::bus_endpoint(opts.worker_of), opts.width, opts.height, opts.fps, false, {}};
+    auto source = make_source(config);
+    if (!open_source(*source, shutdown, name)) return 0;
     // Another server's frames may not flow yet (an origin that starts later): do not wait long.
-    const auto first_frame_wait = frames->forwards() ? std::chrono::seconds{1} : std::chrono::seconds{10};
-    capture camera{std::move(frames), {opts.fps, opts.quality, opts.idle_stop}, hub, stats, sink};
+    const auto first_frame_wait = source->forwards() ? std::chrono::seconds{1} : std::chrono::seconds{10};
+    capture camera{std::move(source), {opts.fps, opts.quality, opts.idle_stop, name}, hub, stats, sink};
+    // On the way out: a capture thread stuck in its source's driver cannot be joined; leave
+    // without it rather than hang past the promised second.
+    const struct stop_capture {
+      capture& camera;
+      const std::string& name;
+      ~stop_capture() {
+        if (camera.stop_within(std::chrono::milliseconds{500})) return;
+        std::fprintf(stderr, "%s: the source does not return; leaving without it\n", name.c_str());
+        std::fflush(nullptr);
+        std::_Exit(0);
+      }
+    } stop_capture{camera, name};
 
     // Listen once the first frame exists, so the URL line means "ready" (a snapshot works at once).
-    if (!hub.wait_newer_for(0, first_frame_wait))
+    // A signal closes the hub and ends this wait too.
+    if (!hub.wait_newer_for(0, first_frame_wait) && !shutdown.triggered())
       std::fprintf(stderr, "%s: no frame from the source yet; serving anyway\n", name.c_str());
+    if (shutdown.triggered()) return 0;
 
     boost::asio::io_context io;
     boost::asio::ip::tcp::acceptor acceptor{io};
@@ -284,6 +272,7 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
     if (ec)
       throw std::runtime_error("cannot listen on " + url_host(opts.host) + ":" + std::to_string(port) + ": " +
                                ec.message());
+    // The one line scripts read to find the server.
     const auto url_line = [&] {
       std::printf("%s listening on http://%s:%u/\n", name.c_str(), url_host(opts.host).c_str(),
                   static_cast<unsigned>(acceptor.local_endpoint().port()));
@@ -297,33 +286,23 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
       workers::supervisor workers{argc, argv, dir->path(), *shared};
       workers.start();
       url_line();
-      std::thread watcher{[&] { watch_signals(shutdown, opts.duration); }};
       workers.run(shutdown);
-      shutdown.trigger();
-      watcher.join();
       return 0;
     }
     acceptor.listen(4096);  // room for a burst of connects; the kernel caps it at somaxconn
     std::optional<workers::reporter> report;
     if (worker) report.emplace(*shared, opts.worker_index, stats);
 
-    server_context ctx{info.name, opts, hub, stats, shutdown, {}, io, acceptor};
+    server_context ctx{info.name, name, opts, hub, stats, shutdown, {}, io, acceptor};
     if (!opts.auth.empty()) ctx.routes.expected_authorization = http::basic_authorization(opts.auth);
-
-    // The one line scripts read to find the server.
     url_line();
 
-    // A worker stops when its parent says so (SIGTERM), not by --duration on its own.
-    std::thread watcher{[&] { watch_signals(shutdown, worker ? 0 : opts.duration); }};
     try {
       serve(ctx);
     } catch (...) {
-      shutdown.trigger();
-      watcher.join();
+      shutdown.trigger();  // wake whatever still waits before the io_context goes away
       throw;
     }
-    shutdown.trigger();
-    watcher.join();
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s: error: %s\n", name.c_str(), e.what());

@@ -10,6 +10,8 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/read.hpp>
 
+#include "mjpeg/reply.hpp"
+
 namespace mjpeg::blocking {
 namespace {
 
@@ -112,7 +114,16 @@ void deadline_stream::close_gracefully() {
   }
 }
 
-bool accept_next(server_context& ctx, boost::asio::ip::tcp::socket& socket) {
+frame_ptr wait_newer(frame_hub& hub, std::uint64_t seen, const deadline_stream& stream) {
+  // While frames flow this is the hub's wait and nothing more. While they do not, look at the
+  // socket once a second, so a viewer who left meanwhile frees its thread and its slot.
+  for (;;) {
+    if (frame_ptr f = hub.wait_newer_for(seen, std::chrono::seconds{1})) return f;
+    if (hub.closed() || peer_gone(stream.native_handle())) return nullptr;
+  }
+}
+
+bool accept_next(server_context& ctx, connection& c) {
   const int listen_fd = ctx.acceptor.native_handle();
   error_code ec;
   ctx.acceptor.non_blocking(true, ec);
@@ -122,13 +133,16 @@ bool accept_next(server_context& ctx, boost::asio::ip::tcp::socket& socket) {
     if (::poll(fds, 2, -1) < 0 && errno != EINTR) return false;
     if (fds[1].revents != 0 || ctx.shutdown.triggered()) return false;
     if (fds[0].revents == 0) continue;
-    ctx.acceptor.accept(socket, ec);
-    if (!ec) return true;
+    ctx.acceptor.accept(c.socket, ec);
+    if (!ec) {
+      c.accepted = steady_clock::now();
+      return true;
+    }
     if (ec == asio_error::would_block || ec == asio_error::try_again || ec == asio_error::connection_aborted)
       continue;
     // Out of descriptors or memory: the pending connection stays queued and poll would report
     // it again at once. Pause instead of spinning, and say so once.
-    if (!told) std::fprintf(stderr, "%s: accept: %s; pausing\n", ctx.variant.data(), ec.message().c_str());
+    if (!told) std::fprintf(stderr, "%s: accept: %s; pausing\n", ctx.name.data(), ec.message().c_str());
     told = true;
     pollfd stop{ctx.shutdown.fd(), POLLIN, 0};
     ::poll(&stop, 1, 100);
@@ -144,8 +158,8 @@ void stream_frames(server_context& ctx, deadline_stream& stream, viewer_state& v
   const std::string preamble = http::stream_preamble();
   boost::asio::write(stream, boost::asio::buffer(preamble), ec);
   while (!ec) {
-    frame_ptr f = ctx.hub.wait_newer(viewer.last_seq.load(std::memory_order_relaxed));
-    if (!f) break;  // hub closed: shutdown
+    frame_ptr f = wait_newer(ctx.hub, viewer.last_seq.load(std::memory_order_relaxed), stream);
+    if (!f) break;  // shutdown, or the viewer left
     // Wait until the kernel has taken the previous frame, then send the newest one: frames
     // published meanwhile are skipped rather than queued, so a slow viewer sees fresh frames.
     stream.wait_writable(ec);
@@ -158,15 +172,15 @@ void stream_frames(server_context& ctx, deadline_stream& stream, viewer_state& v
 
 }  // namespace
 
-void serve_client(server_context& ctx, boost::asio::ip::tcp::socket socket, viewer_state& viewer) {
-  tune_for_streaming(socket.native_handle());
-  deadline_stream stream{socket, ctx.shutdown};
+void serve_client(server_context& ctx, connection c, viewer_state& viewer) {
+  tune_for_streaming(c.socket.native_handle());
+  deadline_stream stream{c.socket, ctx.shutdown};
 
-  // Read the request head; a client that dawdles past --header-timeout gets 408.
+  // Read the request head; a client that dawdles past --header-timeout (from accept) gets 408.
   boost::beast::flat_buffer buffer;
   http::request_parser parser;
   error_code ec;
-  stream.read_deadline(deadline_stream::clock::now() + seconds(ctx.opts.header_timeout));
+  stream.read_deadline(c.accepted + seconds(ctx.opts.header_timeout));
   boost::beast::http::read_header(stream, buffer, parser, ec);
   const auto plan = ec ? http::route_error(ec, parser) : http::route(http::head_of(parser), ctx.routes);
 
@@ -174,7 +188,7 @@ void serve_client(server_context& ctx, boost::asio::ip::tcp::socket socket, view
   stream.write_timeout(seconds(ctx.opts.send_timeout));
   if (plan.what == http::resource::none) return;
   if (plan.what == http::resource::stream && !plan.head_only) {
-    stream_frames(ctx, stream, viewer, peer_name(socket));
+    stream_frames(ctx, stream, viewer, peer_name(c.socket));
     return;
   }
   const reply r = make_reply(plan, ctx);

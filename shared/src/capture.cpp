@@ -6,7 +6,7 @@
 
 #include <opencv2/imgcodecs.hpp>
 
-#include "mjpeg/options.hpp"
+#include "mjpeg/clock.hpp"
 
 namespace mjpeg {
 
@@ -19,7 +19,6 @@ std::vector<std::uint8_t> encode_jpeg(const cv::Mat& pixels, int quality) {
 capture::capture(std::unique_ptr<frame_source> source, capture_config config, frame_hub& hub,
                  server_stats& stats, frame_sink sink)
     : source_{std::move(source)}, config_{config}, hub_{hub}, stats_{stats}, sink_{std::move(sink)} {
-  source_->open();
   if (auto camera = source_->camera()) stats_.set_camera(std::move(*camera));
   stats_.set_source(source_->describe(), source_state::up);
   thread_ = std::thread{[this] { run(); }};
@@ -27,7 +26,18 @@ capture::capture(std::unique_ptr<frame_source> source, capture_config config, fr
 
 capture::~capture() {
   stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+bool capture::stop_within(std::chrono::milliseconds timeout) {
+  std::unique_lock lock{mutex_};
+  stopping_ = true;
+  wake_.notify_all();
+  source_->interrupt();  // a bus or relay source waiting for its upstream returns at once
+  if (!wake_.wait_for(lock, timeout, [this] { return finished_; })) return false;
+  lock.unlock();
   thread_.join();
+  return true;
 }
 
 void capture::stop() {
@@ -62,7 +72,7 @@ void capture::run() {
     if (state == s) return;
     state = s;
     stats_.set_source(source_->describe(), s);
-    std::fprintf(stderr, "capture: %s %s\n", source_->describe().c_str(), message);
+    std::fprintf(stderr, "%s: capture: %s %s\n", config_.name.c_str(), source_->describe().c_str(), message);
   };
   std::uint64_t seq = 0;
   source_image image;
@@ -88,7 +98,7 @@ void capture::run() {
           source_->open();
           if (auto camera = source_->camera()) stats_.set_camera(std::move(*camera));
         } catch (const std::exception& e) {
-          std::fprintf(stderr, "capture: %s\n", e.what());
+          std::fprintf(stderr, "%s: capture: %s\n", config_.name.c_str(), e.what());
         }
       }
     }
@@ -106,7 +116,7 @@ void capture::run() {
         source_->open();
         if (auto camera = source_->camera()) stats_.set_camera(std::move(*camera));
       } catch (const std::exception& e) {
-        std::fprintf(stderr, "capture: %s\n", e.what());
+        std::fprintf(stderr, "%s: capture: %s\n", config_.name.c_str(), e.what());
       }
       due = steady_clock::now();
       continue;
@@ -135,6 +145,11 @@ void capture::run() {
     stats_.frame_captured(steady_clock::now());
   }
   source_->close();
+  {
+    std::lock_guard lock{mutex_};
+    finished_ = true;
+  }
+  wake_.notify_all();
 }
 
 }  // namespace mjpeg

@@ -1,17 +1,28 @@
 #include "mjpeg/frame_hub.hpp"
 
+#include <algorithm>
+
 namespace mjpeg {
 
 void frame_hub::publish(frame_ptr f) {
-  publish_hook hook;
+  std::vector<hub_waiter*> waking;
   {
     std::lock_guard lock{mutex_};
     latest_ = f;
-    hook = hook_;
+    // The parked waiters are taken under the lock, so a waiter that parks after this saw `f` as
+    // latest and cannot miss it; parked_ keeps the spare's room, so parking never allocates.
+    waking.swap(parked_);
+    parked_.swap(spare_);
   }
-  // Notify after unlocking so woken viewers do not bounce off a held mutex.
+  // Wake after unlocking, as the condition variable is notified after unlocking: woken viewers
+  // (on other threads) do not bounce off a held mutex, and the waiters taken are this call's
+  // alone, so neither cancel nor close can reach them meanwhile.
   changed_.notify_all();
-  if (hook) hook(f);
+  for (hub_waiter* w : waking)
+    w->wake(f);
+  waking.clear();
+  std::lock_guard lock{mutex_};
+  if (spare_.capacity() < waking.capacity()) spare_.swap(waking);
 }
 
 frame_ptr frame_hub::latest() const {
@@ -32,10 +43,33 @@ frame_ptr frame_hub::wait_newer_for(std::uint64_t seen, std::chrono::millisecond
   return (ready && !closed_) ? latest_ : nullptr;
 }
 
+void frame_hub::async_wait_newer(std::uint64_t seen, hub_waiter& w) {
+  std::lock_guard lock{mutex_};
+  if (closed_)
+    w.wake(nullptr);
+  else if (latest_ && latest_->seq() > seen)
+    w.wake(latest_);
+  else
+    parked_.push_back(&w);
+}
+
+bool frame_hub::cancel(hub_waiter& w) {
+  std::lock_guard lock{mutex_};
+  const auto it = std::find(parked_.begin(), parked_.end(), &w);
+  if (it == parked_.end()) return false;
+  *it = parked_.back();
+  parked_.pop_back();
+  w.wake(nullptr);
+  return true;
+}
+
 void frame_hub::close() {
   {
     std::lock_guard lock{mutex_};
     closed_ = true;
+    for (hub_waiter* w : parked_)
+      w->wake(nullptr);
+    parked_.clear();
   }
   changed_.notify_all();
 }
@@ -43,11 +77,6 @@ void frame_hub::close() {
 bool frame_hub::closed() const {
   std::lock_guard lock{mutex_};
   return closed_;
-}
-
-void frame_hub::on_publish(publish_hook hook) {
-  std::lock_guard lock{mutex_};
-  hook_ = std::move(hook);
 }
 
 }  // namespace mjpeg

@@ -97,8 +97,9 @@ class opencv_source final : public frame_source {
     // Files and network streams go to FFmpeg first (fast, and it covers RTSP and HTTP); other
     // backends (GStreamer, image sequences) get their turn only if it fails.
     // Timeouts keep a network source that hangs from stalling capture (and shutdown) for long.
-    const std::vector<int> timeouts{cv::CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv::CAP_PROP_READ_TIMEOUT_MSEC,
-                                    2000};
+    const std::vector<int> timeouts{cv::CAP_PROP_OPEN_TIMEOUT_MSEC,
+                                    static_cast<int>(source_open_timeout.count()),
+                                    cv::CAP_PROP_READ_TIMEOUT_MSEC, 2000};
     const bool ok = capture_.open(spec_, cv::CAP_FFMPEG, timeouts) || capture_.open(spec_, cv::CAP_ANY);
     if (!ok || !capture_.isOpened()) throw std::runtime_error("cannot open source '" + spec_ + "'");
   }

@@ -101,7 +101,7 @@ route_result route_error(const boost::beast::error_code& ec, const request_parse
   return error(status::bad_request);
 }
 
-std::string stream_preamble() {
+std::string stream_head() {
   std::string out = status_line(status::ok);
   out += "Content-Type: multipart/x-mixed-replace;boundary=";
   out += boundary;
@@ -110,8 +110,13 @@ std::string stream_preamble() {
       "Cache-Control: no-store, no-cache, must-revalidate, max-age=0\r\n"
       "Pragma: no-cache\r\n"
       "Connection: close\r\n"
-      "\r\n"
-      "--";
+      "\r\n";
+  return out;
+}
+
+std::string stream_preamble() {
+  std::string out = stream_head();
+  out += "--";
   out += boundary;
   out += "\r\n";
   return out;

@@ -4,14 +4,25 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
+#include <system_error>
 
 #include <CLI/CLI.hpp>
 
 namespace mjpeg {
 namespace {
 
-// Sockets beyond the viewers: listener, eventfd, camera, stdio, a few for /stats and the page.
-constexpr long reserved_fds = 64;
+// Descriptors the server needs beside its connections: those open now (stdio and whatever the
+// process inherited) and those it opens later: the listener, the shutdown eventfd, the
+// io_context's epoll with its timer and interrupter, the source with its helpers, and one to
+// accept a connection it turns away with 503. About 10 with the pattern, a few more with a camera.
+long reserved_fds() {
+  std::error_code ec;
+  long open_now = 0;
+  for (std::filesystem::directory_iterator it{"/proc/self/fd", ec}, end; !ec && it != end; it.increment(ec))
+    ++open_now;
+  return (open_now > 0 ? open_now : 8) + 16;
+}
 
 long open_file_limit() {
   rlimit limit{};
@@ -21,11 +32,15 @@ long open_file_limit() {
 
 }  // namespace
 
+std::string binary_name(const variant_info& info) {
+  std::string name = "mjpeg-" + std::string{info.name};
+  std::replace(name.begin(), name.end(), '_', '-');
+  return name;
+}
+
 std::variant<options, int> parse_options(int argc, const char* const* argv, const variant_info& info) {
   options o;
-  std::string binary = "mjpeg-" + std::string{info.name};
-  std::replace(binary.begin(), binary.end(), '_', '-');
-  CLI::App app{std::string{info.summary}, binary};
+  CLI::App app{std::string{info.summary}, binary_name(info)};
   app.set_help_flag("-h,--help", "Print this help and exit");
   app.get_formatter()->column_width(28);
 
@@ -89,7 +104,7 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
   app.add_option("--worker-index", o.worker_index)->group("");
 
   const long fd_limit = open_file_limit();
-  const int max_viewers = static_cast<int>(std::max(1L, fd_limit - reserved_fds));
+  const int max_viewers = static_cast<int>(std::clamp(fd_limit - reserved_fds(), 1L, 1L << 20));
   if (info.model.threads) {
     o.threads = *info.model.threads;
     app.add_option("--threads", o.threads, "Worker threads")
@@ -103,13 +118,12 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
         ->capture_default_str();
   }
   if (info.model.max_clients) {
-    // A default above what this process may open would only fail later, at accept time.
-    o.max_clients = *info.model.max_clients == 0 ? 0 : std::min(*info.model.max_clients, max_viewers);
+    o.max_clients = *info.model.max_clients;
     app.add_option("--max-clients", o.max_clients,
                    "Open connections (viewers, page and /stats requests) before 503, per worker process with "
                    "--workers (0 = unlimited; at most " +
                        std::to_string(max_viewers) + " with this process's open-file limit)")
-        ->check(CLI::Range(0, max_viewers))
+        ->check(CLI::Range(0, 1 << 20))
         ->capture_default_str();
   }
 
@@ -120,6 +134,14 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
   } catch (const CLI::ParseError& e) {
     std::fprintf(stderr, "%s: error: %s (see --help)\n", app.get_name().c_str(), e.what());
     return 2;
+  }
+  // A cap above what this process may open would only fail later, at accept time: lower it to
+  // what the open-file limit allows, and say so.
+  if (o.max_clients > max_viewers) {
+    std::fprintf(stderr,
+                 "%s: the open-file limit (%ld) allows %d connections: --max-clients %d lowered to %d\n",
+                 app.get_name().c_str(), fd_limit, max_viewers, o.max_clients, max_viewers);
+    o.max_clients = max_viewers;
   }
   return o;
 }

@@ -94,6 +94,23 @@ class http_relay final : public frame_source, private http::multipart_listener {
     }
     parser_ = http::multipart_parser{http::multipart_parser::bodies::keep};
     failure_told_ = false;
+    // Open means the upstream answered with a stream: wait for its response head (an upstream
+    // that never answers is a source that hangs while opening, which the caller times out).
+    char buffer[16 * 1024];
+    while (parser_.current() == http::multipart_parser::state::response_head && !interrupted_.load()) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      const auto n = ::recv(fd_, buffer, sizeof buffer, 0);
+      if (n <= 0) break;
+      parser_.feed({buffer, static_cast<std::size_t>(n)}, *this);
+    }
+    if (parser_.current() == http::multipart_parser::state::response_head ||
+        parser_.current() == http::multipart_parser::state::failed ||
+        (parser_.current() == http::multipart_parser::state::done && !ready_)) {
+      const std::string reason = parser_.failure().empty() ? "not an MJPEG stream" : parser_.failure();
+      close();
+      throw std::runtime_error("--source " + url_ + ": " + reason);
+    }
   }
 
   bool read(source_image& out) override {

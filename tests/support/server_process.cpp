@@ -63,8 +63,9 @@ std::string variant_binary(const std::string& key) {
   throw std::runtime_error("no binary for " + key);
 }
 
-server_process::server_process(const std::string& binary, std::vector<std::string> args)
-    : stderr_path_{temp_path("stderr")}, server_{binary, std::move(args), stderr_path_} {}
+server_process::server_process(const std::string& binary, std::vector<std::string> args, await what)
+    : stderr_path_{temp_path("stderr")},
+      server_{binary, std::move(args), stderr_path_, std::chrono::seconds{20}, what == await::url_line} {}
 
 server_process::~server_process() {
   ::unlink(stderr_path_.c_str());

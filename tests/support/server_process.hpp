@@ -45,8 +45,11 @@ std::vector<std::string> variant_keys();
 /// the destructor if still alive. The test face of mjpeg::launched_server, with stderr kept.
 class server_process {
  public:
-  /// Starts `binary` with `args` (plus "--port 0") and waits for its URL line.
-  server_process(const std::string& binary, std::vector<std::string> args);
+  /// What the constructor waits for.
+  enum class await { url_line, nothing };
+  /// Starts `binary` with `args` (plus "--port 0") and waits for its URL line (or, with
+  /// await::nothing, returns at once: port() is then 0).
+  server_process(const std::string& binary, std::vector<std::string> args, await what = await::url_line);
   ~server_process();
   server_process(const server_process&) = delete;
   server_process& operator=(const server_process&) = delete;

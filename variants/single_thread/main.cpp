@@ -13,12 +13,12 @@ namespace {
 void serve(mjpeg::server_context& ctx) {
   // One viewer at a time, so its state can be a plain local reused for each in turn.
   mjpeg::viewer_state viewer;
-  boost::asio::ip::tcp::socket socket{ctx.io};
-  while (mjpeg::blocking::accept_next(ctx, socket)) {
+  mjpeg::connection client{ctx.io};
+  while (mjpeg::blocking::accept_next(ctx, client)) {
     // Everything happens on this thread: while this call streams to a viewer, nobody else
     // is even accepted.
-    mjpeg::blocking::serve_client(ctx, std::move(socket), viewer);
-    socket = boost::asio::ip::tcp::socket{ctx.io};
+    mjpeg::blocking::serve_client(ctx, std::move(client), viewer);
+    client = mjpeg::connection{ctx.io};
   }
 }
 

@@ -16,8 +16,6 @@
 
 namespace {
 
-using boost::asio::ip::tcp;
-
 // The viewer's subscription, one per thread: thread_local is the C++ twin of Python's
 // threading.local(). Like it, each thread sees its own object; unlike it, there is one such variable
 // for the whole program (not one per local() instance), it is constructed on first use in each
@@ -28,14 +26,14 @@ thread_local mjpeg::viewer_state viewer;
 // Serves one connection from request to close on the calling thread. serve_client's viewer_scope
 // is the original's __enter__/__exit__ pair: it resets `viewer` with a new id and lists it in
 // /stats, and unlists it when the viewer leaves (before the thread, and the object, go away).
-void serve_connection(mjpeg::server_context& ctx, tcp::socket socket) {
-  mjpeg::blocking::serve_client(ctx, std::move(socket), viewer);
+void serve_connection(mjpeg::server_context& ctx, mjpeg::connection client) {
+  mjpeg::blocking::serve_client(ctx, std::move(client), viewer);
 }
 
 // One connection's thread, kept in a list so it can be joined: nothing is detached.
 struct client {
-  explicit client(tcp::socket s) : socket{std::move(s)} {}
-  tcp::socket socket;  // handed to the thread; the acceptor keeps it only if the thread never starts
+  explicit client(mjpeg::connection c) : connection{std::move(c)} {}
+  mjpeg::connection connection;  // handed to the thread; kept here only if the thread never starts
   std::thread thread;
   std::atomic<bool> done{false};  // set by the thread as its last act: it can be joined at once
 };
@@ -54,34 +52,34 @@ void reap(std::list<client>& clients, bool all) {
 
 // Starts the connection's thread. When the system has no thread to give, the flood has won:
 // turn the connection away with 503 instead of crashing.
-void start_client(mjpeg::server_context& ctx, std::list<client>& clients, tcp::socket socket) {
-  client& c = clients.emplace_back(std::move(socket));
+void start_client(mjpeg::server_context& ctx, std::list<client>& clients, mjpeg::connection connection) {
+  client& c = clients.emplace_back(std::move(connection));
   try {
     c.thread = std::thread{[&ctx, &c] {
-      serve_connection(ctx, std::move(c.socket));
+      serve_connection(ctx, std::move(c.connection));
       c.done.store(true, std::memory_order_release);
     }};
   } catch (const std::system_error& e) {
-    std::fprintf(stderr, "%s: cannot start a thread: %s\n", ctx.variant.data(), e.what());
-    mjpeg::reject_busy(ctx, std::move(c.socket));
+    std::fprintf(stderr, "%s: cannot start a thread: %s\n", ctx.name.data(), e.what());
+    mjpeg::reject_busy(ctx.stats, std::move(c.connection.socket));
     clients.pop_back();
   }
 }
 
 void serve(mjpeg::server_context& ctx) {
   std::list<client> clients;
-  tcp::socket socket{ctx.io};
-  while (mjpeg::blocking::accept_next(ctx, socket)) {
+  mjpeg::connection client{ctx.io};
+  while (mjpeg::blocking::accept_next(ctx, client)) {
     // Reap as we go, before counting, so --max-clients counts live connections only. (Threads
     // that finish while nobody connects wait here until the next accept or shutdown.)
     reap(clients, false);
     const bool full =
         ctx.opts.max_clients != 0 && clients.size() >= static_cast<std::size_t>(ctx.opts.max_clients);
     if (full)
-      mjpeg::reject_busy(ctx, std::move(socket));
+      mjpeg::reject_busy(ctx.stats, std::move(client.socket));
     else
-      start_client(ctx, clients, std::move(socket));
-    socket = tcp::socket{ctx.io};
+      start_client(ctx, clients, std::move(client));
+    client = mjpeg::connection{ctx.io};
   }
   // Shutdown wakes every thread at once (their polls watch the same eventfd and the hub is
   // closed), so joining them all takes milliseconds.

@@ -19,8 +19,6 @@
 
 namespace {
 
-using boost::asio::ip::tcp;
-
 // The viewer's subscription, one per thread: thread_local is the C++ twin of Python's
 // threading.local(). Like it, each thread sees its own object; unlike it, there is one such variable
 // for the whole program (not one per local() instance), it is constructed on first use in each
@@ -32,8 +30,8 @@ thread_local mjpeg::viewer_state viewer;
 // Serves one connection from request to close on the calling thread. serve_client's viewer_scope
 // is the original's __enter__/__exit__ pair: it resets `viewer` with a new id and lists it in
 // /stats, and unlists it when the viewer leaves (before the worker takes its next connection).
-void serve_connection(mjpeg::server_context& ctx, tcp::socket socket) {
-  mjpeg::blocking::serve_client(ctx, std::move(socket), viewer);
+void serve_connection(mjpeg::server_context& ctx, mjpeg::connection client) {
+  mjpeg::blocking::serve_client(ctx, std::move(client), viewer);
 }
 
 // Accepted connections on their way from the acceptor to the workers, written out: a mutex, a
@@ -42,27 +40,27 @@ class connection_queue {
  public:
   connection_queue(std::size_t capacity, std::size_t workers) : free_{workers}, capacity_{capacity} {}
 
-  // Queues `socket` (moving from it) unless more than `capacity` connections would then wait for
+  // Queues `client` (moving from it) unless more than `capacity` connections would then wait for
   // a worker. Free workers (not yet or no longer serving a viewer) each take one, adding room.
-  bool try_push(tcp::socket& socket) {
+  bool try_push(mjpeg::connection& client) {
     {
       std::lock_guard lock{mutex_};
       if (waiting_.size() >= capacity_ + free_) return false;
-      waiting_.push_back(std::move(socket));
+      waiting_.push_back(std::move(client));
     }
     ready_.notify_one();  // after unlocking, so the woken worker does not block on the mutex
     return true;
   }
 
   // Takes the next connection, sleeping until there is one; nullopt once the queue is closed.
-  std::optional<tcp::socket> pop() {
+  std::optional<mjpeg::connection> pop() {
     std::unique_lock lock{mutex_};
     ready_.wait(lock, [this] { return closed_ || !waiting_.empty(); });
     if (closed_) return std::nullopt;
-    tcp::socket socket = std::move(waiting_.front());
+    mjpeg::connection client = std::move(waiting_.front());
     waiting_.pop_front();
     --free_;
-    return socket;
+    return client;
   }
 
   // A worker has finished its viewer and is free again.
@@ -83,16 +81,16 @@ class connection_queue {
  private:
   std::mutex mutex_;
   std::condition_variable ready_;
-  std::deque<tcp::socket> waiting_;  // guarded by mutex_, like the two fields below
-  std::size_t free_;                 // workers not serving a connection
+  std::deque<mjpeg::connection> waiting_;  // guarded by mutex_, like the two fields below
+  std::size_t free_;                       // workers not serving a connection
   bool closed_ = false;
   const std::size_t capacity_;
 };
 
 // A worker: one whole viewer at a time, then the next waiting connection, until shutdown.
 void work(mjpeg::server_context& ctx, connection_queue& queue) {
-  while (std::optional<tcp::socket> socket = queue.pop()) {
-    serve_connection(ctx, std::move(*socket));
+  while (std::optional<mjpeg::connection> client = queue.pop()) {
+    serve_connection(ctx, std::move(*client));
     queue.finished();
   }
 }
@@ -115,12 +113,12 @@ void serve(mjpeg::server_context& ctx) {
     stop(queue, workers);  // could not start them all: a setup error, but never leave one behind
     throw;
   }
-  tcp::socket socket{ctx.io};
-  while (mjpeg::blocking::accept_next(ctx, socket)) {
+  mjpeg::connection client{ctx.io};
+  while (mjpeg::blocking::accept_next(ctx, client)) {
     // The acceptor never waits for a worker: a connection that finds the queue full is turned
     // away at once with 503 and Retry-After, and the pool's cap protects the server.
-    if (!queue.try_push(socket)) mjpeg::reject_busy(ctx, std::move(socket));
-    socket = tcp::socket{ctx.io};
+    if (!queue.try_push(client)) mjpeg::reject_busy(ctx.stats, std::move(client.socket));
+    client = mjpeg::connection{ctx.io};
   }
   // Shutdown wakes every busy worker at once (their polls watch the same eventfd and the hub is
   // closed); closing the queue wakes the idle ones, so joining them all takes milliseconds.

@@ -1,6 +1,7 @@
+/// A server's life around its model: options, capture, listener, signals, and the context a model serves
+/// with.
 #pragma once
 
-#include <array>
 #include <atomic>
 #include <functional>
 #include <mutex>
@@ -8,13 +9,13 @@
 #include <string_view>
 #include <vector>
 
-#include <boost/asio/buffer.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
 #include "mjpeg/frame_hub.hpp"
 #include "mjpeg/http.hpp"
 #include "mjpeg/options.hpp"
+#include "mjpeg/socket.hpp"
 #include "mjpeg/stats.hpp"
 
 namespace mjpeg {
@@ -49,44 +50,16 @@ class shutdown_signal {
 
 /// Everything a variant's serving code needs; built by run_variant.
 struct server_context {
-  std::string_view variant;                  ///< The variant's name.
-  const options& opts;                       ///< Parsed options.
-  frame_hub& hub;                            ///< Where frames come from.
-  server_stats& stats;                       ///< Counters behind /stats.
-  shutdown_signal& shutdown;                 ///< Set when the server must stop.
-  http::route_options routes;                ///< Access control for the router.
-  boost::asio::io_context& io;               ///< The io_context the acceptor belongs to.
+  std::string_view variant;     ///< The variant's name ("thread_pool").
+  std::string_view name;        ///< The binary's name ("mjpeg-thread-pool"), every log line's prefix.
+  const options& opts;          ///< Parsed options.
+  frame_hub& hub;               ///< Where frames come from.
+  server_stats& stats;          ///< Counters behind /stats.
+  shutdown_signal& shutdown;    ///< Set when the server must stop.
+  http::route_options routes;   ///< Access control for the router.
+  boost::asio::io_context& io;  ///< The io_context the acceptor belongs to.
   boost::asio::ip::tcp::acceptor& acceptor;  ///< Bound and listening.
 };
-
-/// A complete non-stream reply: the head (and any text body) plus, for a snapshot, the JPEG
-/// shared with the frame, so one gather write sends it without copying the image.
-struct reply {
-  std::string head;  ///< Status line, headers and any text body.
-  frame_ptr image;   ///< Snapshot frame whose JPEG follows `head`, or null.
-  /// The buffers for one gather write.
-  std::array<boost::asio::const_buffer, 2> buffers() const noexcept;
-};
-
-/// Builds the reply for every route but the stream (page, stats, snapshot, errors), and counts
-/// error statuses in the stats.
-reply make_reply(const http::route_result& plan, const server_context& ctx);
-
-/// Answers a connection the server has no room for with 503 and Retry-After in one
-/// non-blocking send (an acceptor, blocking or asynchronous, must never wait for it), counts the
-/// rejection, and closes it.
-void reject_busy(server_context& ctx, boost::asio::ip::tcp::socket socket);
-
-/// Unsent bytes the kernel may hold for one viewer before the socket stops being writable
-/// (TCP_NOTSENT_LOWAT). Waiting for writability before each frame then skips frames for a slow
-/// viewer instead of queueing them, so the frames it does get stay fresh.
-inline constexpr int unsent_limit = 16 * 1024;
-
-/// Sets TCP_NODELAY (each write is a whole frame) and TCP_NOTSENT_LOWAT to unsent_limit.
-void tune_for_streaming(int native_socket) noexcept;
-
-/// "address:port" of the connected peer, or "?" if it is already gone.
-std::string peer_name(const boost::asio::ip::tcp::socket& socket);
 
 /// The variant's serving loop: returns once ctx.shutdown is triggered.
 using serve_function = std::function<void(server_context&)>;

@@ -1,15 +1,20 @@
+/// The blocking I/O machinery of the thread-based models: deadlines by poll(), graceful close, accept.
 #pragma once
 
+/// The blocking I/O machinery of the thread-based models: deadlines by poll(), graceful close, accept.
 #include <sys/uio.h>
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/system/error_code.hpp>
 
 #include "mjpeg/app.hpp"
+#include "mjpeg/frame_hub.hpp"
+#include "mjpeg/socket.hpp"
 #include "mjpeg/stats.hpp"
 
 /// Blocking socket I/O with deadlines, shared by the three thread-based variants.
@@ -27,6 +32,9 @@ class deadline_stream {
 
   /// Wraps `socket` (switched to non-blocking mode) and watches `shutdown`.
   deadline_stream(boost::asio::ip::tcp::socket& socket, const shutdown_signal& shutdown);
+
+  /// The socket's descriptor.
+  int native_handle() const noexcept { return fd_; }
 
   /// Reads must complete by `deadline` (the whole request head shares one deadline).
   void read_deadline(clock::time_point deadline) noexcept { read_deadline_ = deadline; }
@@ -92,12 +100,16 @@ class deadline_stream {
   clock::duration write_timeout_ = std::chrono::seconds{10};
 };
 
-/// Waits for the next connection. Returns false on shutdown. Errors such as EMFILE are logged
-/// and retried after a pause, so running out of descriptors cannot spin the CPU.
-bool accept_next(server_context& ctx, boost::asio::ip::tcp::socket& socket);
+/// frame_hub::wait_newer for a viewer on `stream`: the newest frame once its seq is above `seen`,
+/// or null at shutdown or once the viewer has left (looked at while no frames flow).
+frame_ptr wait_newer(frame_hub& hub, std::uint64_t seen, const deadline_stream& stream);
+
+/// Waits for the next connection and notes when it came. Returns false on shutdown. Errors such
+/// as EMFILE are logged and retried after a pause, so running out of descriptors cannot spin the CPU.
+bool accept_next(server_context& ctx, connection& c);
 
 /// Serves one connection from request to close. Stream viewers are accounted in `viewer`: where
 /// that object lives (a local, a thread_local) is the calling variant's choice and lesson.
-void serve_client(server_context& ctx, boost::asio::ip::tcp::socket socket, viewer_state& viewer);
+void serve_client(server_context& ctx, connection c, viewer_state& viewer);
 
 }  // namespace mjpeg::blocking

@@ -1,3 +1,4 @@
+/// One encoded frame as it goes on the wire, shared by every viewer.
 #pragma once
 
 #include <array>
@@ -11,10 +12,9 @@
 
 #include <boost/asio/buffer.hpp>
 
-namespace mjpeg {
+#include "mjpeg/clock.hpp"
 
-/// Wall clock used for capture times; viewers compare it with their own clock to get frame age.
-using wall_clock = std::chrono::system_clock;
+namespace mjpeg {
 
 /// The multipart boundary of every stream; fixed, so one frame's bytes serve every viewer.
 inline constexpr std::string_view boundary = "mjpegconcurrencyframe";

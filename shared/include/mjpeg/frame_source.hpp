@@ -1,5 +1,7 @@
+/// Where frames come from: the test pattern, a camera, JPEG files, or anything OpenCV opens.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -21,6 +23,10 @@ struct source_image {
   std::uint64_t seq = 0;           ///< The origin's sequence number (relay, bus); 0 = count here.
   std::optional<wall_clock::time_point> captured;  ///< The origin's capture time (relay, bus).
 };
+
+/// How long opening a source may take (a network source that accepts and never answers, a device
+/// that never delivers): start-up gives up after this.
+inline constexpr std::chrono::milliseconds source_open_timeout{5000};
 
 /// Where frames come from. read() blocks for at most about one frame interval.
 class frame_source {

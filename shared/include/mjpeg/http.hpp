@@ -1,3 +1,4 @@
+/// Requests in, bytes out: HTTP parsing, routing and response writers, with no sockets.
 #pragma once
 
 #include <cstdint>
@@ -74,6 +75,9 @@ route_result route(const request_head& head, const route_options& options);
 /// The status for a request whose header could not be read: `ec` from Beast's read_header (or
 /// the stream) and the parser it was reading into. resource::none when the peer simply left.
 route_result route_error(const boost::beast::error_code& ec, const request_parser& parser);
+
+/// The response head for the stream (what HEAD /stream gets).
+std::string stream_head();
 
 /// The response head for the stream, followed by the first boundary line.
 std::string stream_preamble();

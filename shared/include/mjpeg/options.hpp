@@ -1,6 +1,6 @@
+/// The command line every variant shares, and the options each model adds.
 #pragma once
 
-#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -36,11 +36,6 @@ struct options {
   int worker_index = 0;              ///< Hidden: this worker's slot.
 };
 
-/// Seconds from the command line as a steady_clock duration.
-inline std::chrono::steady_clock::duration seconds(double s) {
-  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>{s});
-}
-
 /// Which model options a variant has, with its defaults; nullopt leaves the option out.
 struct model_options {
   std::optional<int> threads;      ///< --threads default.
@@ -54,6 +49,9 @@ struct variant_info {
   std::string_view summary;  ///< One line for --help.
   model_options model;       ///< The options this model adds.
 };
+
+/// The binary's name for a variant: "mjpeg-" and the name with dashes ("mjpeg-thread-pool").
+std::string binary_name(const variant_info& info);
 
 /// Parses the command line. Returns the options, or the exit code to leave with: 0 after
 /// --help, 2 after a bad value (a one-line message naming the option is printed to stderr).

@@ -1,3 +1,4 @@
+/// The HTML viewer page served at "/".
 #pragma once
 
 #include <string>

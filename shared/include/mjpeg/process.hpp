@@ -28,10 +28,11 @@ int wait_exit(pid_t pid, std::chrono::milliseconds timeout);
 class launched_server {
  public:
   /// Starts `program` with `args`; stderr goes to `stderr_path` (inherited when empty). Throws
-  /// std::runtime_error, with what the server said, if it prints no URL within `timeout`.
+  /// std::runtime_error, with what the server said, if it prints no URL within `timeout`. With
+  /// `await_url` false it returns at once without reading the URL (port() is then 0).
   launched_server(const std::string& program, std::vector<std::string> args,
                   const std::string& stderr_path = {},
-                  std::chrono::milliseconds timeout = std::chrono::seconds{30});
+                  std::chrono::milliseconds timeout = std::chrono::seconds{30}, bool await_url = true);
   ~launched_server();
   launched_server(const launched_server&) = delete;
   launched_server& operator=(const launched_server&) = delete;

@@ -1,3 +1,4 @@
+/// The counters behind /stats: server-wide, and per viewer.
 #pragma once
 
 #include <atomic>

@@ -1,0 +1,45 @@
+#include "mjpeg/reply.hpp"
+
+#include "mjpeg/page.hpp"
+
+namespace mjpeg {
+
+std::array<boost::asio::const_buffer, 2> reply::buffers() const noexcept {
+  if (!image) return {boost::asio::buffer(head), boost::asio::const_buffer{}};
+  return {boost::asio::buffer(head), boost::asio::buffer(image->jpeg().data(), image->jpeg().size())};
+}
+
+reply make_reply(const http::route_result& plan, const server_context& ctx) {
+  using http::resource;
+  switch (plan.what) {
+    case resource::page:
+      return {http::document_response("text/html; charset=utf-8",
+                                      viewer_page(ctx.variant, ctx.opts.width, ctx.opts.height, ctx.opts.fps),
+                                      plan.head_only),
+              nullptr};
+    case resource::stats: {
+      const frame_ptr latest = ctx.hub.latest();
+      return {http::document_response(
+                  "application/json",
+                  ctx.stats.to_json(latest ? latest->seq() : 0, latest ? latest->jpeg().size() : 0),
+                  plan.head_only),
+              nullptr};
+    }
+    case resource::snapshot: {
+      frame_ptr latest = ctx.hub.latest();
+      if (!latest) return {http::error_response(http::status::service_unavailable), nullptr};
+      std::string head = http::snapshot_head(*latest);
+      if (plan.head_only) latest.reset();
+      return {std::move(head), std::move(latest)};
+    }
+    case resource::stream:  // only HEAD gets here
+      return {http::stream_head(), nullptr};
+    case resource::error:
+    case resource::none:
+      break;
+  }
+  ctx.stats.bad_request();
+  return {http::error_response(plan.code), nullptr};
+}
+
+}  // namespace mjpeg
