@@ -149,6 +149,7 @@ std::string json_report(const run_report& r, const config& cfg, const timeline& 
       .number("viewers", cfg.viewers)
       .number("slow", cfg.slow)
       .number("slow_rate", cfg.slow_rate)
+      .number("slow_rcvbuf", cfg.slow_rcvbuf)
       .number("idle", cfg.idle)
       .boolean("burst", cfg.burst)
       .number("ramp_s", tl.ramp_s)

@@ -45,7 +45,8 @@ void viewer::start() {
     socket_.open(w_.endpoint_.protocol(), ignored);
     // A slow viewer models a slow network: a small receive buffer pushes back on the server
     // soon, instead of the kernel soaking up megabytes on its behalf.
-    if (kind_ == kind::slow) socket_.set_option(asio::socket_base::receive_buffer_size{16 * 1024}, ignored);
+    if (kind_ == kind::slow && w_.cfg_.slow_rcvbuf > 0)
+      socket_.set_option(asio::socket_base::receive_buffer_size{w_.cfg_.slow_rcvbuf}, ignored);
     // Several source addresses: each has its own ~28,000 ephemeral ports toward one server port.
     if (!w_.cfg_.source_addresses.empty()) {
       static std::atomic<std::size_t> turn{0};

@@ -28,25 +28,26 @@ using http::response_head;
 
 /// Command-line settings.
 struct config {
-  std::string url;                            ///< Stream URL.
-  std::string host;                           ///< Host part of the URL.
-  std::string port;                           ///< Port part of the URL.
-  std::string target;                         ///< Path part of the URL.
-  int viewers = 1;                            ///< Viewers reading at full speed.
-  double duration = 10;                       ///< Seconds the whole run lasts.
-  double ramp = 1;                            ///< Seconds over which viewers connect.
-  bool burst = false;                         ///< Connect every viewer at once.
-  double warmup = 1;                          ///< Seconds after the ramp before metrics count.
-  int slow = 0;                               ///< Extra viewers that read slowly.
-  double slow_rate = 100'000;                 ///< Bytes per second a slow viewer reads.
-  int idle = 0;                               ///< Connections that never send a request.
-  int threads = 1;                            ///< Load generator threads.
-  double stall_ms = 500;                      ///< A gap between frames longer than this is a stall.
-  int server_pid = 0;                         ///< The server to sample from /proc (0: none).
-  std::string json;                           ///< Where the JSON report goes ("" : nowhere).
-  std::string label;                          ///< Free text copied into the report.
-  bool per_viewer = true;                     ///< List every viewer in the report.
-  std::string launch;                         ///< Server command to start (--launch).
+  std::string url;              ///< Stream URL.
+  std::string host;             ///< Host part of the URL.
+  std::string port;             ///< Port part of the URL.
+  std::string target;           ///< Path part of the URL.
+  int viewers = 1;              ///< Viewers reading at full speed.
+  double duration = 10;         ///< Seconds the whole run lasts.
+  double ramp = 1;              ///< Seconds over which viewers connect.
+  bool burst = false;           ///< Connect every viewer at once.
+  double warmup = 1;            ///< Seconds after the ramp before metrics count.
+  int slow = 0;                 ///< Extra viewers that read slowly.
+  double slow_rate = 100'000;   ///< Bytes per second a slow viewer reads.
+  int slow_rcvbuf = 16 * 1024;  ///< SO_RCVBUF of a slow viewer; 0 keeps the system's autotuned default.
+  int idle = 0;                 ///< Connections that never send a request.
+  int threads = 1;              ///< Load generator threads.
+  double stall_ms = 500;        ///< A gap between frames longer than this is a stall.
+  int server_pid = 0;           ///< The server to sample from /proc (0: none).
+  std::string json;             ///< Where the JSON report goes ("" : nowhere).
+  std::string label;            ///< Free text copied into the report.
+  bool per_viewer = true;       ///< List every viewer in the report.
+  std::string launch;           ///< Server command to start (--launch).
   std::vector<std::string> source_addresses;  ///< Loopback addresses viewers connect from, in turn.
 };
 

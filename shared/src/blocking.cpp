@@ -10,6 +10,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/read.hpp>
 
+#include "mjpeg/freshness.hpp"
 #include "mjpeg/reply.hpp"
 
 namespace mjpeg::blocking {
@@ -157,14 +158,20 @@ void stream_frames(server_context& ctx, deadline_stream& stream, viewer_state& v
   error_code ec;
   const std::string preamble = http::stream_preamble();
   boost::asio::write(stream, boost::asio::buffer(preamble), ec);
+  freshness_gate gate{stream.native_handle(), seconds(ctx.opts.send_timeout)};
   while (!ec) {
-    frame_ptr f = wait_newer(ctx.hub, viewer.last_seq.load(std::memory_order_relaxed), stream);
+    frame_ptr f = wait_newer(ctx.hub, gate.after(viewer.last_seq.load(std::memory_order_relaxed)), stream);
     if (!f) break;  // shutdown, or the viewer left
     // Wait until the kernel has taken the previous frame, then send the newest one: frames
     // published meanwhile are skipped rather than queued, so a slow viewer sees fresh frames.
     stream.wait_writable(ec);
     if (ec) break;
     f = ctx.hub.latest();
+    // Only a whole frame the path can deliver fresh; otherwise a newer one later (freshness.hpp).
+    if (const auto v = gate.check(*f); v != freshness_gate::verdict::send) {
+      if (v == freshness_gate::verdict::stalled) break;
+      continue;
+    }
     boost::asio::write(stream, f->buffers(), ec);
     if (!ec) ctx.stats.frame_sent(viewer, f->seq(), f->wire_size());
   }

@@ -51,7 +51,8 @@ unsigned short port_of(const std::string& url) {
 
 }  // namespace
 
-pid_t spawn_process(const std::vector<std::string>& argv, int stdout_fd, const std::string& stderr_path) {
+pid_t spawn_process(const std::vector<std::string>& argv, int stdout_fd, const std::string& stderr_path,
+                    bool own_group) {
   if (argv.empty()) throw std::runtime_error("no program to start");
   std::vector<std::string> words = argv;
   std::vector<char*> pointers;
@@ -64,8 +65,15 @@ pid_t spawn_process(const std::vector<std::string>& argv, int stdout_fd, const s
   posix_spawn_file_actions_adddup2(&actions, stdout_fd, 1);
   if (!stderr_path.empty())
     posix_spawn_file_actions_addopen(&actions, 2, stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  if (own_group) {
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup(&attributes, 0);
+  }
   pid_t pid = -1;
-  const int rc = posix_spawnp(&pid, pointers[0], &actions, nullptr, pointers.data(), environ);
+  const int rc = posix_spawnp(&pid, pointers[0], &actions, &attributes, pointers.data(), environ);
+  posix_spawnattr_destroy(&attributes);
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) throw std::runtime_error("cannot start " + argv[0]);
   return pid;

@@ -75,6 +75,35 @@ std::string server_process::error_output() const {
   return slurp(stderr_path_);
 }
 
+background_process::background_process(const std::string& binary, const std::vector<std::string>& args)
+    : output_path_{temp_path("output")} {
+  const int out_fd = ::open(output_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  std::vector<std::string> argv{binary};
+  argv.insert(argv.end(), args.begin(), args.end());
+  try {
+    pid_ = mjpeg::spawn_process(argv, out_fd, output_path_ + ".err", true);
+  } catch (...) {
+    ::close(out_fd);
+    throw;
+  }
+  ::close(out_fd);
+}
+
+background_process::~background_process() {
+  ::kill(-pid_, SIGTERM);
+  if (mjpeg::wait_exit(pid_, std::chrono::seconds{3}) == -1) {
+    ::kill(-pid_, SIGKILL);
+    mjpeg::wait_exit(pid_, std::chrono::seconds{5});
+  }
+  ::kill(-pid_, SIGKILL);  // whatever else is left in the group (a browser's helpers, Xvfb)
+  ::unlink(output_path_.c_str());
+  ::unlink((output_path_ + ".err").c_str());
+}
+
+std::string background_process::output() const {
+  return slurp(output_path_) + slurp(output_path_ + ".err");
+}
+
 run_result run_command(const std::string& binary, const std::vector<std::string>& args,
                        std::chrono::milliseconds timeout) {
   const std::string out_path = temp_path("stdout");

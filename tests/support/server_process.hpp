@@ -70,6 +70,23 @@ class server_process {
   mjpeg::launched_server server_;
 };
 
+/// A helper program (a browser, a WebDriver) run in the background in its own process group for
+/// one test; the whole group is killed in the destructor.
+class background_process {
+ public:
+  /// Starts `binary` with `args`; stdout and stderr go to a file (see output()).
+  background_process(const std::string& binary, const std::vector<std::string>& args);
+  ~background_process();
+  background_process(const background_process&) = delete;
+  background_process& operator=(const background_process&) = delete;
+  /// What it wrote so far (stdout and stderr).
+  std::string output() const;
+
+ private:
+  pid_t pid_ = -1;
+  std::string output_path_;
+};
+
 /// Runs `binary args…` to completion (up to `timeout`); returns exit code and stderr.
 struct run_result {
   int exit_code = -1;  ///< Exit code, or -1 on timeout.

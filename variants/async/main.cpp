@@ -25,6 +25,7 @@
 
 #include "mjpeg/app.hpp"
 #include "mjpeg/async.hpp"
+#include "mjpeg/freshness.hpp"
 #include "mjpeg/reply.hpp"
 
 namespace {
@@ -43,15 +44,21 @@ awaitable<void> stream_frames(server_context& ctx, deadline_stream& stream, view
   error_code ec;
   const std::string preamble = http::stream_preamble();
   co_await asio::async_write(stream, asio::buffer(preamble), asio::redirect_error(use_awaitable, ec));
+  freshness_gate gate{stream.native_handle(), seconds(ctx.opts.send_timeout)};
   while (!ec) {
-    frame_ptr f =
-        co_await async::wait_newer(ctx.hub, viewer.last_seq.load(std::memory_order_relaxed), stream);
+    frame_ptr f = co_await async::wait_newer(
+        ctx.hub, gate.after(viewer.last_seq.load(std::memory_order_relaxed)), stream);
     if (!f) break;  // shutdown, or the viewer left
     // Wait until the kernel has taken the previous frame, then send the newest one: frames
     // published meanwhile are skipped rather than queued, so a slow viewer sees fresh frames.
     co_await stream.wait_writable(ec);
     if (ec) break;
     f = ctx.hub.latest();
+    // Only a whole frame the path can deliver fresh; otherwise a newer one later (freshness.hpp).
+    if (const auto v = gate.check(*f); v != freshness_gate::verdict::send) {
+      if (v == freshness_gate::verdict::stalled) break;
+      continue;
+    }
     co_await asio::async_write(stream, f->buffers(), asio::redirect_error(use_awaitable, ec));
     if (!ec) ctx.stats.frame_sent(viewer, f->seq(), f->wire_size());
   }

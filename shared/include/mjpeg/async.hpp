@@ -100,6 +100,8 @@ class deadline_stream : private hub_waiter {
 
   /// The socket's executor.
   executor_type get_executor() { return socket_.get_executor(); }
+  /// The socket's descriptor (for per-socket kernel state such as TCP_INFO).
+  int native_handle() noexcept { return socket_.native_handle(); }
   /// AsyncReadStream: reads some bytes (until the read deadline).
   template <class MutableBuffers, class Token>
   auto async_read_some(const MutableBuffers& buffers, Token&& token) {

@@ -14,8 +14,10 @@
 namespace mjpeg {
 
 /// Starts `argv[0]` (searched in PATH) with `argv`: stdin from /dev/null, stdout to `stdout_fd`,
-/// stderr to the file `stderr_path` (inherited when empty). Throws std::runtime_error on failure.
-pid_t spawn_process(const std::vector<std::string>& argv, int stdout_fd, const std::string& stderr_path);
+/// stderr to the file `stderr_path` (inherited when empty), in a process group of its own when
+/// `own_group`. Throws std::runtime_error on failure.
+pid_t spawn_process(const std::vector<std::string>& argv, int stdout_fd, const std::string& stderr_path,
+                    bool own_group = false);
 
 /// Waits up to `timeout` for `pid` to exit: its exit code, 128 + signal if killed, -1 on timeout.
 int wait_exit(pid_t pid, std::chrono::milliseconds timeout);
