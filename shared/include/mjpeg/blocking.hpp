@@ -41,8 +41,6 @@ class deadline_stream {
   /// Each write may wait at most `timeout` for the peer to take more bytes.
   void write_timeout(clock::duration timeout) noexcept { write_timeout_ = timeout; }
 
-  /// The socket's descriptor.
-  int native_handle() const noexcept { return fd_; }
   /// Waits until the kernel has room for more (what was sent before is nearly all gone).
   void wait_writable(boost::system::error_code& ec);
   /// Sends what the peer has room for, then closes the connection so the last response still
