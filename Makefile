@@ -8,7 +8,7 @@ BINARY    = $(BUILD_DIR)/variants/$(subst -,_,$(VARIANT))/mjpeg-$(VARIANT)
 
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps configure build run test bench fuzz package format format-check clean
+.PHONY: all deps configure build run test bench fuzz package format format-check clean cluster
 
 all: build
 
@@ -24,6 +24,10 @@ build: configure
 ## make run [VARIANT=async|single-thread|thread-per-client|thread-pool] [ARGS="--port 9000 --source 0"]: serve the synthetic camera.
 run: build
 	$(BINARY) $(ARGS)
+
+## make cluster [FRONT_PORT=8080 BUS_PORT=5555 VARIANT=async]: origin, two edges and HAProxy on loopback; Ctrl-C stops.
+cluster: build
+	scripts/cluster $(BUILD_DIR)
 
 ## make test [PRESET=asan|tsan]: build, then every test with output on failure.
 test: build

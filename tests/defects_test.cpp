@@ -134,8 +134,8 @@ TEST_P(Defects, SourceCredentialsNeverShowAndReconnectsLogOneLineEach) {
   const auto reconnects = [&] {
     const std::string log = relay.error_output();
     std::size_t n = 0;
-    for (auto at = log.find("cannot open source"); at != std::string::npos;
-         at = log.find("cannot open source", at + 1))
+    for (auto at = log.find("source: cannot"); at != std::string::npos;
+         at = log.find("source: cannot", at + 1))
       ++n;
     return n;
   };

@@ -53,6 +53,14 @@ void add_options(CLI::App& app, config& cfg) {
       ->check(CLI::Range(1.0, 1e10));
   app.add_option("--idle", cfg.idle, "Connections that never send a request (slowloris)")
       ->check(CLI::Range(0, 100000));
+  app.add_option(
+         "--source-address", cfg.source_addresses,
+         "Loopback address viewers connect from (repeatable: taken in turn; each gives ~28,000 ports)")
+      ->check([](const std::string& v) {
+        boost::system::error_code ec;
+        const auto a = boost::asio::ip::make_address(v, ec);
+        return !ec && a.is_loopback() ? std::string{} : std::string{"must be a loopback address"};
+      });
   app.add_option("--threads", cfg.threads, "Load generator threads")->check(CLI::Range(1, 64));
   app.add_option("--stall-ms", cfg.stall_ms, "A gap between frames longer than this is a stall")
       ->check(CLI::Range(1.0, 1e6));

@@ -1,6 +1,9 @@
 #include "viewers.hpp"
 
+#include <netinet/in.h>
+
 #include <algorithm>
+#include <atomic>
 #include <ctime>
 
 #include <boost/asio/write.hpp>
@@ -44,6 +47,14 @@ void viewer::start() {
     // soon, instead of the kernel soaking up megabytes on its behalf.
     if (kind_ == kind::slow && w_.cfg_.slow_rcvbuf > 0)
       socket_.set_option(asio::socket_base::receive_buffer_size{w_.cfg_.slow_rcvbuf}, ignored);
+    // Several source addresses: each has its own ~28,000 ephemeral ports toward one server port.
+    if (!w_.cfg_.source_addresses.empty()) {
+      static std::atomic<std::size_t> turn{0};
+      const auto& from = w_.cfg_.source_addresses[turn++ % w_.cfg_.source_addresses.size()];
+      const int one = 1;
+      ::setsockopt(socket_.native_handle(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+      socket_.bind({asio::ip::make_address(from, ignored), 0}, ignored);
+    }
     socket_.async_connect(w_.endpoint_, [this](const error_code& e) { on_connect(e); });
   });
 }

@@ -48,6 +48,7 @@ struct config {
   std::string label;            ///< Free text copied into the report.
   bool per_viewer = true;       ///< List every viewer in the report.
   std::string launch;           ///< Server command to start (--launch).
+  std::vector<std::string> source_addresses;  ///< Loopback addresses viewers connect from, in turn.
 };
 
 /// The phases of a run, shared by every thread.

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "mjpeg/app.hpp"
+#include "mjpeg/log.hpp"
 
 namespace mjpeg {
 
@@ -125,14 +126,14 @@ http::route_result plan_request(server_context& ctx, const boost::beast::error_c
     if (ctx.logins.may_log(verdict, now, held_back)) {
       const std::string who = address_text(address);
       if (verdict == login_limiter::verdict::locked_out)
-        std::fprintf(stderr, "%s: %d wrong credentials in a row from %s; refusing it for %lld s%s\n",
-                     ctx.name.data(), in_a_row, who.c_str(),
-                     static_cast<long long>(
-                         std::chrono::ceil<std::chrono::seconds>(ctx.logins.policy().lockout).count()),
-                     held_back_text(held_back).c_str());
+        log::write(log::level::warning, "%d wrong credentials in a row from %s; refusing it for %lld s%s",
+                   in_a_row, who.c_str(),
+                   static_cast<long long>(
+                       std::chrono::ceil<std::chrono::seconds>(ctx.logins.policy().lockout).count()),
+                   held_back_text(held_back).c_str());
       else
-        std::fprintf(stderr, "%s: wrong credentials from %s (%d in a row)%s\n", ctx.name.data(), who.c_str(),
-                     in_a_row, held_back_text(held_back).c_str());
+        log::write(log::level::warning, "wrong credentials from %s (%d in a row)%s", who.c_str(), in_a_row,
+                   held_back_text(held_back).c_str());
     }
   }
   return plan;

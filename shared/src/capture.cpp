@@ -18,8 +18,8 @@ std::vector<std::uint8_t> encode_jpeg(const cv::Mat& pixels, int quality) {
 }
 
 capture::capture(std::unique_ptr<frame_source> source, capture_config config, frame_hub& hub,
-                 server_stats& stats)
-    : source_{std::move(source)}, config_{config}, hub_{hub}, stats_{stats} {
+                 server_stats& stats, frame_sink sink)
+    : source_{std::move(source)}, config_{config}, hub_{hub}, stats_{stats}, sink_{std::move(sink)} {
   if (auto camera = source_->camera()) stats_.set_camera(std::move(*camera));
   stats_.set_source(source_->describe(), source_state::up);
   thread_ = std::thread{[this] { run(); }};
@@ -34,6 +34,7 @@ bool capture::stop_within(std::chrono::milliseconds timeout) {
   std::unique_lock lock{mutex_};
   stopping_ = true;
   wake_.notify_all();
+  source_->interrupt();  // a bus or relay source waiting for its upstream returns at once
   if (!wake_.wait_for(lock, timeout, [this] { return finished_; })) return false;
   lock.unlock();
   thread_.join();
@@ -46,6 +47,7 @@ void capture::stop() {
     stopping_ = true;
   }
   wake_.notify_all();
+  source_->interrupt();
 }
 
 bool capture::sleep_until(std::chrono::steady_clock::time_point t) {
@@ -55,7 +57,7 @@ bool capture::sleep_until(std::chrono::steady_clock::time_point t) {
 
 bool capture::wait_for_viewer() {
   // Polling a counter ten times a second costs nothing and keeps viewers unaware of capture.
-  while (stats_.viewers_now() == 0)
+  while (stats_.server_viewers() == 0)
     if (!sleep_until(std::chrono::steady_clock::now() + std::chrono::milliseconds{100})) return false;
   return true;
 }
@@ -81,11 +83,13 @@ void capture::run() {
 
   // A camera sets its own pace: read every frame it has (so its buffers never hold stale ones)
   // and publish those that are due. Everything else is read only when a frame is due.
-  const bool self_paced = source_->self_paced();
+  const bool forwards = source_->forwards();
+  const bool self_paced = source_->self_paced() || forwards;
+  std::uint64_t seq_offset = 0;  // keeps seq growing when a forwarded origin restarts from 1
   while (sleep_until(self_paced ? steady_clock::now() : due)) {
     if (config_.idle_stop > 0) {
       const auto now = steady_clock::now();
-      if (stats_.viewers_now() != 0) watched = now;
+      if (stats_.server_viewers() != 0) watched = now;
       if (now - watched >= seconds(config_.idle_stop)) {
         // Nobody has watched for a while: release the device until somebody does.
         source_->close();
@@ -100,6 +104,8 @@ void capture::run() {
         }
       }
     }
+    image.seq = 0;
+    image.captured.reset();
     const bool got = source_->read(image);
     stats_.set_bad_frames(source_->bad_frames());
     if (!got) {
@@ -120,14 +126,24 @@ void capture::run() {
     backoff = first_backoff;
     set_state(source_state::up, "is delivering");
     const auto now = steady_clock::now();
-    if (now < due) continue;  // only a self-paced source gets here early: drop this frame
+    if (now < due && !forwards) continue;  // only a self-paced source gets here early: drop it
     // Keep the cadence without bursting to catch up after a stall.
     due = std::max(due + interval, now);
 
     // Encode once here; every viewer sends these same bytes.
-    const auto captured = wall_clock::now();
+    // A forwarded frame keeps the origin's seq and capture time, so X-Timestamp measures its age
+    // end to end and X-Frame-Seq gaps count frames skipped anywhere along the way.
+    const auto captured = image.captured.value_or(wall_clock::now());
+    if (image.seq != 0) {
+      if (image.seq + seq_offset <= seq) seq_offset = seq + 1 - image.seq;
+      seq = image.seq + seq_offset;
+    } else {
+      ++seq;
+    }
     auto jpeg = image.jpeg.empty() ? encode_jpeg(image.pixels, config_.quality) : std::move(image.jpeg);
-    hub_.publish(std::make_shared<const frame>(++seq, captured, std::move(jpeg)));
+    auto published = std::make_shared<const frame>(seq, captured, std::move(jpeg));
+    hub_.publish(published);
+    if (sink_) sink_(*published);
     stats_.frame_captured(steady_clock::now());
   }
   source_->close();

@@ -16,7 +16,9 @@
 #include <opencv2/imgproc.hpp>
 #include <opencv2/videoio.hpp>
 
+#include "mjpeg/bus.hpp"
 #include "mjpeg/frame.hpp"
+#include "mjpeg/relay.hpp"
 
 namespace mjpeg {
 namespace {
@@ -160,6 +162,11 @@ bool is_jpeg_path(const std::string& spec) {
 }  // namespace
 
 std::unique_ptr<frame_source> make_source(const source_config& config) {
+  if (bus::is_bus_source(config.spec))
+    return bus::make_bus_source(
+        config.spec, config.fps,
+        config.bus_keys.empty() ? std::nullopt : std::optional<bus::key_files>{{config.bus_keys}});
+  if (is_http_relay(config.spec)) return make_http_relay(config.spec, config.fps);
   if (config.spec == "pattern") return std::make_unique<pattern_source>(config.width, config.height);
   if (int index = 0; is_camera_index(config.spec, index))
     return make_camera_source("/dev/video" + std::to_string(index), config);

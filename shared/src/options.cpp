@@ -132,7 +132,9 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
       ->capture_default_str();
   app.add_option(
          "--source", o.source,
-         "pattern | camera index (0) or /dev/videoN | folder or .jpg to replay | file or URL for OpenCV")
+         "pattern | camera index (0) or /dev/videoN | folder or .jpg to replay | zmq+tcp://HOST:PORT or "
+         "zmq+ipc:///PATH (frame bus) | http://HOST:PORT/PATH (MJPEG relay, no re-encoding) | file or "
+         "rtsp:// URL for OpenCV")
       ->capture_default_str();
   app.add_option("--width", o.width, "Frame width")->check(CLI::Range(16, 7680))->capture_default_str();
   app.add_option("--height", o.height, "Frame height")->check(CLI::Range(16, 4320))->capture_default_str();
@@ -172,6 +174,30 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
   bool quiet = false;
   app.add_flag("-q,--quiet", quiet, "Same as --log-level warning: no line per viewer");
 
+  app.add_option("--publish", o.publish,
+                 "Publish every frame on the frame bus: PORT (tcp on 127.0.0.1; 0 picks one) or a ZeroMQ "
+                 "endpoint (tcp://ADDR:PORT, ipc:///PATH); repeatable")
+      ->take_all()
+      ->check([](const std::string& v) {
+        return v.empty() || (v.rfind("tcp://", 0) != 0 && v.rfind("ipc://", 0) != 0 &&
+                             v.find_first_not_of("0123456789") != std::string::npos)
+                   ? std::string{"must be a port, tcp://ADDR:PORT or ipc:///PATH"}
+                   : std::string{};
+      });
+  app.add_option("--bus-keys", o.bus_keys,
+                 "CurveZMQ key directory: --publish encrypts and admits only authorized/*.pub; a "
+                 "zmq+tcp source authenticates with client.secret")
+      ->check(CLI::ExistingDirectory);
+  app.add_option("--bus-keygen", o.bus_keygen,
+                 "Write a new server key pair and an authorized client key pair into DIR, then exit");
+  app.add_option("--workers", o.workers,
+                 "Worker processes sharing the port (SO_REUSEPORT); the parent captures once and "
+                 "feeds them over the bus (0 = serve in this process)")
+      ->check(CLI::Range(0, 64))
+      ->capture_default_str();
+  app.add_option("--worker-of", o.worker_of)->group("");
+  app.add_option("--worker-index", o.worker_index)->group("");
+
   const long fd_limit = open_file_limit();
   const int max_viewers = static_cast<int>(std::clamp(fd_limit - reserved_fds(), 1L, 1L << 20));
   if (info.model.threads) {
@@ -188,10 +214,10 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
   }
   if (info.model.max_clients) {
     o.max_clients = *info.model.max_clients;
-    app.add_option(
-           "--max-clients", o.max_clients,
-           "Open connections (viewers, page and /stats requests) before 503 (0 = unlimited; at most " +
-               std::to_string(max_viewers) + " with this process's open-file limit)")
+    app.add_option("--max-clients", o.max_clients,
+                   "Open connections (viewers, page and /stats requests) before 503, per worker process with "
+                   "--workers (0 = unlimited; at most " +
+                       std::to_string(max_viewers) + " with this process's open-file limit)")
         ->check(CLI::Range(0, 1 << 20))
         ->capture_default_str();
   }

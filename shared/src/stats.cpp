@@ -198,6 +198,55 @@ std::uint64_t server_stats::viewers_now() const {
   return viewers_.size();
 }
 
+std::uint64_t server_stats::server_viewers() const {
+  if (!workers_) return viewers_now();
+  std::uint64_t total = 0;
+  for (const auto& r : workers_())
+    total += r.counters.viewers_now;
+  return total;
+}
+
+stats_counters server_stats::counters() const {
+  std::lock_guard lock{mutex_};
+  return counters_locked();
+}
+
+stats_counters server_stats::counters_locked() const {
+  stats_counters c;
+  c.viewers_now = viewers_.size();
+  c.viewers_total = viewers_total_.load(relaxed);
+  c.frames_sent = frames_sent_.load(relaxed);
+  c.bytes_sent = bytes_sent_.load(relaxed);
+  c.frames_skipped = frames_skipped_.load(relaxed);
+  c.rejected = rejected_.load(relaxed);
+  c.bad_requests = bad_requests_.load(relaxed);
+  return c;
+}
+
+void server_stats::set_publish(std::vector<std::string> endpoints) {
+  std::lock_guard lock{mutex_};
+  publish_ = std::move(endpoints);
+}
+
+namespace {
+
+// The whole server's counters: the sum of every worker's row.
+stats_counters sum_of(const std::vector<worker_row>& rows) {
+  stats_counters total;
+  for (const auto& r : rows) {
+    total.viewers_now += r.counters.viewers_now;
+    total.viewers_total += r.counters.viewers_total;
+    total.frames_sent += r.counters.frames_sent;
+    total.bytes_sent += r.counters.bytes_sent;
+    total.frames_skipped += r.counters.frames_skipped;
+    total.rejected += r.counters.rejected;
+    total.bad_requests += r.counters.bad_requests;
+  }
+  return total;
+}
+
+}  // namespace
+
 std::string server_stats::to_json(std::uint64_t frame_seq, std::size_t frame_bytes) const {
   // The listing is capped so /stats stays small with thousands of viewers.
   constexpr std::size_t max_listed = 100;
@@ -209,7 +258,20 @@ std::string server_stats::to_json(std::uint64_t frame_seq, std::size_t frame_byt
   };
 
   const double fps_capture = capture_fps(now);
+  // With worker processes the totals are the sum of every worker's row (asked before locking:
+  // the rows include this process's own counters).
+  std::vector<worker_row> rows;
+  if (workers_) rows = workers_();
+  stats_counters total = sum_of(rows);
+
   std::lock_guard lock{mutex_};
+  if (!workers_) total = counters_locked();
+  const auto counter_fields = [](json_writer& w, const stats_counters& c) {
+    w.number("viewers_now", c.viewers_now).number("viewers_total", c.viewers_total);
+    w.number("frames_sent", c.frames_sent).number("bytes_sent", c.bytes_sent);
+    w.number("frames_skipped", c.frames_skipped);
+    w.number("rejected", c.rejected).number("bad_requests", c.bad_requests);
+  };
   json_writer j;
   j.begin_object().string("variant", variant_).number("uptime_s", seconds(started_));
   j.string("source", source_).boolean("source_up", source_state_ == source_state::up);
@@ -230,11 +292,21 @@ std::string server_stats::to_json(std::uint64_t frame_seq, std::size_t frame_byt
   j.number("width", width_).number("height", height_);
   j.number("fps_target", rounded(fps_)).number("fps_capture", rounded(fps_capture));
   j.number("frame_seq", frame_seq).number("frame_bytes", frame_bytes);
-  j.number("viewers_now", viewers_.size()).number("viewers_total", viewers_total_.load(relaxed));
+  counter_fields(j, total);
   j.number("frames_captured", frames_captured_.load(relaxed));
-  j.number("frames_sent", frames_sent_.load(relaxed)).number("bytes_sent", bytes_sent_.load(relaxed));
-  j.number("frames_skipped", frames_skipped_.load(relaxed));
-  j.number("rejected", rejected_.load(relaxed)).number("bad_requests", bad_requests_.load(relaxed));
+  j.begin_array("publish");
+  for (const auto& endpoint : publish_)
+    j.string({}, endpoint);
+  j.end_array();
+  if (workers_) {
+    j.begin_array("workers");
+    for (const auto& r : rows) {
+      j.begin_object().number("index", r.index).number("pid", r.pid).number("restarts", r.restarts);
+      counter_fields(j, r.counters);
+      j.end_object();
+    }
+    j.end_array();
+  }
   j.begin_array("viewers");
   std::size_t listed = 0;
   for (const viewer_state* v : viewers_) {
@@ -251,7 +323,13 @@ std::string server_stats::to_json(std::uint64_t frame_seq, std::size_t frame_byt
 
 std::string server_stats::to_prometheus(std::uint64_t frame_seq, std::size_t frame_bytes) const {
   const double fps_capture = capture_fps();  // before the lock: it takes mutex_ itself
+  // With worker processes the server-wide series are the sum of every worker's row (asked before
+  // locking: the rows include this process's own counters), and each worker has series of its own.
+  std::vector<worker_row> rows;
+  if (workers_) rows = workers_();
+  stats_counters total = sum_of(rows);
   std::lock_guard lock{mutex_};
+  if (!workers_) total = counters_locked();
   std::string out;
   out.reserve(4096);
   // One family: HELP, TYPE, then its samples; `labels` are this sample's own, metric_labels_ the
@@ -320,17 +398,17 @@ std::string server_stats::to_prometheus(std::uint64_t frame_seq, std::size_t fra
   family("mjpeg_frames_captured_total", "counter", "Frames captured and published.");
   sample("mjpeg_frames_captured_total", "", u(frames_captured_.load(relaxed)));
   family("mjpeg_frames_sent_total", "counter", "Frames written to viewers (one per viewer per frame).");
-  sample("mjpeg_frames_sent_total", "", u(frames_sent_.load(relaxed)));
+  sample("mjpeg_frames_sent_total", "", u(total.frames_sent));
   family("mjpeg_frames_skipped_total", "counter",
          "Frames a viewer missed because it was still taking an earlier one.");
-  sample("mjpeg_frames_skipped_total", "", u(frames_skipped_.load(relaxed)));
+  sample("mjpeg_frames_skipped_total", "", u(total.frames_skipped));
   family("mjpeg_sent_bytes_total", "counter", "Bytes written to viewers, part headers included.");
-  sample("mjpeg_sent_bytes_total", "", u(bytes_sent_.load(relaxed)));
+  sample("mjpeg_sent_bytes_total", "", u(total.bytes_sent));
 
   family("mjpeg_viewers", "gauge", "Viewers streaming now.");
-  sample("mjpeg_viewers", "", u(viewers_.size()));
+  sample("mjpeg_viewers", "", u(total.viewers_now));
   family("mjpeg_viewers_total", "counter", "Viewers that started a stream.");
-  sample("mjpeg_viewers_total", "", u(viewers_total_.load(relaxed)));
+  sample("mjpeg_viewers_total", "", u(total.viewers_total));
   family("mjpeg_viewers_ended_total", "counter", "Streams that ended, by reason.");
   for (std::size_t r = 0; r < ended_.size(); ++r)
     sample("mjpeg_viewers_ended_total", std::string{"reason=\""} + end_reason_names[r] + "\"",
@@ -361,6 +439,22 @@ std::string server_stats::to_prometheus(std::uint64_t frame_seq, std::size_t fra
   }
   sample("mjpeg_frame_age_seconds_sum", "", num(static_cast<double>(age_sum_us_.load(relaxed)) / 1e6));
   sample("mjpeg_frame_age_seconds_count", "", u(cumulative));
+
+  if (workers_) {
+    const auto per_worker = [&](const char* name, const char* type, const char* help, auto value) {
+      family(name, type, help);
+      for (const auto& r : rows)
+        sample(name, "worker=\"" + std::to_string(r.index) + "\"", u(value(r)));
+    };
+    per_worker("mjpeg_worker_viewers", "gauge", "Viewers streaming now, per worker process.",
+               [](const worker_row& r) { return r.counters.viewers_now; });
+    per_worker("mjpeg_worker_frames_sent_total", "counter", "Frames written to viewers, per worker process.",
+               [](const worker_row& r) { return r.counters.frames_sent; });
+    per_worker("mjpeg_worker_sent_bytes_total", "counter", "Bytes written to viewers, per worker process.",
+               [](const worker_row& r) { return r.counters.bytes_sent; });
+    per_worker("mjpeg_worker_restarts_total", "counter", "Times the parent restarted this worker process.",
+               [](const worker_row& r) { return r.restarts; });
+  }
   return out;
 }
 

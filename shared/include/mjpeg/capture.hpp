@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -29,8 +30,13 @@ struct capture_config {
 /// idle_stop, the source (a camera: its LED, its power) is closed while nobody watches.
 class capture {
  public:
-  /// Starts the capture thread on `source`, already open.
-  capture(std::unique_ptr<frame_source> source, capture_config config, frame_hub& hub, server_stats& stats);
+  /// Called on the capture thread with every frame after it is published (the frame bus).
+  using frame_sink = std::function<void(const frame&)>;
+
+  /// Starts the capture thread on `source`, already open; `sink`, if set, gets every published
+  /// frame too.
+  capture(std::unique_ptr<frame_source> source, capture_config config, frame_hub& hub, server_stats& stats,
+          frame_sink sink = {});
   /// Stops and joins the thread.
   ~capture();
   capture(const capture&) = delete;
@@ -51,6 +57,7 @@ class capture {
   capture_config config_;
   frame_hub& hub_;
   server_stats& stats_;
+  frame_sink sink_;
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;

@@ -13,13 +13,16 @@
 #include <opencv2/core/mat.hpp>
 
 #include "mjpeg/camera_info.hpp"
+#include "mjpeg/frame.hpp"
 
 namespace mjpeg {
 
 /// One picture from a source: either raw pixels to encode, or JPEG bytes to send as they are.
 struct source_image {
   cv::Mat pixels;                  ///< BGR image to encode; empty when `jpeg` is set.
-  std::vector<std::uint8_t> jpeg;  ///< Ready JPEG (replay source): sent without re-encoding.
+  std::vector<std::uint8_t> jpeg;  ///< Ready JPEG (replay, relay, bus): sent without re-encoding.
+  std::uint64_t seq = 0;           ///< The origin's sequence number (relay, bus); 0 = count here.
+  std::optional<wall_clock::time_point> captured;  ///< The origin's capture time (relay, bus).
 };
 
 /// How long opening a source may take (a network source that accepts and never answers, a device
@@ -44,6 +47,11 @@ class frame_source {
   virtual std::optional<camera_info> camera() const { return std::nullopt; }
   /// Broken frames the source received and dropped so far (a camera's truncated JPEGs).
   virtual std::uint64_t bad_frames() const { return 0; }
+  /// Makes a read() in progress return soon (shutdown); from any thread.
+  virtual void interrupt() {}
+  /// True when every picture is another server's frame, forwarded as it arrives: neither paced
+  /// nor dropped here (the origin already paced it).
+  virtual bool forwards() const { return false; }
 };
 
 /// What make_source needs to know.
@@ -53,11 +61,13 @@ struct source_config {
   int height = 480;              ///< Requested height.
   double fps = 30;               ///< Requested frame rate.
   bool encode = false;           ///< Re-encode a camera's frames even when it delivers MJPEG (--encode).
+  std::string bus_keys{};        ///< CurveZMQ key directory for a bus source; empty = no keys.
 };
 
 /// Picks the source for a spec: "pattern"; a number or a /dev/video* path is a V4L2 camera; a
-/// folder or a .jpg/.jpeg file is replayed without re-encoding; anything else goes to
-/// cv::VideoCapture (file, RTSP, HTTP).
+/// folder or a .jpg/.jpeg file is replayed without re-encoding; "zmq+tcp://…" or "zmq+ipc://…"
+/// subscribes to the frame bus; "http://…" relays another MJPEG server's stream without
+/// re-encoding; anything else goes to cv::VideoCapture (file, RTSP).
 std::unique_ptr<frame_source> make_source(const source_config& config);
 
 /// A V4L2 camera (`device` is "/dev/videoN" or any device path) through OpenCV's V4L2 backend:

@@ -26,12 +26,18 @@ struct options {
   double header_timeout = 10;      ///< Seconds a client has to send its request head.
   double send_timeout = 10;        ///< Seconds a viewer may stall a send before it is dropped.
   std::string auth;                ///< "user:pass" for HTTP Basic on every endpoint; empty = open.
-  std::vector<std::string> allow_hosts;     ///< Host names accepted besides loopback ones (loopback bind).
-  double idle_stop = 0;                     ///< Close the source after this long without viewers; 0 = never.
-  int threads = 1;                          ///< Worker threads (thread_pool, async).
-  int queue = 0;                            ///< Waiting connections (thread_pool).
-  int max_clients = 0;                      ///< Open connections before 503; 0 = unlimited.
+  std::vector<std::string> allow_hosts;  ///< Host names accepted besides loopback ones (loopback bind).
+  double idle_stop = 0;                  ///< Close the source after this long without viewers; 0 = never.
+  int threads = 1;                       ///< Worker threads (thread_pool, async).
+  int queue = 0;                         ///< Waiting connections (thread_pool).
+  int max_clients = 0;                   ///< Open connections before 503 (per worker process); 0 = unlimited.
   log::level log_level = log::level::info;  ///< Least severe log lines written (--log-level, --quiet).
+  std::vector<std::string> publish;         ///< Frame-bus endpoints to publish every frame on.
+  std::string bus_keys;    ///< CurveZMQ key directory (publish and bus sources); empty = none.
+  std::string bus_keygen;  ///< Write a new key set into this directory and exit.
+  int workers = 0;         ///< Worker processes behind one port; 0 = serve in this process.
+  std::string worker_of;   ///< Hidden: this process is a worker; the parent's private directory.
+  int worker_index = 0;    ///< Hidden: this worker's slot.
 };
 
 /// Which model options a variant has, with its defaults; nullopt leaves the option out.

@@ -5,12 +5,14 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <boost/system/error_code.hpp>
 
@@ -64,6 +66,25 @@ enum class source_state {
 /// Upper bounds in seconds of the frame-age histogram in /metrics (plus +Inf).
 inline constexpr std::array<double, 10> age_buckets = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
 
+/// The counters one process adds to a server's totals (a worker's row in /stats).
+struct stats_counters {
+  std::uint64_t viewers_now = 0;     ///< Viewers streaming now.
+  std::uint64_t viewers_total = 0;   ///< Viewers since start.
+  std::uint64_t frames_sent = 0;     ///< Frames written to viewers.
+  std::uint64_t bytes_sent = 0;      ///< Bytes written to viewers.
+  std::uint64_t frames_skipped = 0;  ///< Frames viewers missed while busy.
+  std::uint64_t rejected = 0;        ///< Connections refused with 503.
+  std::uint64_t bad_requests = 0;    ///< Requests answered with 4xx.
+};
+
+/// One worker process as /stats lists it.
+struct worker_row {
+  int index = 0;               ///< Worker slot, 0..N-1.
+  std::int64_t pid = 0;        ///< Its process id (0 while it restarts).
+  std::uint64_t restarts = 0;  ///< How often the parent restarted this slot.
+  stats_counters counters;     ///< What it reported last.
+};
+
 /// Server-wide counters behind /stats (JSON) and /metrics (Prometheus text format).
 class server_stats {
  public:
@@ -104,6 +125,16 @@ class server_stats {
   double capture_fps(std::chrono::steady_clock::time_point now) const;
   /// The same, now.
   double capture_fps() const { return capture_fps(std::chrono::steady_clock::now()); }
+  /// Viewers of the whole server: every worker's with --workers (what --idle-stop watches in the
+  /// parent), else viewers_now().
+  std::uint64_t server_viewers() const;
+  /// This process's counters.
+  stats_counters counters() const;
+  /// With worker processes: returns every worker's row (this one's included), so /stats
+  /// answers for the whole server whichever worker is asked. Set before serving.
+  void on_workers(std::function<std::vector<worker_row>()> rows) { workers_ = std::move(rows); }
+  /// Frame-bus endpoints this server publishes on, shown in /stats.
+  void set_publish(std::vector<std::string> endpoints);
   /// The JSON document served at /stats; `frame_seq` and `frame_bytes` describe the latest frame.
   std::string to_json(std::uint64_t frame_seq, std::size_t frame_bytes) const;
   /// The Prometheus text exposition served at /metrics; `frame_seq` as in to_json.
@@ -113,6 +144,8 @@ class server_stats {
   void set_metric_labels(std::string labels);
 
  private:
+  // counters() with mutex_ held.
+  stats_counters counters_locked() const;
   std::string variant_;
   std::chrono::steady_clock::time_point started_;
   std::atomic<std::uint64_t> next_id_{1};
@@ -146,6 +179,8 @@ class server_stats {
   int width_ = 0;
   int height_ = 0;
   double fps_ = 0;
+  std::vector<std::string> publish_;
+  std::function<std::vector<worker_row>()> workers_;
 };
 
 /// The `__enter__`/`__exit__` pair of one viewer: viewer_started on construction, viewer_stopped

@@ -1,0 +1,347 @@
+#include "mjpeg/bus.hpp"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+#include <thread>
+
+#include <zmq.hpp>
+
+#include "mjpeg/log.hpp"
+
+namespace mjpeg::bus {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr std::string_view magic = "mjf1";
+constexpr std::size_t header_size = 4 + 8 + 8;
+constexpr int key_length = 40;  // Z85 text of a 32-byte CurveZMQ key
+
+void put_u64(std::uint8_t* at, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i)
+    at[i] = static_cast<std::uint8_t>(v >> (8 * i));
+}
+
+std::uint64_t get_u64(const std::uint8_t* at) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i)
+    v |= static_cast<std::uint64_t>(at[i]) << (8 * i);
+  return v;
+}
+
+std::string read_key(const fs::path& path) {
+  std::ifstream in{path};
+  std::string key;
+  in >> key;
+  if (key.size() != key_length)
+    throw std::runtime_error("--bus-keys: " + path.string() + " missing or not a Z85 CurveZMQ key");
+  return key;
+}
+
+void write_key(const fs::path& path, const char* key, bool secret) {
+  std::ofstream out{path};
+  out << key << "\n";
+  if (!out) throw std::runtime_error("--bus-keygen: cannot write " + path.string());
+  out.close();
+  fs::permissions(path, secret ? fs::perms::owner_read | fs::perms::owner_write
+                               : fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                                     fs::perms::others_read);
+}
+
+// Public keys (binary, 32 bytes) of the subscribers a publisher accepts: authorized/*.pub.
+std::vector<std::string> authorized_keys(const fs::path& dir) {
+  std::vector<std::string> keys;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir / "authorized", ec)) {
+    if (entry.path().extension() != ".pub") continue;
+    const std::string text = read_key(entry.path());
+    std::string binary(32, '\0');
+    if (!zmq_z85_decode(reinterpret_cast<std::uint8_t*>(binary.data()), text.c_str()))
+      throw std::runtime_error("--bus-keys: " + entry.path().string() + " is not a Z85 key");
+    keys.push_back(std::move(binary));
+  }
+  if (keys.empty())
+    throw std::runtime_error("--bus-keys: no authorized subscriber keys in " + (dir / "authorized").string());
+  return keys;
+}
+
+bool is_loopback_tcp(const std::string& endpoint) {
+  if (endpoint.rfind("tcp://", 0) != 0) return true;  // ipc and inproc stay on this host
+  const std::string rest = endpoint.substr(6);
+  return rest.rfind("127.", 0) == 0 || rest.rfind("localhost:", 0) == 0 || rest.rfind("[::1]:", 0) == 0;
+}
+
+}  // namespace
+
+bool is_bus_source(std::string_view spec) noexcept {
+  return spec.rfind("zmq+tcp://", 0) == 0 || spec.rfind("zmq+ipc://", 0) == 0;
+}
+
+namespace {
+
+// Writes one message into `out`, which has room for header_size + jpeg.size() bytes.
+void write_message(std::uint8_t* out, std::uint64_t seq, wall_clock::time_point captured,
+                   std::span<const std::uint8_t> jpeg) {
+  std::memcpy(out, magic.data(), magic.size());
+  put_u64(out + 4, seq);
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(captured.time_since_epoch()).count();
+  put_u64(out + 12, static_cast<std::uint64_t>(us));
+  std::memcpy(out + header_size, jpeg.data(), jpeg.size());
+}
+
+}  // namespace
+
+std::vector<std::uint8_t> encode_message(std::uint64_t seq, wall_clock::time_point captured,
+                                         std::span<const std::uint8_t> jpeg) {
+  std::vector<std::uint8_t> out(header_size + jpeg.size());
+  write_message(out.data(), seq, captured, jpeg);
+  return out;
+}
+
+std::optional<message> decode_message(std::span<const std::uint8_t> bytes) {
+  if (bytes.size() < header_size || std::memcmp(bytes.data(), magic.data(), magic.size()) != 0)
+    return std::nullopt;
+  message m;
+  m.seq = get_u64(bytes.data() + 4);
+  m.captured = wall_clock::time_point{std::chrono::duration_cast<wall_clock::duration>(
+      std::chrono::microseconds{static_cast<std::int64_t>(get_u64(bytes.data() + 12))})};
+  m.jpeg.assign(bytes.begin() + header_size, bytes.end());
+  if (m.seq == 0 || !looks_like_jpeg(m.jpeg)) return std::nullopt;
+  return m;
+}
+
+void generate_keys(const std::string& dir) {
+  const fs::path root{dir};
+  fs::create_directories(root / "authorized");
+  for (const char* name : {"server.secret", "server.pub", "client.secret", "client.pub"})
+    if (fs::exists(root / name))
+      throw std::runtime_error("--bus-keygen: " + (root / name).string() + " exists");
+  char pub[key_length + 1];
+  char sec[key_length + 1];
+  if (zmq_curve_keypair(pub, sec) != 0)
+    throw std::runtime_error("--bus-keygen: this libzmq has no CurveZMQ support");
+  write_key(root / "server.secret", sec, true);
+  write_key(root / "server.pub", pub, false);
+  zmq_curve_keypair(pub, sec);
+  write_key(root / "client.secret", sec, true);
+  write_key(root / "client.pub", pub, false);
+  write_key(root / "authorized" / "client.pub", pub, false);
+}
+
+std::string publish_endpoint(const std::string& spec) {
+  if (!spec.empty() && std::all_of(spec.begin(), spec.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return "tcp://127.0.0.1:" + (spec == "0" ? std::string{"*"} : spec);
+  return spec;
+}
+
+// Two PUB sockets: a plain one for the private ipc endpoints (worker processes on this host, in
+// a directory only we can open) and one for the rest, which is a CurveZMQ server when keys are
+// given. Every frame goes to both; the second copy shares the first's buffer.
+struct publisher::impl {
+  zmq::context_t context{1};
+  std::optional<zmq::socket_t> local;
+  std::optional<zmq::socket_t> remote;
+  std::vector<std::string> allowed;  // binary public keys; empty without keys
+  std::thread zap;
+
+  zmq::socket_t make_pub() {
+    zmq::socket_t s{context, zmq::socket_type::pub};
+    s.set(zmq::sockopt::sndhwm, 2);  // two frames in flight per subscriber, then drop
+    s.set(zmq::sockopt::linger, 0);  // closing never waits for a subscriber
+    return s;
+  }
+
+  // The ZeroMQ Authentication Protocol handler: libzmq asks it about every CurveZMQ client.
+  void run_zap(zmq::socket_t handler) {
+    bool refusal_told = false;  // said once: a refused subscriber retries every few seconds
+    try {
+      for (;;) {
+        std::vector<zmq::message_t> request;
+        for (bool more = true; more;) {
+          zmq::message_t part;
+          if (!handler.recv(part)) break;
+          more = part.more();
+          request.push_back(std::move(part));
+        }
+        if (request.size() < 7) continue;
+        const std::string key = request[6].to_string();
+        const bool ok = std::find(allowed.begin(), allowed.end(), key) != allowed.end();
+        handler.send(zmq::buffer(std::string_view{"1.0"}), zmq::send_flags::sndmore);
+        handler.send(request[1], zmq::send_flags::sndmore);
+        handler.send(zmq::buffer(std::string_view{ok ? "200" : "400"}), zmq::send_flags::sndmore);
+        handler.send(zmq::buffer(std::string_view{ok ? "OK" : "key not authorized"}),
+                     zmq::send_flags::sndmore);
+        handler.send(zmq::buffer(std::string_view{}), zmq::send_flags::sndmore);
+        handler.send(zmq::buffer(std::string_view{}), zmq::send_flags::none);
+        if (!ok && !refusal_told)
+          log::write(log::level::warning, "bus: refused a subscriber whose key is not authorized");
+        refusal_told = refusal_told || !ok;
+      }
+    } catch (const zmq::error_t&) {
+      // ETERM: the context is shutting down.
+    }
+  }
+};
+
+publisher::publisher(const std::vector<std::string>& endpoints, const std::optional<key_files>& keys)
+    : impl_{std::make_unique<impl>()} {
+  try {
+    std::vector<std::string> local;
+    std::vector<std::string> remote;
+    for (const auto& e : endpoints)
+      (e.rfind("ipc://", 0) == 0 ? local : remote).push_back(e);
+    if (!remote.empty()) {
+      impl_->remote = impl_->make_pub();
+      if (keys) {
+        impl_->allowed = authorized_keys(keys->dir);
+        zmq::socket_t handler{impl_->context, zmq::socket_type::rep};
+        handler.bind("inproc://zeromq.zap.01");
+        impl_->zap = std::thread{[this, h = std::move(handler)]() mutable { impl_->run_zap(std::move(h)); }};
+        impl_->remote->set(zmq::sockopt::curve_server, true);
+        impl_->remote->set(zmq::sockopt::curve_secretkey, read_key(fs::path{keys->dir} / "server.secret"));
+        impl_->remote->set(zmq::sockopt::zap_domain, "mjpeg");
+      }
+      for (const auto& e : remote) {
+        if (!keys && !is_loopback_tcp(e))
+          log::write(
+              log::level::warning,
+              "bus: %s is reachable from other hosts and --bus-keys is not set: anyone there can subscribe",
+              e.c_str());
+        try {
+          impl_->remote->bind(e);
+        } catch (const zmq::error_t& x) {
+          throw std::runtime_error("--publish " + e + ": " + x.what());
+        }
+        bound_.push_back(impl_->remote->get(zmq::sockopt::last_endpoint));
+      }
+    }
+    if (!local.empty()) {
+      impl_->local = impl_->make_pub();
+      for (const auto& e : local) {
+        try {
+          impl_->local->bind(e);
+        } catch (const zmq::error_t& x) {
+          throw std::runtime_error("bus " + e + ": " + x.what());
+        }
+        bound_.push_back(e);
+      }
+    }
+  } catch (...) {
+    impl_->local.reset();
+    impl_->remote.reset();
+    impl_->context.shutdown();
+    if (impl_->zap.joinable()) impl_->zap.join();
+    throw;
+  }
+}
+
+publisher::~publisher() {
+  impl_->local.reset();
+  impl_->remote.reset();
+  impl_->context.shutdown();
+  if (impl_->zap.joinable()) impl_->zap.join();
+}
+
+void publisher::send(const frame& f) {
+  // One copy of the JPEG into the message; the second socket's copy shares its buffer.
+  zmq::message_t message{header_size + f.jpeg().size()};
+  write_message(static_cast<std::uint8_t*>(message.data()), f.seq(), f.captured(), f.jpeg());
+  // PUB never blocks: a subscriber over its high-water mark simply misses this frame.
+  if (impl_->remote && impl_->local) {
+    zmq::message_t copy;
+    copy.copy(message);
+    [[maybe_unused]] const auto sent = impl_->remote->send(copy, zmq::send_flags::dontwait);
+  }
+  zmq::socket_t& target = impl_->local ? *impl_->local : *impl_->remote;
+  [[maybe_unused]] const auto sent = target.send(message, zmq::send_flags::dontwait);
+}
+
+namespace {
+
+// Subscribes to one endpoint. ZeroMQ reconnects by itself; the capture loop's close/open after a
+// silence drops any half-dead connection and starts clean.
+class bus_source final : public frame_source {
+ public:
+  bus_source(std::string spec, double fps, std::optional<key_files> keys)
+      : spec_{std::move(spec)},
+        endpoint_{spec_.substr(scheme_prefix.size())},
+        silence_{std::max(1000, static_cast<int>(3000 / std::max(fps, 0.1)))},
+        keys_{std::move(keys)} {
+    if (keys_) {
+      const fs::path dir{keys_->dir};
+      server_key_ = read_key(dir / "server.pub");
+      public_key_ = read_key(dir / "client.pub");
+      secret_key_ = read_key(dir / "client.secret");
+    }
+  }
+  void open() override {
+    close();
+    socket_.emplace(context_, zmq::socket_type::sub);
+    socket_->set(zmq::sockopt::linger, 0);
+    socket_->set(zmq::sockopt::conflate, 1);  // latest frame wins: a frame is news, not a task
+    socket_->set(zmq::sockopt::subscribe, "");
+    if (keys_) {
+      socket_->set(zmq::sockopt::curve_serverkey, server_key_);
+      socket_->set(zmq::sockopt::curve_publickey, public_key_);
+      socket_->set(zmq::sockopt::curve_secretkey, secret_key_);
+    }
+    try {
+      socket_->connect(endpoint_);
+    } catch (const zmq::error_t& e) {
+      socket_.reset();
+      throw std::runtime_error("--source " + spec_ + ": " + e.what());
+    }
+  }
+  bool read(source_image& out) override {
+    if (!socket_) return false;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds{silence_};
+    for (;;) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+      if (left.count() <= 0 || interrupted_.load()) return false;  // quiet publisher: a source loss
+      zmq::pollitem_t item{socket_->handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, std::min(left, std::chrono::milliseconds{50}));
+      zmq::message_t message;
+      if (!socket_->recv(message, zmq::recv_flags::dontwait)) continue;
+      auto m = decode_message({static_cast<const std::uint8_t*>(message.data()), message.size()});
+      if (!m) continue;  // not ours: ignore it
+      out.pixels.release();
+      out.jpeg = std::move(m->jpeg);
+      out.seq = m->seq;
+      out.captured = m->captured;
+      return true;
+    }
+  }
+  void close() override { socket_.reset(); }
+  void interrupt() override { interrupted_.store(true); }
+  std::string describe() const override { return "bus " + endpoint_; }
+  bool forwards() const override { return true; }
+
+ private:
+  std::string spec_;
+  std::string endpoint_;
+  int silence_;
+  std::optional<key_files> keys_;
+  std::string server_key_;
+  std::string public_key_;
+  std::string secret_key_;
+  zmq::context_t context_{1};
+  std::optional<zmq::socket_t> socket_;
+  std::atomic<bool> interrupted_{false};
+};
+
+}  // namespace
+
+std::unique_ptr<frame_source> make_bus_source(const std::string& spec, double fps,
+                                              const std::optional<key_files>& keys) {
+  return std::make_unique<bus_source>(spec, fps, keys);
+}
+
+}  // namespace mjpeg::bus

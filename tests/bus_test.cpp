@@ -1,0 +1,226 @@
+// The frame bus: --publish on an origin, --source zmq+tcp://… on an edge of every variant.
+// Bytes, seq and capture time cross unchanged; a lost publisher is a source loss; CurveZMQ keys
+// admit the authorized subscriber and nobody else; a subscriber that never reads slows nothing.
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <map>
+#include <thread>
+#include <zmq.hpp>
+
+#include "client.hpp"
+#include "mjpeg/bus.hpp"
+#include "server_process.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using mjpeg::test::get;
+using mjpeg::test::run_command;
+using mjpeg::test::server_process;
+using mjpeg::test::small_frames;
+using mjpeg::test::stream_reader;
+namespace fs = std::filesystem;
+
+std::string origin_binary() {
+  return mjpeg::test::variant_binary("mjpeg_async");
+}
+
+// The raw text of a top-level field of /stats ("up", "42", …), quotes removed.
+std::string field(const std::string& json, const std::string& name) {
+  const auto at = json.find("\"" + name + "\":");
+  if (at == std::string::npos) return {};
+  auto begin = at + name.size() + 3;
+  if (json[begin] == '"') return json.substr(begin + 1, json.find('"', begin + 1) - begin - 1);
+  if (json[begin] == '[') return json.substr(begin, json.find(']', begin) - begin + 1);
+  return json.substr(begin, json.find_first_of(",}", begin) - begin);
+}
+
+std::string stats(unsigned short port) {
+  return get(port, "/stats").body;
+}
+
+// The tcp endpoint an origin started with "--publish 0" bound.
+std::string bus_of(unsigned short port) {
+  const std::string list = field(stats(port), "publish");
+  const auto begin = list.find("tcp://");
+  return list.substr(begin, list.find('"', begin) - begin);
+}
+
+// A temporary directory removed at the end of the test.
+struct temp_dir {
+  fs::path path = fs::temp_directory_path() /
+                  ("mjpeg-bus-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++));
+  temp_dir() { fs::create_directories(path); }
+  ~temp_dir() { fs::remove_all(path); }
+  static int& counter() {
+    static int n = 0;
+    return n;
+  }
+};
+
+// Parts by X-Frame-Seq, read from a stream.
+std::map<std::uint64_t, mjpeg::test::part> read_parts(unsigned short port, int count) {
+  std::map<std::uint64_t, mjpeg::test::part> parts;
+  stream_reader viewer{port};
+  if (viewer.open() != 200) return parts;
+  for (int i = 0; i < count; ++i) {
+    auto p = viewer.next();
+    if (!p) break;
+    parts[std::stoull(p->headers.at("x-frame-seq"))] = *p;
+  }
+  return parts;
+}
+
+TEST(BusMessage, RoundTripKeepsSeqTimeAndBytes) {
+  const std::vector<std::uint8_t> jpeg{0xFF, 0xD8, 1, 2, 3, 0xFF, 0xD9};
+  const auto t = mjpeg::wall_clock::time_point{std::chrono::microseconds{1'700'000'000'123'456}};
+  const auto bytes = mjpeg::bus::encode_message(42, t, jpeg);
+  const auto m = mjpeg::bus::decode_message(bytes);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->seq, 42u);
+  EXPECT_EQ(m->captured, t);
+  EXPECT_EQ(m->jpeg, jpeg);
+}
+
+TEST(BusMessage, RejectsWhatIsNotAFrame) {
+  const std::vector<std::uint8_t> jpeg{0xFF, 0xD8, 1, 0xFF, 0xD9};
+  auto bytes = mjpeg::bus::encode_message(1, mjpeg::wall_clock::now(), jpeg);
+  EXPECT_FALSE(mjpeg::bus::decode_message(std::span{bytes}.first(10)));  // truncated header
+  auto wrong_magic = bytes;
+  wrong_magic[0] = 'x';
+  EXPECT_FALSE(mjpeg::bus::decode_message(wrong_magic));
+  auto not_jpeg = bytes;
+  not_jpeg.back() = 0;
+  EXPECT_FALSE(mjpeg::bus::decode_message(not_jpeg));
+  EXPECT_FALSE(mjpeg::bus::decode_message(mjpeg::bus::encode_message(0, mjpeg::wall_clock::now(), jpeg)));
+}
+
+TEST(BusOptions, BadValuesAreClearErrors) {
+  const auto bad_publish = run_command(origin_binary(), {"--publish", "nonsense"}, 10s);
+  EXPECT_EQ(bad_publish.exit_code, 2);
+  EXPECT_NE(bad_publish.err.find("--publish"), std::string::npos) << bad_publish.err;
+  const auto no_keys = run_command(origin_binary(), {"--bus-keys", "/nonexistent/keys"}, 10s);
+  EXPECT_EQ(no_keys.exit_code, 2);
+  EXPECT_NE(no_keys.err.find("--bus-keys"), std::string::npos) << no_keys.err;
+  const auto bad_endpoint =
+      run_command(origin_binary(), {"--port", "0", "--source", "zmq+tcp://nohost"}, 10s);
+  EXPECT_EQ(bad_endpoint.exit_code, 1);
+  EXPECT_NE(bad_endpoint.err.find("zmq+tcp://nohost"), std::string::npos) << bad_endpoint.err;
+  const temp_dir keys;
+  EXPECT_EQ(run_command(origin_binary(), {"--bus-keygen", keys.path / "k"}, 10s).exit_code, 0);
+  const auto again = run_command(origin_binary(), {"--bus-keygen", keys.path / "k"}, 10s);
+  EXPECT_EQ(again.exit_code, 1) << "keys must never be overwritten";
+  EXPECT_NE(again.err.find("exists"), std::string::npos) << again.err;
+}
+
+class EveryEdge : public testing::TestWithParam<std::string> {
+ protected:
+  std::string binary() const { return mjpeg::test::variant_binary(GetParam()); }
+};
+
+TEST_P(EveryEdge, ForwardsTheOriginsBytesSeqAndTimestamp) {
+  server_process origin{origin_binary(), small_frames({"--publish", "0"})};
+  server_process edge{binary(), small_frames({"--source", "zmq+" + bus_of(origin.port())})};
+  // Read both streams at the same time, so they overlap in frames.
+  std::map<std::uint64_t, mjpeg::test::part> from_origin;
+  std::thread reader{[&] { from_origin = read_parts(origin.port(), 20); }};
+  const auto from_edge = read_parts(edge.port(), 20);
+  reader.join();
+  ASSERT_GE(from_edge.size(), 10u) << edge.error_output();
+  int same = 0;
+  for (const auto& [seq, part] : from_edge) {
+    const auto at = from_origin.find(seq);
+    if (at == from_origin.end()) continue;
+    ++same;
+    EXPECT_EQ(part.body, at->second.body) << "seq " << seq;
+    EXPECT_EQ(part.headers.at("x-timestamp"), at->second.headers.at("x-timestamp")) << "seq " << seq;
+  }
+  EXPECT_GE(same, 5) << "the edge's seq must be the origin's";
+  EXPECT_EQ(field(stats(edge.port()), "source"), "bus " + bus_of(origin.port()));
+}
+
+INSTANTIATE_TEST_SUITE_P(Variants, EveryEdge, testing::ValuesIn(mjpeg::test::variant_keys()));
+
+TEST(Bus, LostPublisherIsASourceLossAndFramesResume) {
+  std::string bus;
+  auto origin = std::make_unique<server_process>(origin_binary(), small_frames({"--publish", "0"}));
+  bus = bus_of(origin->port());
+  server_process edge{origin_binary(), small_frames({"--source", "zmq+" + bus})};
+  stream_reader viewer{edge.port()};
+  ASSERT_EQ(viewer.open(), 200);
+  ASSERT_TRUE(viewer.next());
+
+  origin->signal(SIGKILL);
+  origin->wait(5s);
+  origin.reset();
+  std::string state;
+  for (int i = 0; i < 40 && state != "down"; ++i) {
+    std::this_thread::sleep_for(100ms);
+    state = field(stats(edge.port()), "source_state");
+  }
+  EXPECT_EQ(state, "down") << "the edge must report the publisher's loss";
+  EXPECT_EQ(field(stats(edge.port()), "viewers_now"), "1") << "the viewer stays connected";
+
+  // A new origin on the same bus port: the same viewer connection gets frames again.
+  const auto port = bus.substr(bus.rfind(':') + 1);
+  server_process again{origin_binary(), small_frames({"--publish", port})};
+  bool resumed = false;
+  for (int i = 0; i < 100 && !resumed; ++i) {
+    const auto part = viewer.next(10s);
+    ASSERT_TRUE(part) << "frames must resume on the open connection";
+    const double age =
+        static_cast<double>(mjpeg::test::now_us()) / 1e6 - std::stod(part->headers.at("x-timestamp"));
+    resumed = age < 1.0;
+  }
+  EXPECT_TRUE(resumed);
+  EXPECT_EQ(field(stats(edge.port()), "source_state"), "up");
+}
+
+TEST(Bus, CurveKeysAdmitOnlyAuthorizedSubscribers) {
+  const temp_dir keys;
+  const auto good = keys.path / "good";
+  const auto bad = keys.path / "bad";
+  ASSERT_EQ(run_command(origin_binary(), {"--bus-keygen", good}, 10s).exit_code, 0);
+  ASSERT_EQ(run_command(origin_binary(), {"--bus-keygen", bad}, 10s).exit_code, 0);
+  // The intruder knows the publisher's public key, but its own key is not authorized.
+  fs::copy_file(good / "server.pub", bad / "server.pub", fs::copy_options::overwrite_existing);
+
+  server_process origin{origin_binary(), small_frames({"--publish", "0", "--bus-keys", good})};
+  const std::string source = "zmq+" + bus_of(origin.port());
+  server_process allowed{origin_binary(), small_frames({"--source", source, "--bus-keys", good})};
+  server_process refused{origin_binary(), small_frames({"--source", source, "--bus-keys", bad})};
+  server_process keyless{origin_binary(), small_frames({"--source", source})};
+
+  const auto parts = read_parts(allowed.port(), 3);
+  EXPECT_EQ(parts.size(), 3u) << allowed.error_output();
+  std::this_thread::sleep_for(1500ms);
+  for (const server_process* intruder : {&refused, &keyless}) {
+    EXPECT_EQ(field(stats(intruder->port()), "frame_seq"), "0") << "an unauthorized subscriber got a frame";
+    EXPECT_EQ(get(intruder->port(), "/snapshot").status, 503);
+  }
+  EXPECT_NE(origin.error_output().find("not authorized"), std::string::npos) << origin.error_output();
+}
+
+TEST(Bus, ASubscriberThatNeverReadsSlowsNothing) {
+  server_process origin{origin_binary(), small_frames({"--publish", "0"})};
+  // A plain subscriber (no conflate) that connects and never reads: its queue fills up.
+  zmq::context_t context;
+  zmq::socket_t stuck{context, zmq::socket_type::sub};
+  stuck.set(zmq::sockopt::rcvhwm, 1);
+  stuck.set(zmq::sockopt::rcvbuf, 4096);
+  stuck.set(zmq::sockopt::subscribe, "");
+  stuck.connect(bus_of(origin.port()));
+  std::this_thread::sleep_for(500ms);
+
+  const auto before = std::stoull(field(stats(origin.port()), "frames_captured"));
+  stream_reader viewer{origin.port()};
+  ASSERT_EQ(viewer.open(), 200);
+  for (int i = 0; i < 30; ++i)
+    ASSERT_TRUE(viewer.next(2s)) << "frame " << i;
+  const auto after = std::stoull(field(stats(origin.port()), "frames_captured"));
+  EXPECT_GE(after - before, 25u) << "capture must not wait for the bus";
+}
+
+}  // namespace

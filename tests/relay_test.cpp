@@ -1,0 +1,233 @@
+// The HTTP relay: --source http://HOST:PORT/PATH forwards another MJPEG server's JPEG bytes as they
+// are. Upstreams: one of ours (X-Timestamp and X-Frame-Seq kept), and a fake that frames its stream
+// like other servers do (its own boundary, no X-Timestamp, chunked, parts without Content-Length).
+
+#include <gtest/gtest.h>
+
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <map>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <thread>
+
+#include "client.hpp"
+#include "server_process.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using mjpeg::test::get;
+using mjpeg::test::run_command;
+using mjpeg::test::server_process;
+using mjpeg::test::small_frames;
+using mjpeg::test::stream_reader;
+
+std::map<std::uint64_t, mjpeg::test::part> read_parts(unsigned short port, int count,
+                                                      const std::string& path) {
+  std::map<std::uint64_t, mjpeg::test::part> parts;
+  stream_reader viewer{port, path};
+  if (viewer.open() != 200) return parts;
+  for (int i = 0; i < count; ++i) {
+    auto p = viewer.next();
+    if (!p) break;
+    parts[std::stoull(p->headers.at("x-frame-seq"))] = *p;
+  }
+  return parts;
+}
+
+std::string stats_field(unsigned short port, const std::string& name) {
+  const std::string body = get(port, "/stats").body;
+  const auto at = body.find("\"" + name + "\":");
+  if (at == std::string::npos) return {};
+  const auto begin = at + name.size() + 3 + (body[at + name.size() + 3] == '"' ? 1 : 0);
+  return body.substr(begin, body.find_first_of(",}\"", begin) - begin);
+}
+
+class EveryEdge : public testing::TestWithParam<std::string> {
+ protected:
+  std::string binary() const { return mjpeg::test::variant_binary(GetParam()); }
+};
+
+TEST_P(EveryEdge, RelaysOurStreamByteForByte) {
+  server_process origin{mjpeg::test::variant_binary("mjpeg_async"), small_frames()};
+  // mjpg-streamer's spelling of the stream URL works too.
+  server_process edge{
+      binary(),
+      small_frames({"--source", "http://127.0.0.1:" + std::to_string(origin.port()) + "/?action=stream"})};
+  std::map<std::uint64_t, mjpeg::test::part> from_origin;
+  std::thread reader{[&] { from_origin = read_parts(origin.port(), 20, "/stream"); }};
+  const auto from_edge = read_parts(edge.port(), 20, "/stream");
+  reader.join();
+  ASSERT_GE(from_edge.size(), 10u) << edge.error_output();
+  int same = 0;
+  for (const auto& [seq, part] : from_edge) {
+    const auto at = from_origin.find(seq);
+    if (at == from_origin.end()) continue;
+    ++same;
+    EXPECT_EQ(part.body, at->second.body) << "seq " << seq;
+    EXPECT_EQ(part.headers.at("x-timestamp"), at->second.headers.at("x-timestamp")) << "seq " << seq;
+  }
+  EXPECT_GE(same, 5) << "the relay keeps the upstream's X-Frame-Seq";
+}
+
+INSTANTIATE_TEST_SUITE_P(Variants, EveryEdge, testing::ValuesIn(mjpeg::test::variant_keys()));
+
+// A stand-in for another MJPEG server on a loopback port: sends `frames` in a loop at ~20 fps in
+// the framing it was told, to every connection in turn.
+class fake_upstream {
+ public:
+  struct framing {
+    std::string boundary;
+    bool chunked = false;
+    bool content_length = true;
+    bool boundary_with_dashes = false;  // declares "--boundary" in Content-Type, as some cameras do
+  };
+
+  fake_upstream(std::vector<std::string> frames, framing how)
+      : frames_{std::move(frames)}, how_{std::move(how)} {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::listen(fd_, 8);
+    socklen_t len = sizeof a;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread{[this] { run(); }};
+  }
+  ~fake_upstream() {
+    stop_ = true;
+    thread_.join();
+    ::close(fd_);
+  }
+  unsigned short port() const { return port_; }
+
+ private:
+  bool send_all(int c, const std::string& bytes) {
+    std::string out = bytes;
+    if (how_.chunked) {
+      char size[32];
+      std::snprintf(size, sizeof size, "%zx\r\n", bytes.size());
+      out = size + bytes + "\r\n";
+    }
+    return ::send(c, out.data(), out.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(out.size());
+  }
+  void run() {
+    while (!stop_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) continue;
+      char request[4096];
+      ::recv(c, request, sizeof request, 0);
+      const std::string declared = (how_.boundary_with_dashes ? "--" : "") + how_.boundary;
+      std::string head =
+          "HTTP/1.1 200 OK\r\nServer: fake\r\nContent-Type: multipart/x-mixed-replace; boundary=\"" +
+          declared + "\"\r\n";
+      head += how_.chunked ? "Transfer-Encoding: chunked\r\n\r\n" : "Connection: close\r\n\r\n";
+      ::send(c, head.data(), head.size(), MSG_NOSIGNAL);
+      for (std::size_t i = 0; !stop_; ++i) {
+        const std::string& jpeg = frames_[i % frames_.size()];
+        std::string part = "--" + how_.boundary + "\r\nContent-Type: image/jpeg\r\n";
+        if (how_.content_length) part += "Content-Length: " + std::to_string(jpeg.size()) + "\r\n";
+        part += "\r\n" + jpeg + "\r\n";
+        if (!send_all(c, part)) break;
+        std::this_thread::sleep_for(50ms);
+      }
+      ::close(c);
+    }
+  }
+
+  std::vector<std::string> frames_;
+  framing how_;
+  int fd_ = -1;
+  unsigned short port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+std::vector<std::string> distinct_jpegs() {
+  std::vector<std::string> out;
+  for (int i = 0; i < 4; ++i) {
+    cv::Mat image(120, 160, CV_8UC3, cv::Scalar(40 * i, 255 - 50 * i, 100));
+    cv::putText(image, std::to_string(i), {60, 80}, cv::FONT_HERSHEY_SIMPLEX, 2, {255, 255, 255}, 3);
+    std::vector<std::uint8_t> bytes;
+    cv::imencode(".jpg", image, bytes);
+    out.emplace_back(bytes.begin(), bytes.end());
+  }
+  return out;
+}
+
+struct framing_case {
+  const char* name;
+  fake_upstream::framing how;
+  friend void PrintTo(const framing_case& c, std::ostream* os) { *os << c.name; }
+};
+
+class ForeignFraming : public testing::TestWithParam<framing_case> {};
+
+TEST_P(ForeignFraming, RelaysTheUpstreamsJpegBytesUnchanged) {
+  const auto jpegs = distinct_jpegs();
+  fake_upstream upstream{jpegs, GetParam().how};
+  server_process edge{
+      mjpeg::test::variant_binary("mjpeg_async"),
+      small_frames({"--source", "http://127.0.0.1:" + std::to_string(upstream.port()) + "/?action=stream"})};
+  stream_reader viewer{edge.port()};
+  ASSERT_EQ(viewer.open(), 200) << edge.error_output();
+  std::uint64_t last_seq = 0;
+  for (int i = 0; i < 8; ++i) {
+    const auto part = viewer.next();
+    ASSERT_TRUE(part) << edge.error_output();
+    EXPECT_NE(std::find(jpegs.begin(), jpegs.end(), part->body), jpegs.end())
+        << "part " << i << " is not one of the upstream's JPEGs byte for byte";
+    const auto seq = std::stoull(part->headers.at("x-frame-seq"));
+    EXPECT_GT(seq, last_seq);
+    last_seq = seq;
+    // No X-Timestamp upstream: the relay stamps the time it received the frame.
+    const double stamp = std::stod(part->headers.at("x-timestamp"));
+    EXPECT_NEAR(stamp, static_cast<double>(mjpeg::test::now_us()) / 1e6, 1.0);
+  }
+  EXPECT_EQ(stats_field(edge.port(), "source_state"), "up");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Framings, ForeignFraming,
+    testing::Values(framing_case{"mjpg_streamer", {"boundarydonotcross", false, true, false}},
+                    framing_case{"chunked_without_lengths", {"frame", true, false, false}},
+                    framing_case{"declared_with_dashes", {"myboundary", false, true, true}}),
+    [](const testing::TestParamInfo<framing_case>& p) { return std::string{p.param.name}; });
+
+TEST(Relay, AnUpstreamThatIsNotAStreamIsAClearErrorAtStart) {
+  server_process plain{mjpeg::test::variant_binary("mjpeg_async"), small_frames()};
+  // /stats answers JSON, not a multipart stream.
+  const std::string url = "http://127.0.0.1:" + std::to_string(plain.port()) + "/stats";
+  const auto r =
+      run_command(mjpeg::test::variant_binary("mjpeg_async"), {"--port", "0", "--source", url}, 10s);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--source " + url + ": "), std::string::npos) << r.err;
+}
+
+TEST(Relay, AnUnreachableUpstreamAtStartIsAClearError) {
+  // A port nobody listens on: bind one, then close it.
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  const std::string url = "http://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/stream";
+  const auto r =
+      run_command(mjpeg::test::variant_binary("mjpeg_async"), {"--port", "0", "--source", url}, 10s);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("cannot connect to " + url), std::string::npos) << r.err;
+}
+
+}  // namespace
