@@ -10,10 +10,13 @@
 #include <zmq.hpp>
 
 #include "client.hpp"
+#include "every_variant.hpp"
 #include "mjpeg/bus.hpp"
 #include "server_process.hpp"
 
 namespace {
+
+using mjpeg::test::EveryVariant;
 
 using namespace std::chrono_literals;
 using mjpeg::test::get;
@@ -115,12 +118,7 @@ TEST(BusOptions, BadValuesAreClearErrors) {
   EXPECT_NE(again.err.find("exists"), std::string::npos) << again.err;
 }
 
-class EveryEdge : public testing::TestWithParam<std::string> {
- protected:
-  std::string binary() const { return mjpeg::test::variant_binary(GetParam()); }
-};
-
-TEST_P(EveryEdge, ForwardsTheOriginsBytesSeqAndTimestamp) {
+TEST_P(EveryVariant, ForwardsTheOriginsBytesSeqAndTimestamp) {
   server_process origin{origin_binary(), small_frames({"--publish", "0"})};
   server_process edge{binary(), small_frames({"--source", "zmq+" + bus_of(origin.port())})};
   // Read both streams at the same time, so they overlap in frames.
@@ -140,8 +138,6 @@ TEST_P(EveryEdge, ForwardsTheOriginsBytesSeqAndTimestamp) {
   EXPECT_GE(same, 5) << "the edge's seq must be the origin's";
   EXPECT_EQ(field(stats(edge.port()), "source"), "bus " + bus_of(origin.port()));
 }
-
-INSTANTIATE_TEST_SUITE_P(Variants, EveryEdge, testing::ValuesIn(mjpeg::test::variant_keys()));
 
 TEST(Bus, LostPublisherIsASourceLossAndFramesResume) {
   std::string bus;

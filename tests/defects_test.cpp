@@ -19,9 +19,12 @@
 #include <vector>
 
 #include "client.hpp"
+#include "every_variant.hpp"
 #include "server_process.hpp"
 
 namespace {
+
+using mjpeg::test::EveryVariant;
 
 using namespace std::chrono_literals;
 using mjpeg::test::get;
@@ -31,11 +34,6 @@ using mjpeg::test::server_process;
 using mjpeg::test::small_frames;
 using mjpeg::test::stream_reader;
 using steady = std::chrono::steady_clock;
-
-class Defects : public testing::TestWithParam<std::string> {
- protected:
-  std::string binary() const { return mjpeg::test::variant_binary(GetParam()); }
-};
 
 // GET `target` with the given Host header (or none) and extra header lines.
 std::string get_request(const std::string& target, const std::string& host, const std::string& extra = "") {
@@ -111,7 +109,7 @@ std::vector<std::string> lines_of(const std::string& text) {
 
 // --- 2 and the "also noticed": a relayed source's credentials never show; one line per reconnect
 
-TEST_P(Defects, SourceCredentialsNeverShowAndReconnectsLogOneLineEach) {
+TEST_P(EveryVariant, SourceCredentialsNeverShowAndReconnectsLogOneLineEach) {
   auto upstream = std::make_unique<server_process>(binary(), small_frames());
   const std::string url = "http://watcher:s3cret-pass@127.0.0.1:" + std::to_string(upstream->port()) +
                           "/stream?access_token=tok-9f8e&fps=30";
@@ -158,7 +156,7 @@ TEST_P(Defects, SourceCredentialsNeverShowAndReconnectsLogOneLineEach) {
 
 // --- 3: exactly one valid Host; a loopback bind answers loopback names only ----------------------
 
-TEST_P(Defects, HostIsCheckedAndALoopbackBindAnswersOnlyLoopbackNames) {
+TEST_P(EveryVariant, HostIsCheckedAndALoopbackBindAnswersOnlyLoopbackNames) {
   server_process server{binary(), small_frames()};
   const auto port = server.port();
   const auto status = [&](const std::string& raw) { return request(port, raw).status; };
@@ -183,7 +181,7 @@ TEST_P(Defects, HostIsCheckedAndALoopbackBindAnswersOnlyLoopbackNames) {
     EXPECT_EQ(status(get_request("/snapshot", host)), 200) << host;
 }
 
-TEST_P(Defects, AllowHostAddsNamesToALoopbackBind) {
+TEST_P(EveryVariant, AllowHostAddsNamesToALoopbackBind) {
   server_process server{binary(), small_frames({"--allow-host", "cam.example", "--allow-host", "10.1.2.3"})};
   const auto status = [&](const std::string& host) {
     return request(server.port(), get_request("/snapshot", host)).status;
@@ -197,7 +195,7 @@ TEST_P(Defects, AllowHostAddsNamesToALoopbackBind) {
 
 // --- 4: no empty credentials, credentials out of ps, and guessing is limited per address ---------
 
-TEST_P(Defects, EmptyCredentialsAreRefusedWithOneLine) {
+TEST_P(EveryVariant, EmptyCredentialsAreRefusedWithOneLine) {
   for (const std::vector<std::string>& args :
        {std::vector<std::string>{"--auth", ":"}, {"--auth", "user:"}, {"--auth", ":pass"}}) {
     const auto result = mjpeg::test::run_command(binary(), args, 10s);
@@ -224,7 +222,7 @@ void expect_guarded(const server_process& server, const std::string& password) {
             200);
 }
 
-TEST_P(Defects, CredentialsFromAFileOrTheEnvironment) {
+TEST_P(EveryVariant, CredentialsFromAFileOrTheEnvironment) {
   const std::string file =
       std::filesystem::temp_directory_path() / ("mjpeg-auth-" + std::to_string(::getpid()));
   std::ofstream{file} << "viewer:from-file-42\n";
@@ -239,7 +237,7 @@ TEST_P(Defects, CredentialsFromAFileOrTheEnvironment) {
   expect_guarded(server, "from-env-42");
 }
 
-TEST_P(Defects, RepeatedWrongCredentialsLockOutThatAddressOnly) {
+TEST_P(EveryVariant, RepeatedWrongCredentialsLockOutThatAddressOnly) {
   server_process server{binary(), small_frames({"--auth", "viewer:right-one"})};
   const auto port = server.port();
   const std::string wrong = get_request("/snapshot", "localhost", basic("viewer:guess"));
@@ -269,7 +267,7 @@ TEST_P(Defects, RepeatedWrongCredentialsLockOutThatAddressOnly) {
 
 // --- 5: mjpg-streamer URL variants -------------------------------------------------------------
 
-TEST_P(Defects, MjpgStreamerUrlVariantsAreServed) {
+TEST_P(EveryVariant, MjpgStreamerUrlVariantsAreServed) {
   server_process server{binary(), small_frames()};
   for (const char* target :
        {"/?action=stream&1700000000000", "/?action=stream_0", "/?action=stream_0&n=1&x"}) {
@@ -288,7 +286,7 @@ TEST_P(Defects, MjpgStreamerUrlVariantsAreServed) {
 
 // --- 6: the auth scheme in any case, spaces after it ------------------------------------------
 
-TEST_P(Defects, AuthSchemeIsCaseInsensitive) {
+TEST_P(EveryVariant, AuthSchemeIsCaseInsensitive) {
   server_process server{binary(), small_frames({"--auth", "viewer:right-one"})};
   for (const char* scheme : {"basic ", "BASIC ", "bAsIc    ", "Basic\t"})
     EXPECT_EQ(request(server.port(), get_request("/snapshot", "localhost", basic("viewer:right-one", scheme)))
@@ -299,7 +297,7 @@ TEST_P(Defects, AuthSchemeIsCaseInsensitive) {
 
 // --- 8: the capture rate under a CPU hog is what was published --------------------------------
 
-TEST_P(Defects, CaptureFpsUnderACpuHogIsWhatWasPublished) {
+TEST_P(EveryVariant, CaptureFpsUnderACpuHogIsWhatWasPublished) {
   server_process server{binary(), small_frames()};
   const auto number = [](const std::string& json, const std::string& name) {
     const auto at = json.find("\"" + name + "\":");
@@ -343,7 +341,7 @@ TEST_P(Defects, CaptureFpsUnderACpuHogIsWhatWasPublished) {
 
 // --- 10: malformed request lines are 400; absolute-form targets are served ---------------------
 
-TEST_P(Defects, BrokenRequestLinesAre400AndAbsoluteFormIsServed) {
+TEST_P(EveryVariant, BrokenRequestLinesAre400AndAbsoluteFormIsServed) {
   server_process server{binary(), small_frames()};
   const auto status = [&](const std::string& raw) { return request(server.port(), raw).status; };
   EXPECT_EQ(status("GET /snapshot HTTP/1.1\nHost: localhost\n\n"), 400) << "bare LF";
@@ -359,8 +357,5 @@ TEST_P(Defects, BrokenRequestLinesAre400AndAbsoluteFormIsServed) {
   EXPECT_EQ(status(get_request("http://attacker.example/snapshot", "localhost")), 421)
       << "the absolute-form authority is the host asked for";
 }
-
-INSTANTIATE_TEST_SUITE_P(Issue15, Defects, testing::ValuesIn(mjpeg::test::variant_keys()),
-                         [](const auto& param_info) { return param_info.param; });
 
 }  // namespace

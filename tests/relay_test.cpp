@@ -16,9 +16,12 @@
 #include <thread>
 
 #include "client.hpp"
+#include "every_variant.hpp"
 #include "server_process.hpp"
 
 namespace {
+
+using mjpeg::test::EveryVariant;
 
 using namespace std::chrono_literals;
 using mjpeg::test::get;
@@ -48,12 +51,7 @@ std::string stats_field(unsigned short port, const std::string& name) {
   return body.substr(begin, body.find_first_of(",}\"", begin) - begin);
 }
 
-class EveryEdge : public testing::TestWithParam<std::string> {
- protected:
-  std::string binary() const { return mjpeg::test::variant_binary(GetParam()); }
-};
-
-TEST_P(EveryEdge, RelaysOurStreamByteForByte) {
+TEST_P(EveryVariant, RelaysOurStreamByteForByte) {
   server_process origin{mjpeg::test::variant_binary("mjpeg_async"), small_frames()};
   // mjpg-streamer's spelling of the stream URL works too.
   server_process edge{
@@ -74,8 +72,6 @@ TEST_P(EveryEdge, RelaysOurStreamByteForByte) {
   }
   EXPECT_GE(same, 5) << "the relay keeps the upstream's X-Frame-Seq";
 }
-
-INSTANTIATE_TEST_SUITE_P(Variants, EveryEdge, testing::ValuesIn(mjpeg::test::variant_keys()));
 
 // A stand-in for another MJPEG server on a loopback port: sends `frames` in a loop at ~20 fps in
 // the framing it was told, to every connection in turn.

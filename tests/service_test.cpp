@@ -18,9 +18,12 @@
 #include <vector>
 
 #include "client.hpp"
+#include "every_variant.hpp"
 #include "server_process.hpp"
 
 namespace {
+
+using mjpeg::test::EveryVariant;
 
 using namespace std::chrono_literals;
 using mjpeg::test::get;
@@ -60,11 +63,6 @@ mjpeg::test::run_result promtool_check(const scratch_dir& dir, const std::string
   const std::string file = dir.write("metrics.txt", page);
   return run_command("/bin/sh", {"-c", "promtool check metrics < " + file}, 30s);
 }
-
-class EveryVariant : public ::testing::TestWithParam<std::string> {
- protected:
-  std::string binary() const { return mjpeg::test::variant_binary(GetParam()); }
-};
 
 // --- --version -------------------------------------------------------------------------------
 
@@ -313,12 +311,5 @@ TEST_P(EveryVariant, AdoptsTheListeningSocketFromSystemd) {
   server.signal(SIGTERM);
   EXPECT_EQ(server.wait(5s), 0);
 }
-
-std::string variant_name(const ::testing::TestParamInfo<std::string>& info) {
-  return info.param;
-}
-
-INSTANTIATE_TEST_SUITE_P(Service, EveryVariant, ::testing::ValuesIn(mjpeg::test::variant_keys()),
-                         variant_name);
 
 }  // namespace

@@ -12,9 +12,12 @@
 #include <thread>
 
 #include "client.hpp"
+#include "every_variant.hpp"
 #include "server_process.hpp"
 
 namespace {
+
+using mjpeg::test::EveryVariant;
 
 using namespace std::chrono_literals;
 using mjpeg::test::get;
@@ -55,11 +58,6 @@ bool alive(long pid) {
   return paren != std::string::npos && paren + 2 < text.size() && text[paren + 2] != 'Z';
 }
 
-class EveryVariant : public testing::TestWithParam<std::string> {
- protected:
-  std::string binary() const { return mjpeg::test::variant_binary(GetParam()); }
-};
-
 TEST_P(EveryVariant, WorkersShareThePortAndStatsCountThemAll) {
   server_process server{binary(), small_frames({"--workers", "2"})};
   std::vector<std::unique_ptr<stream_reader>> viewers;
@@ -86,8 +84,6 @@ TEST_P(EveryVariant, WorkersShareThePortAndStatsCountThemAll) {
   ASSERT_EQ(s.workers.size(), 2u);
   EXPECT_EQ(s.workers[0].viewers + s.workers[1].viewers, count);
 }
-
-INSTANTIATE_TEST_SUITE_P(Variants, EveryVariant, testing::ValuesIn(mjpeg::test::variant_keys()));
 
 TEST(Workers, KillNineOfAWorkerIsSurvived) {
   server_process server{mjpeg::test::variant_binary("mjpeg_async"), small_frames({"--workers", "2"})};
