@@ -64,18 +64,6 @@ struct temp_dir {
 };
 
 // Parts by X-Frame-Seq, read from a stream.
-std::map<std::uint64_t, mjpeg::test::part> read_parts(unsigned short port, int count) {
-  std::map<std::uint64_t, mjpeg::test::part> parts;
-  stream_reader viewer{port};
-  if (viewer.open() != 200) return parts;
-  for (int i = 0; i < count; ++i) {
-    auto p = viewer.next();
-    if (!p) break;
-    parts[std::stoull(p->headers.at("x-frame-seq"))] = *p;
-  }
-  return parts;
-}
-
 TEST(BusMessage, RoundTripKeepsSeqTimeAndBytes) {
   const std::vector<std::uint8_t> jpeg{0xFF, 0xD8, 1, 2, 3, 0xFF, 0xD9};
   const auto t = mjpeg::wall_clock::time_point{std::chrono::microseconds{1'700'000'000'123'456}};
@@ -123,19 +111,11 @@ TEST_P(EveryVariant, ForwardsTheOriginsBytesSeqAndTimestamp) {
   server_process edge{binary(), small_frames({"--source", "zmq+" + bus_of(origin.port())})};
   // Read both streams at the same time, so they overlap in frames.
   std::map<std::uint64_t, mjpeg::test::part> from_origin;
-  std::thread reader{[&] { from_origin = read_parts(origin.port(), 20); }};
-  const auto from_edge = read_parts(edge.port(), 20);
+  std::thread reader{[&] { from_origin = mjpeg::test::parts_by_seq(origin.port(), 20); }};
+  const auto from_edge = mjpeg::test::parts_by_seq(edge.port(), 20);
   reader.join();
   ASSERT_GE(from_edge.size(), 10u) << edge.error_output();
-  int same = 0;
-  for (const auto& [seq, part] : from_edge) {
-    const auto at = from_origin.find(seq);
-    if (at == from_origin.end()) continue;
-    ++same;
-    EXPECT_EQ(part.body, at->second.body) << "seq " << seq;
-    EXPECT_EQ(part.headers.at("x-timestamp"), at->second.headers.at("x-timestamp")) << "seq " << seq;
-  }
-  EXPECT_GE(same, 5) << "the edge's seq must be the origin's";
+  EXPECT_GE(mjpeg::test::same_parts(from_edge, from_origin), 5) << "the edge's seq must be the origin's";
   EXPECT_EQ(field(stats(edge.port()), "source"), "bus " + bus_of(origin.port()));
 }
 
@@ -189,7 +169,7 @@ TEST(Bus, CurveKeysAdmitOnlyAuthorizedSubscribers) {
   server_process refused{origin_binary(), small_frames({"--source", source, "--bus-keys", bad})};
   server_process keyless{origin_binary(), small_frames({"--source", source})};
 
-  const auto parts = read_parts(allowed.port(), 3);
+  const auto parts = mjpeg::test::parts_by_seq(allowed.port(), 3);
   EXPECT_EQ(parts.size(), 3u) << allowed.error_output();
   std::this_thread::sleep_for(1500ms);
   for (const server_process* intruder : {&refused, &keyless}) {

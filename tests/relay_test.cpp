@@ -30,19 +30,6 @@ using mjpeg::test::server_process;
 using mjpeg::test::small_frames;
 using mjpeg::test::stream_reader;
 
-std::map<std::uint64_t, mjpeg::test::part> read_parts(unsigned short port, int count,
-                                                      const std::string& path) {
-  std::map<std::uint64_t, mjpeg::test::part> parts;
-  stream_reader viewer{port, path};
-  if (viewer.open() != 200) return parts;
-  for (int i = 0; i < count; ++i) {
-    auto p = viewer.next();
-    if (!p) break;
-    parts[std::stoull(p->headers.at("x-frame-seq"))] = *p;
-  }
-  return parts;
-}
-
 std::string stats_field(unsigned short port, const std::string& name) {
   const std::string body = get(port, "/stats").body;
   const auto at = body.find("\"" + name + "\":");
@@ -58,19 +45,12 @@ TEST_P(EveryVariant, RelaysOurStreamByteForByte) {
       binary(),
       small_frames({"--source", "http://127.0.0.1:" + std::to_string(origin.port()) + "/?action=stream"})};
   std::map<std::uint64_t, mjpeg::test::part> from_origin;
-  std::thread reader{[&] { from_origin = read_parts(origin.port(), 20, "/stream"); }};
-  const auto from_edge = read_parts(edge.port(), 20, "/stream");
+  std::thread reader{[&] { from_origin = mjpeg::test::parts_by_seq(origin.port(), 20, "/stream"); }};
+  const auto from_edge = mjpeg::test::parts_by_seq(edge.port(), 20, "/stream");
   reader.join();
   ASSERT_GE(from_edge.size(), 10u) << edge.error_output();
-  int same = 0;
-  for (const auto& [seq, part] : from_edge) {
-    const auto at = from_origin.find(seq);
-    if (at == from_origin.end()) continue;
-    ++same;
-    EXPECT_EQ(part.body, at->second.body) << "seq " << seq;
-    EXPECT_EQ(part.headers.at("x-timestamp"), at->second.headers.at("x-timestamp")) << "seq " << seq;
-  }
-  EXPECT_GE(same, 5) << "the relay keeps the upstream's X-Frame-Seq";
+  EXPECT_GE(mjpeg::test::same_parts(from_edge, from_origin), 5)
+      << "the relay keeps the upstream's X-Frame-Seq";
 }
 
 // A stand-in for another MJPEG server on a loopback port: sends `frames` in a loop at ~20 fps in

@@ -302,4 +302,28 @@ burst_result burst(unsigned short port, std::size_t n, const std::string& reques
   return result;
 }
 
+std::map<std::uint64_t, part> parts_by_seq(unsigned short port, int count, const std::string& path) {
+  std::map<std::uint64_t, part> parts;
+  stream_reader viewer{port, path};
+  if (viewer.open() != 200) return parts;
+  for (int i = 0; i < count; ++i) {
+    auto p = viewer.next();
+    if (!p) break;
+    parts[std::stoull(p->headers.at("x-frame-seq"))] = *p;
+  }
+  return parts;
+}
+
+int same_parts(const std::map<std::uint64_t, part>& relayed, const std::map<std::uint64_t, part>& original) {
+  int same = 0;
+  for (const auto& [seq, p] : relayed) {
+    const auto at = original.find(seq);
+    if (at == original.end()) continue;
+    ++same;
+    EXPECT_EQ(p.body, at->second.body) << "seq " << seq;
+    EXPECT_EQ(p.headers.at("x-timestamp"), at->second.headers.at("x-timestamp")) << "seq " << seq;
+  }
+  return same;
+}
+
 }  // namespace mjpeg::test

@@ -131,4 +131,13 @@ burst_result burst(unsigned short port, std::size_t n, const std::string& reques
 /// Microseconds since the Unix epoch now.
 std::int64_t now_us();
 
+/// Up to `count` parts of the stream at `path`, keyed by their X-Frame-Seq.
+std::map<std::uint64_t, part> parts_by_seq(unsigned short port, int count,
+                                           const std::string& path = "/stream");
+
+/// How many parts of `relayed` (an edge's or relay's stream) carry a seq also in `original` (the
+/// upstream's); each such part must have the same JPEG bytes and X-Timestamp (a gtest failure if
+/// not).
+int same_parts(const std::map<std::uint64_t, part>& relayed, const std::map<std::uint64_t, part>& original);
+
 }  // namespace mjpeg::test
