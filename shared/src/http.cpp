@@ -182,7 +182,9 @@ bool basic_credentials(std::string_view value, std::string& out) {
   token.remove_prefix(std::min(token.find_first_not_of(" \t"), token.size()));
   token = token.substr(0, token.find_last_not_of(" \t") + 1);
   if (token.empty()) return false;
-  out.resize(b64::decoded_size(token.size()));
+  // decoded_size counts whole groups of four only; decode also writes what an unpadded last group
+  // holds (up to two bytes more), so leave room for it (found by the fuzzer: a stack overflow).
+  out.resize(b64::decoded_size(token.size()) + 3);
   const auto [written, read] = b64::decode(out.data(), token.data(), token.size());
   out.resize(written);
   // Only padding may follow, and only as much as completes the last group of four.
