@@ -476,44 +476,40 @@ void fill_stat(struct stat* st) {
   st->st_blksize = 4096;
 }
 
+// The mode argument of open()/openat(), present only when a file may be created.
+mode_t mode_of(int flags, va_list ap) {
+  return (flags & (O_CREAT | O_TMPFILE)) ? va_arg(ap, mode_t) : 0;
+}
+
 }  // namespace
 
 extern "C" {
 
 int open(const char* path, int flags, ...) {
-  mode_t mode = 0;
-  if (flags & (O_CREAT | O_TMPFILE)) {
-    va_list ap;
-    va_start(ap, flags);
-    mode = va_arg(ap, mode_t);
-    va_end(ap);
-  }
+  va_list ap;
+  va_start(ap, flags);
+  const mode_t mode = mode_of(flags, ap);
+  va_end(ap);
   if (is_device(path)) return open_device(flags);
   static auto real = next_fn<int (*)(const char*, int, ...)>("open");
   return real(path, flags, mode);
 }
 
 int open64(const char* path, int flags, ...) {
-  mode_t mode = 0;
-  if (flags & (O_CREAT | O_TMPFILE)) {
-    va_list ap;
-    va_start(ap, flags);
-    mode = va_arg(ap, mode_t);
-    va_end(ap);
-  }
+  va_list ap;
+  va_start(ap, flags);
+  const mode_t mode = mode_of(flags, ap);
+  va_end(ap);
   if (is_device(path)) return open_device(flags);
   static auto real = next_fn<int (*)(const char*, int, ...)>("open64");
   return real(path, flags, mode);
 }
 
 int openat(int dirfd, const char* path, int flags, ...) {
-  mode_t mode = 0;
-  if (flags & (O_CREAT | O_TMPFILE)) {
-    va_list ap;
-    va_start(ap, flags);
-    mode = va_arg(ap, mode_t);
-    va_end(ap);
-  }
+  va_list ap;
+  va_start(ap, flags);
+  const mode_t mode = mode_of(flags, ap);
+  va_end(ap);
   if (is_device(path)) return open_device(flags);
   static auto real = next_fn<int (*)(int, const char*, int, ...)>("openat");
   return real(dirfd, path, flags, mode);
