@@ -11,6 +11,7 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
+#include "client.hpp"
 #include "server_process.hpp"
 
 namespace {
@@ -49,12 +50,6 @@ bool shows_test_card(const std::string& png) {
   return stddev[0] > 30 && stddev[1] > 30 && stddev[2] > 30;
 }
 
-std::string text_of(const std::string& dom, const std::string& id) {
-  std::smatch m;
-  const std::regex element{"id=\"" + id + "\">([^<]*)<"};
-  return std::regex_search(dom, m, element) ? m[1].str() : "";
-}
-
 class Browser : public testing::TestWithParam<std::string> {};
 
 TEST_P(Browser, PageShowsTheDecodedStreamAndStats) {
@@ -75,13 +70,14 @@ TEST_P(Browser, PageShowsTheDecodedStreamAndStats) {
   EXPECT_NE(dom.find("<b>" + variant + "</b>"), std::string::npos) << dom;
   if (one_at_a_time) {
     // The lesson, in the browser: the one thread is busy streaming, so /stats never answers.
-    EXPECT_EQ(text_of(dom, "fps"), "\u2013") << dom;
+    EXPECT_EQ(mjpeg::test::text_of(dom, "fps"), "\u2013") << dom;
   } else {
-    EXPECT_EQ(text_of(dom, "size"), "640\u00d7480") << "the <img> decoded the stream at the configured size";
-    const std::string fps = text_of(dom, "fps");
+    EXPECT_EQ(mjpeg::test::text_of(dom, "size"), "640\u00d7480")
+        << "the <img> decoded the stream at the configured size";
+    const std::string fps = mjpeg::test::text_of(dom, "fps");
     ASSERT_FALSE(fps.empty()) << dom;
     EXPECT_GT(std::stod(fps), 0.0) << "fps from /stats";
-    EXPECT_EQ(text_of(dom, "note"), "source pattern");
+    EXPECT_EQ(mjpeg::test::text_of(dom, "note"), "source pattern");
   }
 
   // A screenshot for people (the README's picture comes from this test).

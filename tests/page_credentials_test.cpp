@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <regex>
 
+#include "client.hpp"
 #include "server_process.hpp"
 
 namespace {
@@ -33,12 +34,6 @@ std::vector<std::string> browser_args(const std::string& profile) {
           "--virtual-time-budget=4000"};
 }
 
-std::string text_of(const std::string& dom, const std::string& id) {
-  std::smatch m;
-  const std::regex element{"id=\"" + id + "\">([^<]*)<"};
-  return std::regex_search(dom, m, element) ? m[1].str() : "";
-}
-
 class PageWithCredentialsInUrl : public testing::TestWithParam<std::string> {};
 
 TEST_P(PageWithCredentialsInUrl, StatsLoadAndTheStatusTellsTheTruth) {
@@ -59,13 +54,13 @@ TEST_P(PageWithCredentialsInUrl, StatsLoadAndTheStatusTellsTheTruth) {
   ASSERT_EQ(run.exit_code, 0) << run.err;
   const std::string& dom = run.out;
 
-  EXPECT_EQ(text_of(dom, "size"), "640\u00d7480") << "the <img> decoded the stream: " << dom;
-  const std::string fps = text_of(dom, "fps");
+  EXPECT_EQ(mjpeg::test::text_of(dom, "size"), "640\u00d7480") << "the <img> decoded the stream: " << dom;
+  const std::string fps = mjpeg::test::text_of(dom, "fps");
   ASSERT_FALSE(fps.empty()) << dom;
-  ASSERT_NE(fps, "\u2013") << "/stats never answered: " << text_of(dom, "note");
+  ASSERT_NE(fps, "\u2013") << "/stats never answered: " << mjpeg::test::text_of(dom, "note");
   EXPECT_GT(std::stod(fps), 0.0) << "fps from /stats: " << dom;
-  EXPECT_EQ(text_of(dom, "viewers"), "1") << dom;
-  EXPECT_EQ(text_of(dom, "note"), "source pattern") << dom;
+  EXPECT_EQ(mjpeg::test::text_of(dom, "viewers"), "1") << dom;
+  EXPECT_EQ(mjpeg::test::text_of(dom, "note"), "source pattern") << dom;
 
   // A screenshot for people to look at.
   const std::string shot = std::string{MJPEG_SCREENSHOT_DIR} + "/viewer-with-credentials-" + variant + ".png";

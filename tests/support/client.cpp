@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <regex>
 #include <stdexcept>
 
 #include <gtest/gtest.h>
@@ -324,6 +325,12 @@ int same_parts(const std::map<std::uint64_t, part>& relayed, const std::map<std:
     EXPECT_EQ(p.headers.at("x-timestamp"), at->second.headers.at("x-timestamp")) << "seq " << seq;
   }
   return same;
+}
+
+std::string text_of(const std::string& dom, const std::string& id) {
+  std::smatch m;
+  const std::regex element{"id=\"" + id + "\">([^<]*)<"};
+  return std::regex_search(dom, m, element) ? m[1].str() : "";
 }
 
 }  // namespace mjpeg::test

@@ -128,6 +128,9 @@ struct burst_result {
 burst_result burst(unsigned short port, std::size_t n, const std::string& request,
                    std::chrono::milliseconds timeout);
 
+/// The text of the element with `id` in a page's DOM dump (the viewer page's status fields).
+std::string text_of(const std::string& dom, const std::string& id);
+
 /// Microseconds since the Unix epoch now.
 std::int64_t now_us();
 
