@@ -4,7 +4,6 @@
 #include <cstdio>
 #include <string>
 
-#include "mjpeg/app.hpp"
 #include "mjpeg/log.hpp"
 
 namespace mjpeg {
@@ -97,14 +96,15 @@ std::string held_back_text(std::uint64_t held_back) {
 
 }  // namespace
 
-http::route_result plan_request(server_context& ctx, const boost::beast::error_code& ec,
-                                const http::request_parser& parser, const boost::beast::flat_buffer& buffer,
+http::route_result plan_request(const http::route_options& routes, login_limiter& logins,
+                                const boost::beast::error_code& ec, const http::request_parser& parser,
+                                const boost::beast::flat_buffer& buffer,
                                 const boost::asio::ip::tcp::socket& peer) {
   if (ec) {
     const auto data = buffer.data();
     return http::route_error(ec, parser, {static_cast<const char*>(data.data()), data.size()});
   }
-  http::route_result plan = http::route(http::head_of(parser), ctx.routes);
+  http::route_result plan = http::route(http::head_of(parser), routes);
   if (plan.login == http::credentials::not_checked) return plan;
 
   boost::system::error_code ignored;
@@ -112,25 +112,25 @@ http::route_result plan_request(server_context& ctx, const boost::beast::error_c
   const auto now = login_limiter::clock::now();
   // A locked-out address is refused whatever it sends, right credentials included: otherwise
   // guessing would simply go on, answered by 429 instead of 401.
-  if (const auto wait = ctx.logins.refused_for(address, now); wait > login_limiter::clock::duration::zero()) {
+  if (const auto wait = logins.refused_for(address, now); wait > login_limiter::clock::duration::zero()) {
     const auto seconds_left = std::chrono::ceil<std::chrono::seconds>(wait).count();
     return {http::resource::error, http::status::too_many_requests, false, plan.login,
             static_cast<unsigned>(seconds_left)};
   }
   if (plan.login == http::credentials::right) {
-    ctx.logins.succeeded(address);
+    logins.succeeded(address);
   } else if (plan.login == http::credentials::wrong) {
     int in_a_row = 0;
-    const auto verdict = ctx.logins.failed(address, now, in_a_row);
+    const auto verdict = logins.failed(address, now, in_a_row);
     std::uint64_t held_back = 0;
-    if (ctx.logins.may_log(verdict, now, held_back)) {
+    if (logins.may_log(verdict, now, held_back)) {
       const std::string who = address_text(address);
       if (verdict == login_limiter::verdict::locked_out)
-        log::write(log::level::warning, "%d wrong credentials in a row from %s; refusing it for %lld s%s",
-                   in_a_row, who.c_str(),
-                   static_cast<long long>(
-                       std::chrono::ceil<std::chrono::seconds>(ctx.logins.policy().lockout).count()),
-                   held_back_text(held_back).c_str());
+        log::write(
+            log::level::warning, "%d wrong credentials in a row from %s; refusing it for %lld s%s", in_a_row,
+            who.c_str(),
+            static_cast<long long>(std::chrono::ceil<std::chrono::seconds>(logins.policy().lockout).count()),
+            held_back_text(held_back).c_str());
       else
         log::write(log::level::warning, "wrong credentials from %s (%d in a row)%s", who.c_str(), in_a_row,
                    held_back_text(held_back).c_str());

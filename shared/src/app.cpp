@@ -24,98 +24,13 @@
 #include "mjpeg/bus.hpp"
 #include "mjpeg/capture.hpp"
 #include "mjpeg/frame_source.hpp"
+#include "mjpeg/listener.hpp"
 #include "mjpeg/log.hpp"
 #include "mjpeg/workers.hpp"
 
 namespace mjpeg {
 
-shutdown_signal::shutdown_signal() : fd_{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)} {
-  if (fd_ < 0) throw std::system_error{errno, std::system_category(), "eventfd"};
-}
-
-shutdown_signal::~shutdown_signal() {
-  ::close(fd_);
-}
-
-void shutdown_signal::trigger() {
-  std::vector<std::function<void()>> callbacks;
-  {
-    std::lock_guard lock{mutex_};
-    if (triggered_.exchange(true, std::memory_order_acq_rel)) return;
-    callbacks.swap(callbacks_);
-  }
-  // The counter is never read back, so the fd stays readable: every later poll wakes at once.
-  const std::uint64_t one = 1;
-  [[maybe_unused]] const auto written = ::write(fd_, &one, sizeof one);
-  for (auto& callback : callbacks)
-    callback();
-}
-
-void shutdown_signal::on_trigger(std::function<void()> callback) {
-  {
-    std::lock_guard lock{mutex_};
-    if (!triggered()) {
-      callbacks_.push_back(std::move(callback));
-      return;
-    }
-  }
-  callback();
-}
-
 namespace {
-
-std::string url_host(const std::string& host) {
-  return host.find(':') != std::string::npos ? "[" + host + "]" : host;
-}
-
-// systemd socket activation (mjpeg-concurrency.socket): the listening socket arrives as fd 3, with
-// LISTEN_PID naming this process. Returns the fd, or -1 when there is none to adopt. The variables
-// are cleared so a process started later does not think the socket is its own; call it before
-// any thread starts (it edits the environment).
-int inherited_listener() {
-  constexpr int first_fd = 3;  // SD_LISTEN_FDS_START
-  const char* pid = std::getenv("LISTEN_PID");
-  const char* fds = std::getenv("LISTEN_FDS");
-  const bool ours = pid != nullptr && fds != nullptr && std::atol(pid) == ::getpid() && std::atoi(fds) >= 1;
-  ::unsetenv("LISTEN_PID");
-  ::unsetenv("LISTEN_FDS");
-  ::unsetenv("LISTEN_FDNAMES");
-  if (!ours) return -1;
-  int listening = 0;
-  socklen_t size = sizeof listening;
-  if (::getsockopt(first_fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) != 0 || listening == 0)
-    throw std::runtime_error("LISTEN_FDS: fd 3 is not a listening socket");
-  ::fcntl(first_fd, F_SETFD, FD_CLOEXEC);
-  return first_fd;
-}
-
-using reuse_port = boost::asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
-
-// Opens and binds --host:`port` (with SO_REUSEPORT when `share_port`: worker processes bind one
-// port together), or adopts `fd`, the socket systemd passed (if not -1). The caller listens.
-void open_listener(boost::asio::ip::tcp::acceptor& acceptor, const options& opts, int fd, unsigned short port,
-                   bool share_port) {
-  if (fd >= 0) {
-    sockaddr_storage address{};
-    socklen_t size = sizeof address;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size);
-    acceptor.assign(address.ss_family == AF_INET6 ? boost::asio::ip::tcp::v6() : boost::asio::ip::tcp::v4(),
-                    fd);
-    log::write(log::level::info, "using the listening socket from systemd; --host and --port do not apply");
-    return;
-  }
-  boost::system::error_code ec;
-  const auto address = boost::asio::ip::make_address(opts.host, ec);
-  if (ec) throw std::runtime_error("--host " + opts.host + ": not an IP address");
-  const boost::asio::ip::tcp::endpoint endpoint{address, port};
-  acceptor.open(endpoint.protocol());
-  acceptor.set_option(boost::asio::socket_base::reuse_address{true});
-  if (share_port) acceptor.set_option(reuse_port{true});
-  acceptor.bind(endpoint, ec);
-  if (ec)
-    throw std::runtime_error("cannot listen on " + url_host(opts.host) + ":" + std::to_string(port) + ": " +
-                             ec.message());
-}
 
 // Waits for SIGINT/SIGTERM (blocked in every thread, so they queue here) or the --duration
 // deadline, whichever comes first, or for a shutdown triggered elsewhere.
@@ -225,7 +140,7 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
 
   try {
     // Before any thread starts: this edits the environment.
-    const int inherited = inherited_listener();
+    const int inherited = listener::inherited();
     server_stats stats{std::string{info.name}};
     stats.set_config(opts.width, opts.height, opts.fps);
     frame_hub hub;
@@ -313,14 +228,9 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
     // Workers all bind the port their parent reserved; SO_REUSEPORT lets the kernel spread
     // connections over their listening sockets.
     const auto port = worker ? shared->port() : static_cast<unsigned short>(opts.port);
-    open_listener(acceptor, opts, inherited, port, parent || worker);
+    listener::open(acceptor, opts.host, inherited, port, parent || worker);
     // The one line scripts read to find the server.
-    const auto url_line = [&] {
-      const auto local = acceptor.local_endpoint();
-      std::printf("%s listening on http://%s:%u/\n", name.c_str(),
-                  url_host(local.address().to_string()).c_str(), static_cast<unsigned>(local.port()));
-      std::fflush(stdout);
-    };
+    const auto url_line = [&] { listener::print_url_line(name, acceptor); };
     if (parent) {
       // The parent only reserves the port (bound, never listening, so it takes no connections),
       // then starts the workers that serve it and restarts any that dies.
@@ -340,9 +250,7 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
     if (!opts.auth.empty()) ctx.routes.expected_authorization = http::basic_authorization(opts.auth);
     // Bound to loopback, only this machine can connect, but a web page it visits can reach us
     // through DNS rebinding: its requests then name the attacker's host, so Host must be ours.
-    const auto address = acceptor.local_endpoint().address();
-    ctx.routes.loopback_only = address.is_loopback() || (address.is_v6() && address.to_v6().is_v4_mapped() &&
-                                                         address.to_v6().to_v4().is_loopback());
+    ctx.routes.loopback_only = listener::bound_to_loopback(acceptor);
     ctx.routes.allowed_hosts = opts.allow_hosts;
     url_line();
 

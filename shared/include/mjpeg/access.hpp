@@ -18,8 +18,6 @@
 /// and the per-address limit on wrong credentials behind it.
 namespace mjpeg {
 
-struct server_context;
-
 /// Counts wrong credentials per client address and refuses an address that keeps guessing, so a
 /// password cannot be tried thousands of times a second. Other addresses are not affected. IPv6
 /// clients count per /64, the block one host usually has. Thread-safe.
@@ -80,11 +78,12 @@ class login_limiter {
 };
 
 /// The answer to one request, decided once for every variant: Beast's outcome `ec` reading the
-/// request head from `peer` into `parser` and `buffer`, then routing (see http::route), then the
-/// per-address login limit (429 with Retry-After while the peer is locked out; wrong credentials
-/// counted and logged, rate-limited).
-http::route_result plan_request(server_context& ctx, const boost::beast::error_code& ec,
-                                const http::request_parser& parser, const boost::beast::flat_buffer& buffer,
+/// request head from `peer` into `parser` and `buffer`, then routing by `routes` (see http::route),
+/// then the per-address login limit in `logins` (429 with Retry-After while the peer is locked out; wrong
+/// credentials counted and logged, rate-limited).
+http::route_result plan_request(const http::route_options& routes, login_limiter& logins,
+                                const boost::beast::error_code& ec, const http::request_parser& parser,
+                                const boost::beast::flat_buffer& buffer,
                                 const boost::asio::ip::tcp::socket& peer);
 
 }  // namespace mjpeg

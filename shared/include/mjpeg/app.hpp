@@ -1,70 +1,11 @@
-/// A server's life around its model: options, capture, listener, signals, and the context a model serves
-/// with.
+/// A server's life around its model: options, keys, signals, the process role, capture, listener,
+/// and serving or supervising. Only the variants and app.cpp include this.
 #pragma once
 
-#include <atomic>
-#include <functional>
-#include <mutex>
-#include <string>
-#include <string_view>
-#include <vector>
-
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-
-#include "mjpeg/access.hpp"
-#include "mjpeg/frame_hub.hpp"
-#include "mjpeg/http.hpp"
 #include "mjpeg/options.hpp"
-#include "mjpeg/socket.hpp"
-#include "mjpeg/stats.hpp"
+#include "mjpeg/server.hpp"
 
 namespace mjpeg {
-
-/// The one shutdown signal of a server: set by SIGINT, SIGTERM or --duration.
-///
-/// Blocking code polls fd() beside its socket; asynchronous code registers a callback.
-class shutdown_signal {
- public:
-  /// Creates the eventfd.
-  shutdown_signal();
-  /// Closes the eventfd.
-  ~shutdown_signal();
-  shutdown_signal(const shutdown_signal&) = delete;
-  shutdown_signal& operator=(const shutdown_signal&) = delete;
-
-  /// Requests shutdown: fd() becomes readable for good and the callbacks run once. Idempotent.
-  void trigger();
-  /// True once triggered.
-  bool triggered() const noexcept { return triggered_.load(std::memory_order_acquire); }
-  /// Readable once triggered; poll it beside a socket to wake up at once.
-  int fd() const noexcept { return fd_; }
-  /// Runs `callback` on trigger (at once if already triggered), on the triggering thread.
-  void on_trigger(std::function<void()> callback);
-
- private:
-  int fd_;
-  std::atomic<bool> triggered_{false};
-  std::mutex mutex_;
-  std::vector<std::function<void()>> callbacks_;
-};
-
-/// Everything a variant's serving code needs; built by run_variant.
-struct server_context {
-  std::string_view variant;     ///< The variant's name ("thread_pool").
-  std::string_view name;        ///< The binary's name ("mjpeg-thread-pool"), every log line's prefix.
-  const options& opts;          ///< Parsed options.
-  frame_hub& hub;               ///< Where frames come from.
-  server_stats& stats;          ///< Counters behind /stats.
-  shutdown_signal& shutdown;    ///< Set when the server must stop.
-  http::route_options routes;   ///< Access control for the router.
-  boost::asio::io_context& io;  ///< The io_context the acceptor belongs to.
-  boost::asio::ip::tcp::acceptor& acceptor;  ///< Bound and listening.
-  login_limiter& logins;                     ///< Wrong credentials per client address.
-};
-
-/// The variant's serving loop: returns once ctx.shutdown is triggered.
-using serve_function = std::function<void(server_context&)>;
 
 /// The whole life of a server: options, capture, listener, the URL line, signal handling and a
 /// clean stop. Returns the process exit code (0 after a signal or --duration, 1 when the server

@@ -17,9 +17,9 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/system/error_code.hpp>
 
-#include "mjpeg/app.hpp"
 #include "mjpeg/clock.hpp"
 #include "mjpeg/frame_hub.hpp"
+#include "mjpeg/server.hpp"
 #include "mjpeg/socket.hpp"
 
 /// Asynchronous socket I/O with deadlines for coroutines on one io_context, shared by the async

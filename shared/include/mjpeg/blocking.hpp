@@ -12,8 +12,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/system/error_code.hpp>
 
-#include "mjpeg/app.hpp"
 #include "mjpeg/frame_hub.hpp"
+#include "mjpeg/server.hpp"
 #include "mjpeg/socket.hpp"
 #include "mjpeg/stats.hpp"
 

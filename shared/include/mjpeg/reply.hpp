@@ -6,9 +6,9 @@
 
 #include <boost/asio/buffer.hpp>
 
-#include "mjpeg/app.hpp"
 #include "mjpeg/frame.hpp"
 #include "mjpeg/http.hpp"
+#include "mjpeg/server.hpp"
 
 namespace mjpeg {
 

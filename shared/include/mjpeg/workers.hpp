@@ -8,7 +8,7 @@
 #include <thread>
 #include <vector>
 
-#include "mjpeg/app.hpp"
+#include "mjpeg/server.hpp"
 #include "mjpeg/stats.hpp"
 
 namespace mjpeg::workers {
