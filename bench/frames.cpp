@@ -10,6 +10,7 @@
 
 #include "mjpeg/capture.hpp"
 #include "mjpeg/frame_source.hpp"
+#include "mjpeg/source_factory.hpp"
 
 int main(int argc, char** argv) {
   std::string folder;

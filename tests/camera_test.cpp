@@ -17,6 +17,7 @@
 #include "client.hpp"
 #include "mjpeg/capture.hpp"
 #include "mjpeg/frame_source.hpp"
+#include "mjpeg/pattern.hpp"
 #include "server_process.hpp"
 
 namespace {

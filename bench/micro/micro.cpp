@@ -26,6 +26,7 @@
 #include "mjpeg/frame_hub.hpp"
 #include "mjpeg/frame_source.hpp"
 #include "mjpeg/http.hpp"
+#include "mjpeg/pattern.hpp"
 
 #include "context_local.hpp"
 #include "lesson.hpp"

@@ -26,6 +26,7 @@
 #include "mjpeg/frame_source.hpp"
 #include "mjpeg/listener.hpp"
 #include "mjpeg/log.hpp"
+#include "mjpeg/source_factory.hpp"
 #include "mjpeg/workers.hpp"
 
 namespace mjpeg {

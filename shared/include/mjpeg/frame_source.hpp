@@ -1,4 +1,4 @@
-/// Where frames come from: the test pattern, a camera, JPEG files, or anything OpenCV opens.
+/// Where frames come from: the interface every source kind implements (made by source_factory).
 #pragma once
 
 #include <chrono>
@@ -64,11 +64,11 @@ struct source_config {
   std::string bus_keys{};        ///< CurveZMQ key directory for a bus source; empty = no keys.
 };
 
-/// Picks the source for a spec: "pattern"; a number or a /dev/video* path is a V4L2 camera; a
-/// folder or a .jpg/.jpeg file is replayed without re-encoding; "zmq+tcp://…" or "zmq+ipc://…"
-/// subscribes to the frame bus; "http://…" relays another MJPEG server's stream without
-/// re-encoding; anything else goes to cv::VideoCapture (file, RTSP).
-std::unique_ptr<frame_source> make_source(const source_config& config);
+/// JPEG files replayed as they are: `path` is one .jpg/.jpeg file or a folder of them.
+std::unique_ptr<frame_source> make_replay_source(std::string path);
+
+/// A video file or network stream through cv::VideoCapture (FFmpeg first), decoded for encoding.
+std::unique_ptr<frame_source> make_opencv_source(std::string spec);
 
 /// A V4L2 camera (`device` is "/dev/videoN" or any device path) through OpenCV's V4L2 backend:
 /// asks for MJPEG and publishes the camera's own JPEG bytes, dropping and counting broken ones;
@@ -84,11 +84,5 @@ bool plausible_camera_jpeg(std::span<const std::uint8_t> bytes, int width, int h
 /// ("rtsp://user:pass@cam/") and the values of query parameters that look like secrets (token, key,
 /// password, secret, auth, sig, session, …) become "***".
 std::string redact_source(std::string_view spec);
-
-/// Draws test-card frame `n`, stamped with the current wall-clock time, into `out`.
-void draw_pattern(cv::Mat& out, const cv::Mat& background, std::uint64_t n);
-
-/// The static, textured part of the test card, drawn once per size.
-cv::Mat pattern_background(int width, int height);
 
 }  // namespace mjpeg

@@ -1,0 +1,50 @@
+#include "mjpeg/source_factory.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <system_error>
+
+#include "mjpeg/bus.hpp"
+#include "mjpeg/pattern.hpp"
+#include "mjpeg/relay.hpp"
+
+namespace mjpeg {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool is_camera_index(const std::string& spec, int& index) {
+  const auto* end = spec.data() + spec.size();
+  auto [ptr, ec] = std::from_chars(spec.data(), end, index);
+  return !spec.empty() && ec == std::errc{} && ptr == end && index >= 0;
+}
+
+bool is_jpeg_path(const std::string& spec) {
+  std::error_code ec;
+  if (fs::is_directory(spec, ec)) return true;
+  auto ext = fs::path{spec}.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  return ext == ".jpg" || ext == ".jpeg";
+}
+
+}  // namespace
+
+std::unique_ptr<frame_source> make_source(const source_config& config) {
+  if (bus::is_bus_source(config.spec))
+    return bus::make_bus_source(
+        config.spec, config.fps,
+        config.bus_keys.empty() ? std::nullopt : std::optional<bus::key_files>{{config.bus_keys}});
+  if (is_http_relay(config.spec)) return make_http_relay(config.spec, config.fps);
+  if (config.spec == "pattern") return make_pattern_source(config.width, config.height);
+  if (int index = 0; is_camera_index(config.spec, index))
+    return make_camera_source("/dev/video" + std::to_string(index), config);
+  if (config.spec.starts_with("/dev/video")) return make_camera_source(config.spec, config);
+  if (is_jpeg_path(config.spec)) return make_replay_source(config.spec);
+  return make_opencv_source(config.spec);
+}
+
+}  // namespace mjpeg
