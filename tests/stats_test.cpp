@@ -4,7 +4,9 @@
 
 #include <string>
 
+#include "mjpeg/metrics.hpp"
 #include "mjpeg/stats.hpp"
+#include "mjpeg/version.hpp"
 
 namespace {
 
@@ -68,10 +70,168 @@ TEST(CaptureFps, StatsJsonShowsTheWindowedRate) {
   const auto now = clock_type::now();
   for (int i = 60; i > 0; --i)
     stats.frame_captured(now - i * 20ms);  // 50 per second, the last one 20 ms ago
-  const std::string json = stats.to_json(0, 0);
+  const std::string json = mjpeg::render_json(stats.snapshot(0, 0));
   const auto at = json.find("\"fps_capture\":");
   ASSERT_NE(at, std::string::npos) << json;
   EXPECT_NEAR(std::stod(json.substr(at + 14)), 50.0, 2.0) << json;
+}
+
+}  // namespace
+
+namespace {
+
+// A snapshot with every part filled: two workers (one stale), a camera, a viewer, statuses, ages.
+mjpeg::stats_snapshot full_snapshot() {
+  mjpeg::stats_snapshot s;
+  s.variant = "async";
+  s.uptime_s = 12.34567;
+  s.source = "camera /dev/video-test";
+  s.state = mjpeg::source_state::up;
+  mjpeg::camera_info camera;
+  camera.device = "/dev/video-test";
+  camera.pixel_format = "MJPG";
+  camera.width = 640;
+  camera.height = 480;
+  camera.fps = 29.99991;
+  camera.passthrough = true;
+  camera.requested_width = 640;
+  camera.requested_height = 480;
+  camera.requested_fps = 30;
+  s.camera = camera;
+  s.bad_frames = 3;
+  s.width = 640;
+  s.height = 480;
+  s.fps_target = 30;
+  s.fps_capture = 29.5004;
+  s.frame_seq = 370;
+  s.frame_bytes = 41234;
+  s.total = {2, 5, 900, 37000000, 4, 1, 2};
+  s.frames_captured = 370;
+  s.accepted = 9;
+  s.rejected_here = 1;
+  s.publish = {"ipc:///tmp/mjpeg-workers-abc/bus"};
+  s.workers = std::vector<mjpeg::worker_row>{{0, 101, 0, false, {2, 3, 600, 25000000, 4, 1, 0}},
+                                             {1, 102, 2, true, {0, 2, 300, 12000000, 0, 0, 2}}};
+  s.viewers = {{7, "127.0.0.1:5000", 1.23456, 369, 37, 4, 1500000}};
+  s.ended = {3, 1, 0, 0};
+  s.bad_by_status = {{404, 1}, {421, 1}};
+  s.age_counts = {5, 10, 20, 0, 0, 0, 0, 0, 0, 0, 1};
+  s.age_sum_s = 0.5;
+  return s;
+}
+
+TEST(StatsRenderers, JsonByteForByte) {
+  EXPECT_EQ(
+      mjpeg::render_json(full_snapshot()),
+      R"({"variant":"async","uptime_s":12.346,"source":"camera /dev/video-test","source_up":true,"source_state":"up","camera":{"device":"/dev/video-test","pixel_format":"MJPG","width":640,"height":480,"fps":30,"mode":"passthrough","why_encode":"","requested":{"width":640,"height":480,"fps":30},"bad_frames":3},"width":640,"height":480,"fps_target":30,"fps_capture":29.5,"frame_seq":370,"frame_bytes":41234,"viewers_now":2,"viewers_total":5,"frames_sent":900,"bytes_sent":37000000,"frames_skipped":4,"rejected":1,"bad_requests":2,"frames_captured":370,"publish":["ipc:///tmp/mjpeg-workers-abc/bus"],"workers":[{"index":0,"pid":101,"restarts":0,"viewers_now":2,"viewers_total":3,"frames_sent":600,"bytes_sent":25000000,"frames_skipped":4,"rejected":1,"bad_requests":0,"stale":false},{"index":1,"pid":102,"restarts":2,"viewers_now":0,"viewers_total":2,"frames_sent":300,"bytes_sent":12000000,"frames_skipped":0,"rejected":0,"bad_requests":2,"stale":true}],"viewers":[{"id":7,"peer":"127.0.0.1:5000","seconds":1.235,"last_seq":369,"frames_sent":37,"frames_skipped":4,"bytes_sent":1500000}]})");
+}
+
+TEST(StatsRenderers, JsonWithoutCameraOrWorkers) {
+  mjpeg::stats_snapshot s;
+  s.variant = "thread_pool";
+  s.source = "pattern";
+  EXPECT_EQ(
+      mjpeg::render_json(s),
+      R"({"variant":"thread_pool","uptime_s":0,"source":"pattern","source_up":false,"source_state":"down","camera":null,"width":0,"height":0,"fps_target":0,"fps_capture":0,"frame_seq":0,"frame_bytes":0,"viewers_now":0,"viewers_total":0,"frames_sent":0,"bytes_sent":0,"frames_skipped":0,"rejected":0,"bad_requests":0,"frames_captured":0,"publish":[],"viewers":[]})");
+}
+
+TEST(StatsRenderers, PrometheusByteForByte) {
+  auto s = full_snapshot();
+  s.variant = "as\"ync\\\n";  // label values are escaped
+  EXPECT_EQ(mjpeg::render_prometheus(s),
+            std::string{R"(# HELP mjpeg_build_info Always 1; the labels name the server variant and version.
+# TYPE mjpeg_build_info gauge
+mjpeg_build_info{variant="as\"ync\\\n",version=")" +
+                        std::string{mjpeg::version} + R"("} 1
+# HELP mjpeg_uptime_seconds Seconds since the server started.
+# TYPE mjpeg_uptime_seconds gauge
+mjpeg_uptime_seconds 12.3457
+# HELP mjpeg_source_up 1 while the source delivers frames, 0 while it is down or idle.
+# TYPE mjpeg_source_up gauge
+mjpeg_source_up 1
+# HELP mjpeg_source_state 1 for the source's current state (up, down, idle), 0 for the others.
+# TYPE mjpeg_source_state gauge
+mjpeg_source_state{state="up"} 1
+mjpeg_source_state{state="down"} 0
+mjpeg_source_state{state="idle"} 0
+# HELP mjpeg_capture_fps Measured capture rate, frames per second.
+# TYPE mjpeg_capture_fps gauge
+mjpeg_capture_fps 29.5004
+# HELP mjpeg_target_fps Configured frame rate (--fps).
+# TYPE mjpeg_target_fps gauge
+mjpeg_target_fps 30
+# HELP mjpeg_frame_seq Sequence number of the latest frame.
+# TYPE mjpeg_frame_seq gauge
+mjpeg_frame_seq 370
+# HELP mjpeg_frame_bytes JPEG size of the latest frame in bytes.
+# TYPE mjpeg_frame_bytes gauge
+mjpeg_frame_bytes 41234
+# HELP mjpeg_frames_captured_total Frames captured and published.
+# TYPE mjpeg_frames_captured_total counter
+mjpeg_frames_captured_total 370
+# HELP mjpeg_frames_sent_total Frames written to viewers (one per viewer per frame).
+# TYPE mjpeg_frames_sent_total counter
+mjpeg_frames_sent_total 900
+# HELP mjpeg_frames_skipped_total Frames a viewer missed because it was still taking an earlier one.
+# TYPE mjpeg_frames_skipped_total counter
+mjpeg_frames_skipped_total 4
+# HELP mjpeg_sent_bytes_total Bytes written to viewers, part headers included.
+# TYPE mjpeg_sent_bytes_total counter
+mjpeg_sent_bytes_total 37000000
+# HELP mjpeg_viewers Viewers streaming now.
+# TYPE mjpeg_viewers gauge
+mjpeg_viewers 2
+# HELP mjpeg_viewers_total Viewers that started a stream.
+# TYPE mjpeg_viewers_total counter
+mjpeg_viewers_total 5
+# HELP mjpeg_viewers_ended_total Streams that ended, by reason.
+# TYPE mjpeg_viewers_ended_total counter
+mjpeg_viewers_ended_total{reason="closed"} 3
+mjpeg_viewers_ended_total{reason="send_timeout"} 1
+mjpeg_viewers_ended_total{reason="shutdown"} 0
+mjpeg_viewers_ended_total{reason="error"} 0
+# HELP mjpeg_connections_accepted_total TCP connections accepted (including those then turned away).
+# TYPE mjpeg_connections_accepted_total counter
+mjpeg_connections_accepted_total 9
+# HELP mjpeg_connections_rejected_total Connections turned away before they were served, by reason.
+# TYPE mjpeg_connections_rejected_total counter
+mjpeg_connections_rejected_total{reason="capacity"} 1
+# HELP mjpeg_bad_requests_total Requests answered with an error status, by status.
+# TYPE mjpeg_bad_requests_total counter
+mjpeg_bad_requests_total{status="404"} 1
+mjpeg_bad_requests_total{status="421"} 1
+# HELP mjpeg_frame_age_seconds Age of each frame when it was written to a viewer (send time minus capture time).
+# TYPE mjpeg_frame_age_seconds histogram
+mjpeg_frame_age_seconds_bucket{le="0.005"} 5
+mjpeg_frame_age_seconds_bucket{le="0.01"} 15
+mjpeg_frame_age_seconds_bucket{le="0.025"} 35
+mjpeg_frame_age_seconds_bucket{le="0.05"} 35
+mjpeg_frame_age_seconds_bucket{le="0.1"} 35
+mjpeg_frame_age_seconds_bucket{le="0.25"} 35
+mjpeg_frame_age_seconds_bucket{le="0.5"} 35
+mjpeg_frame_age_seconds_bucket{le="1"} 35
+mjpeg_frame_age_seconds_bucket{le="2.5"} 35
+mjpeg_frame_age_seconds_bucket{le="5"} 35
+mjpeg_frame_age_seconds_bucket{le="+Inf"} 36
+mjpeg_frame_age_seconds_sum 0.5
+mjpeg_frame_age_seconds_count 36
+# HELP mjpeg_worker_viewers Viewers streaming now, per worker process.
+# TYPE mjpeg_worker_viewers gauge
+mjpeg_worker_viewers{worker="0"} 2
+mjpeg_worker_viewers{worker="1"} 0
+# HELP mjpeg_worker_frames_sent_total Frames written to viewers, per worker process.
+# TYPE mjpeg_worker_frames_sent_total counter
+mjpeg_worker_frames_sent_total{worker="0"} 600
+mjpeg_worker_frames_sent_total{worker="1"} 300
+# HELP mjpeg_worker_sent_bytes_total Bytes written to viewers, per worker process.
+# TYPE mjpeg_worker_sent_bytes_total counter
+mjpeg_worker_sent_bytes_total{worker="0"} 25000000
+mjpeg_worker_sent_bytes_total{worker="1"} 12000000
+# HELP mjpeg_worker_restarts_total Times the parent restarted this worker process.
+# TYPE mjpeg_worker_restarts_total counter
+mjpeg_worker_restarts_total{worker="0"} 0
+mjpeg_worker_restarts_total{worker="1"} 2
+)"});
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "mjpeg/reply.hpp"
 
+#include "mjpeg/metrics.hpp"
 #include "mjpeg/page.hpp"
 
 namespace mjpeg {
@@ -19,18 +20,18 @@ reply make_reply(const http::route_result& plan, const server_context& ctx) {
               nullptr};
     case resource::stats: {
       const frame_ptr latest = ctx.hub.latest();
-      return {http::document_response(
-                  "application/json",
-                  ctx.stats.to_json(latest ? latest->seq() : 0, latest ? latest->jpeg().size() : 0),
-                  plan.head_only),
+      return {http::document_response("application/json",
+                                      render_json(ctx.stats.snapshot(latest ? latest->seq() : 0,
+                                                                     latest ? latest->jpeg().size() : 0)),
+                                      plan.head_only),
               nullptr};
     }
     case resource::metrics: {
       const frame_ptr latest = ctx.hub.latest();
-      return {http::document_response(
-                  "text/plain; version=0.0.4; charset=utf-8",
-                  ctx.stats.to_prometheus(latest ? latest->seq() : 0, latest ? latest->jpeg().size() : 0),
-                  plan.head_only),
+      return {http::document_response("text/plain; version=0.0.4; charset=utf-8",
+                                      render_prometheus(ctx.stats.snapshot(
+                                          latest ? latest->seq() : 0, latest ? latest->jpeg().size() : 0)),
+                                      plan.head_only),
               nullptr};
     }
     case resource::snapshot: {

@@ -2,13 +2,10 @@
 
 #include <cmath>
 
-#include "mjpeg/json.hpp"
-
 #include <boost/asio/error.hpp>
 
 #include "mjpeg/frame.hpp"
 #include "mjpeg/log.hpp"
-#include "mjpeg/version.hpp"
 
 namespace mjpeg {
 
@@ -17,20 +14,7 @@ constexpr auto relaxed = std::memory_order_relaxed;
 
 namespace {
 
-constexpr const char* end_reason_names[] = {"closed", "send_timeout", "shutdown", "error"};
 constexpr const char* end_reason_text[] = {"closed by viewer", "send timeout", "shutdown", "error"};
-
-const char* source_state_name(source_state s) {
-  return s == source_state::up ? "up" : s == source_state::down ? "down" : "idle";
-}
-
-const char* reject_reason_name(reject_reason r) {
-  switch (r) {
-    case reject_reason::capacity:
-      break;
-  }
-  return "capacity";
-}
 
 // 1234567 -> "1.2 MB": for a person reading the log.
 std::string human_bytes(std::uint64_t bytes) {
@@ -73,9 +57,13 @@ double server_stats::capture_fps(steady_clock::time_point now) const {
     std::lock_guard lock{mutex_};
     target = fps_;
   }
+  std::lock_guard lock{published_mutex_};
+  return capture_fps_locked(now, target);
+}
+
+double server_stats::capture_fps_locked(steady_clock::time_point now, double target) const {
   using seconds_d = std::chrono::duration<double>;
   const seconds_d window = std::max(seconds_d{2.0}, seconds_d{target > 0 ? 2.5 / target : 0.0});
-  std::lock_guard lock{published_mutex_};
   const std::uint64_t kept = std::min<std::uint64_t>(published_count_, published_kept);
   if (kept < 2) return 0;
   const steady_clock::time_point newest = published_[(published_count_ - 1) % published_kept];
@@ -98,21 +86,10 @@ double server_stats::capture_fps(steady_clock::time_point now) const {
   return elapsed > 0 ? static_cast<double>(intervals) / elapsed : 0;
 }
 
-void server_stats::connection_rejected(reject_reason why) {
-  rejected_.fetch_add(1, relaxed);
-  std::lock_guard lock{mutex_};
-  ++rejected_by_reason_[why];
-}
-
 void server_stats::bad_request(unsigned status) {
   bad_requests_.fetch_add(1, relaxed);
   std::lock_guard lock{mutex_};
   ++bad_by_status_[status];
-}
-
-void server_stats::set_metric_labels(std::string labels) {
-  std::lock_guard lock{mutex_};
-  metric_labels_ = std::move(labels);
 }
 
 void server_stats::set_source(std::string description, source_state state) {
@@ -228,234 +205,59 @@ void server_stats::set_publish(std::vector<std::string> endpoints) {
   publish_ = std::move(endpoints);
 }
 
-namespace {
-
-// The whole server's counters: the sum of every worker's row.
 stats_counters sum_of(const std::vector<worker_row>& rows) {
   stats_counters total;
-  for (const auto& r : rows) {
-    total.viewers_now += r.counters.viewers_now;
-    total.viewers_total += r.counters.viewers_total;
-    total.frames_sent += r.counters.frames_sent;
-    total.bytes_sent += r.counters.bytes_sent;
-    total.frames_skipped += r.counters.frames_skipped;
-    total.rejected += r.counters.rejected;
-    total.bad_requests += r.counters.bad_requests;
-  }
+  for (const auto& r : rows)
+    for (const auto& field : counter_fields)
+      total.*field.value += r.counters.*field.value;
   return total;
 }
 
-}  // namespace
-
-std::string server_stats::to_json(std::uint64_t frame_seq, std::size_t frame_bytes) const {
+stats_snapshot server_stats::snapshot(std::uint64_t frame_seq, std::size_t frame_bytes) const {
   // The listing is capped so /stats stays small with thousands of viewers.
   constexpr std::size_t max_listed = 100;
-  const auto now = steady_clock::now();
-  // Seconds and rates to the millisecond: more digits would only be noise.
-  const auto rounded = [](double v) { return std::round(v * 1000) / 1000; };
-  const auto seconds = [&](steady_clock::time_point t) {
-    return rounded(std::chrono::duration<double>(now - t).count());
-  };
-
-  const double fps_capture = capture_fps(now);
+  stats_snapshot s;
   // With worker processes the totals are the sum of every worker's row (asked before locking:
-  // the rows include this process's own counters).
-  std::vector<worker_row> rows;
-  if (workers_) rows = workers_();
-  stats_counters total = sum_of(rows);
-
-  std::lock_guard lock{mutex_};
-  if (!workers_) total = counters_locked();
-  const auto counter_fields = [](json_writer& w, const stats_counters& c) {
-    w.number("viewers_now", c.viewers_now).number("viewers_total", c.viewers_total);
-    w.number("frames_sent", c.frames_sent).number("bytes_sent", c.bytes_sent);
-    w.number("frames_skipped", c.frames_skipped);
-    w.number("rejected", c.rejected).number("bad_requests", c.bad_requests);
-  };
-  json_writer j;
-  j.begin_object().string("variant", variant_).number("uptime_s", seconds(started_));
-  j.string("source", source_).boolean("source_up", source_state_ == source_state::up);
-  j.string("source_state", source_state_name(source_state_));
-  if (camera_) {
-    // What the camera agreed to, beside what was asked: they differ when the camera cannot comply.
-    const auto& c = *camera_;
-    j.begin_object("camera").string("device", c.device).string("pixel_format", c.pixel_format);
-    j.number("width", c.width).number("height", c.height).number("fps", rounded(c.fps));
-    j.string("mode", c.passthrough ? "passthrough" : "encode").string("why_encode", c.why_encode);
-    j.begin_object("requested").number("width", c.requested_width).number("height", c.requested_height);
-    j.number("fps", rounded(c.requested_fps)).end_object();
-    j.number("bad_frames", bad_frames_.load(relaxed)).end_object();
-  } else {
-    j.null("camera");
-  }
-  j.number("bad_frames", bad_frames_.load(relaxed));
-  j.number("width", width_).number("height", height_);
-  j.number("fps_target", rounded(fps_)).number("fps_capture", rounded(fps_capture));
-  j.number("frame_seq", frame_seq).number("frame_bytes", frame_bytes);
-  counter_fields(j, total);
-  j.number("frames_captured", frames_captured_.load(relaxed));
-  j.begin_array("publish");
-  for (const auto& endpoint : publish_)
-    j.string({}, endpoint);
-  j.end_array();
+  // the rows include this process's own counters, which take mutex_).
   if (workers_) {
-    j.begin_array("workers");
-    for (const auto& r : rows) {
-      j.begin_object().number("index", r.index).number("pid", r.pid).number("restarts", r.restarts);
-      counter_fields(j, r.counters);
-      j.end_object();
-    }
-    j.end_array();
+    s.workers = workers_();
+    s.total = sum_of(*s.workers);
   }
-  j.begin_array("viewers");
-  std::size_t listed = 0;
+  const auto now = steady_clock::now();
+  const auto seconds = [&](steady_clock::time_point t) {
+    return std::chrono::duration<double>(now - t).count();
+  };
+  std::scoped_lock lock{mutex_, published_mutex_};
+  if (!workers_) s.total = counters_locked();
+  s.variant = variant_;
+  s.uptime_s = seconds(started_);
+  s.source = source_;
+  s.state = source_state_;
+  s.camera = camera_;
+  s.bad_frames = bad_frames_.load(relaxed);
+  s.width = width_;
+  s.height = height_;
+  s.fps_target = fps_;
+  s.fps_capture = capture_fps_locked(now, fps_);
+  s.frame_seq = frame_seq;
+  s.frame_bytes = frame_bytes;
+  s.frames_captured = frames_captured_.load(relaxed);
+  s.accepted = accepted_.load(relaxed);
+  s.rejected_here = rejected_.load(relaxed);
+  s.publish = publish_;
   for (const viewer_state* v : viewers_) {
-    if (listed++ == max_listed) break;
-    j.begin_object().number("id", v->id).string("peer", v->peer).number("seconds", seconds(v->since));
-    j.number("last_seq", v->last_seq.load(relaxed)).number("frames_sent", v->frames_sent.load(relaxed));
-    j.number("frames_skipped", v->frames_skipped.load(relaxed))
-        .number("bytes_sent", v->bytes_sent.load(relaxed));
-    j.end_object();
+    if (s.viewers.size() == max_listed) break;
+    s.viewers.push_back({v->id, v->peer, seconds(v->since), v->last_seq.load(relaxed),
+                         v->frames_sent.load(relaxed), v->frames_skipped.load(relaxed),
+                         v->bytes_sent.load(relaxed)});
   }
-  j.end_array().end_object();
-  return j.str();
-}
-
-std::string server_stats::to_prometheus(std::uint64_t frame_seq, std::size_t frame_bytes) const {
-  const double fps_capture = capture_fps();  // before the lock: it takes mutex_ itself
-  // With worker processes the server-wide series are the sum of every worker's row (asked before
-  // locking: the rows include this process's own counters), and each worker has series of its own.
-  std::vector<worker_row> rows;
-  if (workers_) rows = workers_();
-  stats_counters total = sum_of(rows);
-  std::lock_guard lock{mutex_};
-  if (!workers_) total = counters_locked();
-  std::string out;
-  out.reserve(4096);
-  // One family: HELP, TYPE, then its samples; `labels` are this sample's own, metric_labels_ the
-  // process's (a worker's number).
-  const auto family = [&](const char* name, const char* type, const char* help) {
-    out += "# HELP ";
-    out += name;
-    out += ' ';
-    out += help;
-    out += "\n# TYPE ";
-    out += name;
-    out += ' ';
-    out += type;
-    out += '\n';
-  };
-  const auto sample = [&](const std::string& name, const std::string& labels, const std::string& value) {
-    out += name;
-    std::string all = metric_labels_;
-    if (!labels.empty()) all += (all.empty() ? "" : ",") + labels;
-    if (!all.empty()) out += "{" + all + "}";
-    out += ' ';
-    out += value;
-    out += '\n';
-  };
-  const auto u = [](std::uint64_t v) { return std::to_string(v); };
-  const auto num = [](double v) {
-    char text[64];
-    std::snprintf(text, sizeof text, "%.6g", v);
-    return std::string{text};
-  };
-  const auto escape = [](std::string_view text) {  // label values: backslash, quote, newline
-    std::string e;
-    for (const char c : text) {
-      if (c == '\\' || c == '"') e += '\\';
-      if (c == '\n') {
-        e += "\\n";
-        continue;
-      }
-      e += c;
-    }
-    return e;
-  };
-
-  family("mjpeg_build_info", "gauge", "Always 1; the labels name the server variant and version.");
-  sample("mjpeg_build_info", "variant=\"" + escape(variant_) + "\",version=\"" + escape(version) + "\"", "1");
-  family("mjpeg_uptime_seconds", "gauge", "Seconds since the server started.");
-  sample("mjpeg_uptime_seconds", "",
-         num(std::chrono::duration<double>(steady_clock::now() - started_).count()));
-
-  family("mjpeg_source_up", "gauge", "1 while the source delivers frames, 0 while it is down or idle.");
-  sample("mjpeg_source_up", "", source_state_ == source_state::up ? "1" : "0");
-  family("mjpeg_source_state", "gauge",
-         "1 for the source's current state (up, down, idle), 0 for the others.");
-  for (const auto s : {source_state::up, source_state::down, source_state::idle})
-    sample("mjpeg_source_state", std::string{"state=\""} + source_state_name(s) + "\"",
-           s == source_state_ ? "1" : "0");
-  family("mjpeg_capture_fps", "gauge", "Measured capture rate, frames per second.");
-  sample("mjpeg_capture_fps", "", num(fps_capture));
-  family("mjpeg_target_fps", "gauge", "Configured frame rate (--fps).");
-  sample("mjpeg_target_fps", "", num(fps_));
-  family("mjpeg_frame_seq", "gauge", "Sequence number of the latest frame.");
-  sample("mjpeg_frame_seq", "", u(frame_seq));
-  family("mjpeg_frame_bytes", "gauge", "JPEG size of the latest frame in bytes.");
-  sample("mjpeg_frame_bytes", "", u(frame_bytes));
-
-  family("mjpeg_frames_captured_total", "counter", "Frames captured and published.");
-  sample("mjpeg_frames_captured_total", "", u(frames_captured_.load(relaxed)));
-  family("mjpeg_frames_sent_total", "counter", "Frames written to viewers (one per viewer per frame).");
-  sample("mjpeg_frames_sent_total", "", u(total.frames_sent));
-  family("mjpeg_frames_skipped_total", "counter",
-         "Frames a viewer missed because it was still taking an earlier one.");
-  sample("mjpeg_frames_skipped_total", "", u(total.frames_skipped));
-  family("mjpeg_sent_bytes_total", "counter", "Bytes written to viewers, part headers included.");
-  sample("mjpeg_sent_bytes_total", "", u(total.bytes_sent));
-
-  family("mjpeg_viewers", "gauge", "Viewers streaming now.");
-  sample("mjpeg_viewers", "", u(total.viewers_now));
-  family("mjpeg_viewers_total", "counter", "Viewers that started a stream.");
-  sample("mjpeg_viewers_total", "", u(total.viewers_total));
-  family("mjpeg_viewers_ended_total", "counter", "Streams that ended, by reason.");
   for (std::size_t r = 0; r < ended_.size(); ++r)
-    sample("mjpeg_viewers_ended_total", std::string{"reason=\""} + end_reason_names[r] + "\"",
-           u(ended_[r].load(relaxed)));
-
-  family("mjpeg_connections_accepted_total", "counter",
-         "TCP connections accepted (including those then turned away).");
-  sample("mjpeg_connections_accepted_total", "", u(accepted_.load(relaxed)));
-  family("mjpeg_connections_rejected_total", "counter",
-         "Connections turned away before they were served, by reason.");
-  std::map<reject_reason, std::uint64_t> rejected = rejected_by_reason_;
-  rejected.try_emplace(reject_reason::capacity, 0);
-  for (const auto& [reason, count] : rejected)
-    sample("mjpeg_connections_rejected_total", std::string{"reason=\""} + reject_reason_name(reason) + "\"",
-           u(count));
-  family("mjpeg_bad_requests_total", "counter", "Requests answered with an error status, by status.");
-  for (const auto& [status, count] : bad_by_status_)
-    sample("mjpeg_bad_requests_total", "status=\"" + u(status) + "\"", u(count));
-
-  family("mjpeg_frame_age_seconds", "histogram",
-         "Age of each frame when it was written to a viewer (send time minus capture time).");
-  std::uint64_t cumulative = 0;
-  for (std::size_t i = 0; i < age_counts_.size(); ++i) {
-    cumulative += age_counts_[i].load(relaxed);
-    sample("mjpeg_frame_age_seconds_bucket",
-           "le=\"" + (i < age_buckets.size() ? num(age_buckets[i]) : std::string{"+Inf"}) + "\"",
-           u(cumulative));
-  }
-  sample("mjpeg_frame_age_seconds_sum", "", num(static_cast<double>(age_sum_us_.load(relaxed)) / 1e6));
-  sample("mjpeg_frame_age_seconds_count", "", u(cumulative));
-
-  if (workers_) {
-    const auto per_worker = [&](const char* name, const char* type, const char* help, auto value) {
-      family(name, type, help);
-      for (const auto& r : rows)
-        sample(name, "worker=\"" + std::to_string(r.index) + "\"", u(value(r)));
-    };
-    per_worker("mjpeg_worker_viewers", "gauge", "Viewers streaming now, per worker process.",
-               [](const worker_row& r) { return r.counters.viewers_now; });
-    per_worker("mjpeg_worker_frames_sent_total", "counter", "Frames written to viewers, per worker process.",
-               [](const worker_row& r) { return r.counters.frames_sent; });
-    per_worker("mjpeg_worker_sent_bytes_total", "counter", "Bytes written to viewers, per worker process.",
-               [](const worker_row& r) { return r.counters.bytes_sent; });
-    per_worker("mjpeg_worker_restarts_total", "counter", "Times the parent restarted this worker process.",
-               [](const worker_row& r) { return r.restarts; });
-  }
-  return out;
+    s.ended[r] = ended_[r].load(relaxed);
+  s.bad_by_status = bad_by_status_;
+  for (std::size_t i = 0; i < age_counts_.size(); ++i)
+    s.age_counts[i] = age_counts_[i].load(relaxed);
+  s.age_sum_s = static_cast<double>(age_sum_us_.load(relaxed)) / 1e6;
+  return s;
 }
 
 }  // namespace mjpeg

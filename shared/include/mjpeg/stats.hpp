@@ -35,11 +35,6 @@ enum class end_reason {
 /// shutdown.
 end_reason end_reason_of(const boost::system::error_code& ec);
 
-/// Why a connection was turned away before it was served.
-enum class reject_reason {
-  capacity,  ///< Over --max-clients, the pool's queue, or no thread to start (503).
-};
-
 /// One viewer's subscription: what it has seen and been sent.
 ///
 /// Written by the thread (or coroutine) serving the viewer, read by /stats from another thread,
@@ -77,12 +72,72 @@ struct stats_counters {
   std::uint64_t bad_requests = 0;    ///< Requests answered with 4xx.
 };
 
+/// One field of stats_counters: its /stats key and where it lives.
+struct counter_field {
+  std::string_view name;                 ///< The key in /stats ("frames_sent").
+  std::uint64_t stats_counters::*value;  ///< The field.
+};
+
+/// Every field of stats_counters, in /stats order: the one list that sums, copies into a worker's
+/// slot and writes them, so a new counter is added here and nowhere else.
+inline constexpr std::array<counter_field, 7> counter_fields{{
+    {"viewers_now", &stats_counters::viewers_now},
+    {"viewers_total", &stats_counters::viewers_total},
+    {"frames_sent", &stats_counters::frames_sent},
+    {"bytes_sent", &stats_counters::bytes_sent},
+    {"frames_skipped", &stats_counters::frames_skipped},
+    {"rejected", &stats_counters::rejected},
+    {"bad_requests", &stats_counters::bad_requests},
+}};
+
 /// One worker process as /stats lists it.
 struct worker_row {
   int index = 0;               ///< Worker slot, 0..N-1.
   std::int64_t pid = 0;        ///< Its process id (0 while it restarts).
   std::uint64_t restarts = 0;  ///< How often the parent restarted this slot.
+  bool stale = false;          ///< Its heartbeat stopped: the counters are its last word, not live.
   stats_counters counters;     ///< What it reported last.
+};
+
+/// The whole server's counters: the sum of every worker's row, field by field.
+stats_counters sum_of(const std::vector<worker_row>& rows);
+
+/// One viewer as /stats lists it.
+struct viewer_row {
+  std::uint64_t id = 0;              ///< The viewer's id.
+  std::string peer;                  ///< "address:port".
+  double seconds = 0;                ///< How long it has been watching.
+  std::uint64_t last_seq = 0;        ///< Sequence number of the last frame sent.
+  std::uint64_t frames_sent = 0;     ///< Frames written to it.
+  std::uint64_t frames_skipped = 0;  ///< Frames published while it was busy.
+  std::uint64_t bytes_sent = 0;      ///< Bytes written to it.
+};
+
+/// Everything /stats and /metrics show, taken at one moment: plain data for the renderers.
+struct stats_snapshot {
+  std::string variant;                              ///< The variant's name.
+  double uptime_s = 0;                              ///< Seconds since start.
+  std::string source;                               ///< The source's description.
+  source_state state = source_state::down;          ///< What the source is doing.
+  std::optional<camera_info> camera;                ///< What a camera negotiated.
+  std::uint64_t bad_frames = 0;                     ///< Broken frames the source dropped.
+  int width = 0;                                    ///< Configured width.
+  int height = 0;                                   ///< Configured height.
+  double fps_target = 0;                            ///< --fps.
+  double fps_capture = 0;                           ///< Measured capture rate.
+  std::uint64_t frame_seq = 0;                      ///< Sequence number of the latest frame.
+  std::uint64_t frame_bytes = 0;                    ///< JPEG size of the latest frame.
+  stats_counters total;                             ///< The whole server's counters.
+  std::uint64_t frames_captured = 0;                ///< Frames captured and published.
+  std::uint64_t accepted = 0;                       ///< Connections accepted (this process).
+  std::uint64_t rejected_here = 0;                  ///< Connections turned away (this process).
+  std::vector<std::string> publish;                 ///< Bus endpoints published on.
+  std::optional<std::vector<worker_row>> workers;   ///< One row per worker, with --workers.
+  std::vector<viewer_row> viewers;                  ///< This process's viewers (at most 100).
+  std::array<std::uint64_t, 4> ended{};             ///< Streams ended, by end_reason.
+  std::map<unsigned, std::uint64_t> bad_by_status;  ///< Error statuses answered, by code.
+  std::array<std::uint64_t, age_buckets.size() + 1> age_counts{};  ///< Frame ages per bucket, +Inf last.
+  double age_sum_s = 0;                                            ///< Sum of the frame ages.
 };
 
 /// Server-wide counters behind /stats (JSON) and /metrics (Prometheus text format).
@@ -103,8 +158,8 @@ class server_stats {
   void set_config(int width, int height, double fps);
   /// A connection accepted from the listening socket (served or turned away after).
   void connection_accepted() { accepted_.fetch_add(1, std::memory_order_relaxed); }
-  /// A connection turned away before it was served.
-  void connection_rejected(reject_reason why = reject_reason::capacity);
+  /// A connection turned away before it was served (over capacity: 503).
+  void connection_rejected() { rejected_.fetch_add(1, std::memory_order_relaxed); }
   /// A request answered with an error status (4xx, 5xx).
   void bad_request(unsigned status);
 
@@ -135,17 +190,15 @@ class server_stats {
   void on_workers(std::function<std::vector<worker_row>()> rows) { workers_ = std::move(rows); }
   /// Frame-bus endpoints this server publishes on, shown in /stats.
   void set_publish(std::vector<std::string> endpoints);
-  /// The JSON document served at /stats; `frame_seq` and `frame_bytes` describe the latest frame.
-  std::string to_json(std::uint64_t frame_seq, std::size_t frame_bytes) const;
-  /// The Prometheus text exposition served at /metrics; `frame_seq` as in to_json.
-  std::string to_prometheus(std::uint64_t frame_seq, std::size_t frame_bytes) const;
-  /// Labels added to every series of this process, e.g. `worker="2"` in a worker process (the
-  /// hook for --workers: each worker's series stay apart when they are merged). Empty by default.
-  void set_metric_labels(std::string labels);
+  /// Everything /stats and /metrics show, taken once under the locks; `frame_seq` and
+  /// `frame_bytes` describe the latest frame.
+  stats_snapshot snapshot(std::uint64_t frame_seq, std::size_t frame_bytes) const;
 
  private:
   // counters() with mutex_ held.
   stats_counters counters_locked() const;
+  // capture_fps() with published_mutex_ held, for a --fps of `target`.
+  double capture_fps_locked(std::chrono::steady_clock::time_point now, double target) const;
   std::string variant_;
   std::chrono::steady_clock::time_point started_;
   std::atomic<std::uint64_t> next_id_{1};
@@ -171,8 +224,6 @@ class server_stats {
   mutable std::mutex mutex_;  // guards the fields below
   std::list<viewer_state*> viewers_;
   std::map<unsigned, std::uint64_t> bad_by_status_;
-  std::map<reject_reason, std::uint64_t> rejected_by_reason_;
-  std::string metric_labels_;
   std::string source_;
   source_state source_state_ = source_state::down;
   std::optional<camera_info> camera_;
