@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "client.hpp"
+#include "eventually.hpp"
 #include "every_variant.hpp"
 #include "server_process.hpp"
 
@@ -244,6 +245,105 @@ TEST(Workers, HelpSaysMaxClientsIsPerWorker) {
   EXPECT_NE(help.out.find("per worker process"), std::string::npos) << help.out;
   const auto bad = run_command(mjpeg::test::variant_binary("mjpeg_async"), {"--workers", "-1"}, 10s);
   EXPECT_EQ(bad.exit_code, 2);
+}
+
+// The parent's private directory, from the bus endpoint /stats lists ("ipc:///tmp/mjpeg-workers-…/bus").
+std::string private_dir_of(unsigned short port) {
+  const std::string body = get(port, "/stats").body;
+  std::smatch m;
+  if (!std::regex_search(body, m, std::regex{R"(ipc://(/tmp/mjpeg-workers-[A-Za-z0-9]+)/bus)"})) return {};
+  return m[1].str();
+}
+
+int count_of(const std::string& text, const std::string& what) {
+  int n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1))
+    ++n;
+  return n;
+}
+
+// A stopped (hung) worker keeps its listening socket, so the kernel goes on handing it new
+// visitors: the parent notices its heartbeat stop, marks its row stale, kills and replaces it.
+TEST(Workers, AHungWorkerIsReplacedAndNewVisitorsAreAllServed) {
+  server_process server{mjpeg::test::variant_binary("mjpeg_async"), small_frames({"--workers", "2"})};
+  const auto s = ask(server.port());
+  ASSERT_EQ(s.workers.size(), 2u) << server.error_output();
+  const long victim = s.workers[0].pid;
+  ASSERT_EQ(::kill(static_cast<pid_t>(victim), SIGSTOP), 0);
+  // While it is stopped, /stats (from the other worker; a request that lands on the stopped one
+  // gets no answer) marks its row stale.
+  const std::regex stale_row{R"(\{"index":0,[^}]*"stale":true\})"};
+  EXPECT_TRUE(mjpeg::test::eventually(
+      [&] { return std::regex_search(get(server.port(), "/stats", 300ms).body, stale_row); }, 3s))
+      << "the stopped worker's row must be marked stale";
+  // Within about 5 s the parent says so and replaces it.
+  EXPECT_TRUE(mjpeg::test::eventually(
+      [&] { return server.error_output().find("made no progress") != std::string::npos; }, 6s))
+      << server.error_output();
+  cluster_stats after;
+  EXPECT_TRUE(mjpeg::test::eventually(
+      [&] {
+        after = ask(server.port());
+        return after.workers.size() == 2 && after.workers[0].pid != victim && after.workers[0].pid != 0 &&
+               alive(after.workers[0].pid);
+      },
+      3s))
+      << server.error_output();
+  ::kill(static_cast<pid_t>(victim), SIGCONT);  // if it was not killed after all, let it go on
+  // Every new visitor is served: none lands on a hung process any more.
+  for (int i = 0; i < 40; ++i) {
+    stream_reader viewer{server.port()};
+    ASSERT_EQ(viewer.open(2s), 200) << "visitor " << i;
+    ASSERT_TRUE(viewer.next(2s)) << "visitor " << i;
+  }
+  EXPECT_EQ(count_of(server.error_output(), "made no progress"), 1) << server.error_output();
+}
+
+// A worker that cannot start (here: its parent's private directory is gone) is restarted with a
+// growing delay, logged once, and when its slot stays empty the parent exits non-zero so that
+// systemd (Restart=on-failure) starts the whole service afresh.
+TEST(Workers, AWorkerThatCannotStartBacksOffThenTheParentGivesUp) {
+  server_process server{mjpeg::test::variant_binary("mjpeg_async"), small_frames({"--workers", "2"})};
+  const auto s = ask(server.port());
+  ASSERT_EQ(s.workers.size(), 2u);
+  const std::string dir = private_dir_of(server.port());
+  ASSERT_FALSE(dir.empty());
+  std::filesystem::remove_all(dir);
+  ASSERT_EQ(::kill(static_cast<pid_t>(s.workers[0].pid), SIGKILL), 0);
+  // Restarted every 50 ms this would be some 100 restarts in 5 s; with backoff (0, 250, 500,
+  // 1000, 2000 ms …) it is a handful.
+  std::this_thread::sleep_for(5s);
+  const auto during = ask(server.port());
+  ASSERT_EQ(during.workers.size(), 2u);
+  EXPECT_GE(during.workers[0].restarts, 3);
+  EXPECT_LE(during.workers[0].restarts, 7);
+  EXPECT_EQ(count_of(server.error_output(), "restarting"), 1) << "one line per change of state\n"
+                                                              << server.error_output();
+  const int code = server.wait(mjpeg::test::sanitized ? 30s : 15s);
+  EXPECT_NE(code, -1) << "the parent must give up on a slot that stays empty";
+  EXPECT_NE(code, 0);
+  EXPECT_NE(server.error_output().find("giving up"), std::string::npos) << server.error_output();
+}
+
+// A parent killed by SIGKILL cannot remove its private directory; the next parent does.
+TEST(Workers, KillNineOfTheParentLeavesNoPrivateDirectoryBehind) {
+  std::string dir;
+  {
+    server_process server{mjpeg::test::variant_binary("mjpeg_async"), small_frames({"--workers", "1"})};
+    dir = private_dir_of(server.port());
+    ASSERT_FALSE(dir.empty());
+    server.signal(SIGKILL);
+    server.wait(2s);
+  }
+  ASSERT_TRUE(std::filesystem::exists(dir)) << "nothing removes it on SIGKILL";
+  server_process next{mjpeg::test::variant_binary("mjpeg_async"), small_frames({"--workers", "1"})};
+  EXPECT_FALSE(std::filesystem::exists(dir)) << dir << " left behind";
+  const std::string own = private_dir_of(next.port());
+  EXPECT_TRUE(std::filesystem::exists(own)) << "a running parent's directory must stay";
+  // A second parent running beside it leaves the first one's directory alone.
+  server_process other{mjpeg::test::variant_binary("mjpeg_async"), small_frames({"--workers", "1"})};
+  EXPECT_TRUE(std::filesystem::exists(own));
+  EXPECT_EQ(get(next.port(), "/snapshot").status, 200);
 }
 
 }  // namespace

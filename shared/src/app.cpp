@@ -1,37 +1,51 @@
 #include "mjpeg/app.hpp"
 
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
-#include <sys/eventfd.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
-#include <filesystem>
 #include <future>
+#include <memory>
 #include <optional>
-#include <stdexcept>
-#include <system_error>
 #include <thread>
 
 #include "mjpeg/bus.hpp"
 #include "mjpeg/capture.hpp"
-#include "mjpeg/frame_source.hpp"
 #include "mjpeg/listener.hpp"
 #include "mjpeg/log.hpp"
 #include "mjpeg/source_factory.hpp"
 #include "mjpeg/workers.hpp"
 
 namespace mjpeg {
-
 namespace {
+
+// --bus-keygen DIR: writes the keys and says who needs which. Returns the exit code.
+int generate_keys(const options& opts, const std::string& name) {
+  try {
+    bus::generate_keys(opts.bus_keygen);
+  } catch (const std::exception& e) {
+    log::write(log::level::error, "%s", e.what());
+    return 1;
+  }
+  std::printf(
+      "%s: keys written to %s: the publisher needs server.secret and authorized/, each "
+      "subscriber server.pub, client.pub and client.secret\n",
+      name.c_str(), opts.bus_keygen.c_str());
+  return 0;
+}
+
+// Signals are blocked before any thread starts, so every thread inherits the mask and only the
+// watcher receives them. A viewer that vanishes must never kill us with SIGPIPE.
+void block_stop_signals() {
+  std::signal(SIGPIPE, SIG_IGN);
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+}
 
 // Waits for SIGINT/SIGTERM (blocked in every thread, so they queue here) or the --duration
 // deadline, whichever comes first, or for a shutdown triggered elsewhere.
@@ -50,25 +64,35 @@ void watch_signals(shutdown_signal& shutdown, double duration) {
   shutdown.trigger();
 }
 
-// The parent's private directory for --workers: the bus socket and the shared counters, open to
-// this user only; removed when the parent ends.
-class private_dir {
+// The signal watcher on a thread of its own, started first so SIGINT/SIGTERM stop the server at
+// every stage, start-up included; whatever way we leave, it is told to stop and joined.
+class signal_watcher {
  public:
-  private_dir() {
-    char path[] = "/tmp/mjpeg-workers-XXXXXX";
-    if (::mkdtemp(path) == nullptr) throw std::system_error{errno, std::system_category(), "mkdtemp"};
-    path_ = path;
+  signal_watcher(shutdown_signal& shutdown, double duration)
+      : shutdown_{shutdown}, thread_{[&shutdown, duration] { watch_signals(shutdown, duration); }} {}
+  ~signal_watcher() {
+    shutdown_.trigger();
+    thread_.join();
   }
-  ~private_dir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  private_dir(const private_dir&) = delete;
-  private_dir& operator=(const private_dir&) = delete;
-  const std::string& path() const { return path_; }
+  signal_watcher(const signal_watcher&) = delete;
+  signal_watcher& operator=(const signal_watcher&) = delete;
 
  private:
-  std::string path_;
+  shutdown_signal& shutdown_;
+  std::thread thread_;
+};
+
+// The bus publisher on `endpoints` (none: no publisher), and the capture sink that feeds it.
+struct publishing {
+  std::optional<bus::publisher> publisher;
+  capture::frame_sink sink;
+  publishing(const std::vector<std::string>& endpoints, const options& opts, server_stats& stats) {
+    if (endpoints.empty()) return;
+    const auto keys = opts.bus_keys.empty() ? std::nullopt : std::optional<bus::key_files>{{opts.bus_keys}};
+    publisher.emplace(endpoints, keys);
+    stats.set_publish(publisher->endpoints());
+    sink = [this](const frame& f) { publisher->send(f); };
+  }
 };
 
 // Opens `source` on a thread of its own and waits until it is open, until shutdown, or for
@@ -101,160 +125,78 @@ bool open_source(frame_source& source, const shutdown_signal& shutdown) {
   return !shutdown.triggered();
 }
 
+// Stops capture on the way out: a capture thread stuck in its source's driver cannot be joined;
+// leave without it rather than hang past the promised second.
+struct stop_capture {
+  capture& camera;
+  ~stop_capture() {
+    if (camera.stop_within(std::chrono::milliseconds{500})) return;
+    log::write(log::level::error, "the source does not return; leaving without it");
+    std::fflush(nullptr);
+    std::_Exit(0);
+  }
+};
+
+// What the router needs: credentials, and the Host policy of the address we are bound to.
+http::route_options routes_for(const options& opts, const boost::asio::ip::tcp::acceptor& acceptor) {
+  http::route_options routes;
+  if (!opts.auth.empty()) routes.expected_authorization = http::basic_authorization(opts.auth);
+  // Bound to loopback, only this machine can connect, but a web page it visits can reach us
+  // through DNS rebinding: its requests then name the attacker's host, so Host must be ours.
+  routes.loopback_only = listener::bound_to_loopback(acceptor);
+  routes.allowed_hosts = opts.allow_hosts;
+  return routes;
+}
+
 }  // namespace
 
 int run_variant(int argc, const char* const* argv, const variant_info& info, const serve_function& serve) {
+  // Parse; --bus-keygen only writes keys.
   auto parsed = parse_options(argc, argv, info);
   if (const int* code = std::get_if<int>(&parsed)) return *code;
   const options& opts = std::get<options>(parsed);
   const std::string name = binary_name(info);
-  if (!opts.bus_keygen.empty()) {
-    try {
-      bus::generate_keys(opts.bus_keygen);
-    } catch (const std::exception& e) {
-      log::write(log::level::error, "%s", e.what());
-      return 1;
-    }
-    std::printf(
-        "%s: keys written to %s: the publisher needs server.secret and authorized/, each "
-        "subscriber server.pub, client.pub and client.secret\n",
-        name.c_str(), opts.bus_keygen.c_str());
-    return 0;
-  }
-  // With --workers this process is the parent: it captures and supervises, the workers serve.
-  const bool worker = !opts.worker_of.empty();
-  const bool parent = opts.workers > 0 && !worker;
-  if (worker) {
-    // "ps" shows which process is which: a worker runs /proc/self/exe, which would say "exe".
-    const std::string title = "mjpeg-worker-" + std::to_string(opts.worker_index);
-    ::prctl(PR_SET_NAME, title.c_str());
-  }
-
-  // Signals are blocked before any thread starts, so every thread inherits the mask and only
-  // the watcher receives them. A viewer that vanishes must never kill us with SIGPIPE.
-  std::signal(SIGPIPE, SIG_IGN);
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-
+  if (!opts.bus_keygen.empty()) return generate_keys(opts, name);
+  block_stop_signals();
   try {
-    // Before any thread starts: this edits the environment.
-    const int inherited = listener::inherited();
+    const int inherited = listener::inherited();  // before any thread starts: it edits the environment
+    // The role: a single server, the parent of --workers (captures, supervises) or a worker.
+    workers::role role{opts};
+    role.set_process_title();
+    // The core: counters, the broadcast hub, the one shutdown signal and its watcher.
     server_stats stats{std::string{info.name}};
     stats.set_config(opts.width, opts.height, opts.fps);
     frame_hub hub;
     shutdown_signal shutdown;
     shutdown.on_trigger([&hub] { hub.close(); });
-
-    // The signal watcher starts first, so SIGINT/SIGTERM stop the server at every stage, start-up
-    // included; whatever way we leave, it is told to stop and joined.
-    // A worker stops when its parent says so (SIGTERM), not by --duration on its own.
-    std::thread watcher{[&] { watch_signals(shutdown, worker ? 0 : opts.duration); }};
-    const struct stop_watcher {
-      shutdown_signal& shutdown;
-      std::thread& watcher;
-      ~stop_watcher() {
-        shutdown.trigger();
-        watcher.join();
-      }
-    } stop_watcher{shutdown, watcher};
-
-    std::optional<private_dir> dir;
-    std::optional<workers::region> shared;
-    if (parent) {
-      dir.emplace();
-      shared.emplace(dir->path(), opts.workers, true);
-      // --idle-stop in the parent watches the workers' viewers.
-      stats.on_workers([&shared] { return shared->rows(); });
-    } else if (worker) {
-      shared.emplace(opts.worker_of, 0, false);
-      if (opts.worker_index < 0 || opts.worker_index >= shared->count())
-        throw std::runtime_error("--worker-index out of range");
-      // /stats answers for the whole server: every worker's row, this one's read fresh. Set
-      // before the capture thread starts (its --idle-stop asks for the same sum).
-      stats.on_workers([&shared, &stats, index = static_cast<std::size_t>(opts.worker_index)] {
-        auto rows = shared->rows();
-        rows[index].counters = stats.counters();
-        return rows;
-      });
-    }
-
-    // The frame bus: every --publish endpoint, and the parent's private one for its workers.
-    std::vector<std::string> endpoints;
-    if (!worker)
-      for (const auto& p : opts.publish)
-        endpoints.push_back(bus::publish_endpoint(p));
-    if (parent) endpoints.push_back(workers::bus_endpoint(dir->path()));
-    const auto keys = opts.bus_keys.empty() ? std::nullopt : std::optional<bus::key_files>{{opts.bus_keys}};
-    std::optional<bus::publisher> publisher;
-    capture::frame_sink sink;
-    if (!endpoints.empty()) {
-      publisher.emplace(endpoints, keys);
-      stats.set_publish(publisher->endpoints());
-      sink = [&publisher](const frame& f) { publisher->send(f); };
-    }
-
-    // Open the source first: a camera that is not there is an error at start, not a blank page.
-    // A worker's source is its parent's bus.
-    source_config config{opts.source, opts.width, opts.height, opts.fps, opts.encode, opts.bus_keys};
-    if (worker)
-      config = {"zmq+" + workers::bus_endpoint(opts.worker_of), opts.width, opts.height, opts.fps, false, {}};
-    auto source = make_source(config);
+    const signal_watcher watcher{shutdown, role.duration()};
+    const auto reporting = role.share(stats);
+    // The publisher: every --publish endpoint, and the parent's private one for its workers.
+    publishing publish{role.publish_endpoints(), opts, stats};
+    // The source, open before we listen: a camera that is not there is an error at start, not a
+    // blank page. Another server's frames may not flow yet (an origin that starts later): do not
+    // wait long for them.
+    auto source = make_source(role.source());
     if (!open_source(*source, shutdown)) return 0;
-    // Another server's frames may not flow yet (an origin that starts later): do not wait long.
     const auto first_frame_wait = source->forwards() ? std::chrono::seconds{1} : std::chrono::seconds{10};
-    capture camera{std::move(source), {opts.fps, opts.quality, opts.idle_stop}, hub, stats, sink};
-    // On the way out: a capture thread stuck in its source's driver cannot be joined; leave
-    // without it rather than hang past the promised second.
-    const struct stop_capture {
-      capture& camera;
-      ~stop_capture() {
-        if (camera.stop_within(std::chrono::milliseconds{500})) return;
-        log::write(log::level::error, "the source does not return; leaving without it");
-        std::fflush(nullptr);
-        std::_Exit(0);
-      }
-    } stop_capture{camera};
-
+    capture camera{std::move(source), {opts.fps, opts.quality, opts.idle_stop}, hub, stats, publish.sink};
+    const stop_capture stopping{camera};
     // Listen once the first frame exists, so the URL line means "ready" (a snapshot works at once).
     // A signal closes the hub and ends this wait too.
     if (!hub.wait_newer_for(0, first_frame_wait) && !shutdown.triggered())
       log::write(log::level::warning, "no frame from the source yet; serving anyway");
     if (shutdown.triggered()) return 0;
-
+    // The listener: workers all bind the port their parent reserved (SO_REUSEPORT).
     boost::asio::io_context io;
     boost::asio::ip::tcp::acceptor acceptor{io};
-    // Workers all bind the port their parent reserved; SO_REUSEPORT lets the kernel spread
-    // connections over their listening sockets.
-    const auto port = worker ? shared->port() : static_cast<unsigned short>(opts.port);
-    listener::open(acceptor, opts.host, inherited, port, parent || worker);
-    // The one line scripts read to find the server.
-    const auto url_line = [&] { listener::print_url_line(name, acceptor); };
-    if (parent) {
-      // The parent only reserves the port (bound, never listening, so it takes no connections),
-      // then starts the workers that serve it and restarts any that dies.
-      shared->set_port(acceptor.local_endpoint().port());
-      workers::supervisor workers{argc, argv, dir->path(), *shared};
-      workers.start();
-      url_line();
-      workers.run(shutdown);
-      return 0;
-    }
+    listener::open(acceptor, opts.host, inherited, role.port(), role.shares_port());
+    if (role.supervises()) return role.supervise(acceptor, shutdown, name, argc, argv);
+    // Serve.
     acceptor.listen(4096);  // room for a burst of connects; the kernel caps it at somaxconn
-    std::optional<workers::reporter> report;
-    if (worker) report.emplace(*shared, opts.worker_index, stats);
-
     login_limiter logins;
-    server_context ctx{info.name, name, opts, hub, stats, shutdown, {}, io, acceptor, logins};
-    if (!opts.auth.empty()) ctx.routes.expected_authorization = http::basic_authorization(opts.auth);
-    // Bound to loopback, only this machine can connect, but a web page it visits can reach us
-    // through DNS rebinding: its requests then name the attacker's host, so Host must be ours.
-    ctx.routes.loopback_only = listener::bound_to_loopback(acceptor);
-    ctx.routes.allowed_hosts = opts.allow_hosts;
-    url_line();
-
+    server_context ctx{info.name, name,     opts,  hub, stats, shutdown, routes_for(opts, acceptor),
+                       io,        acceptor, logins};
+    listener::print_url_line(name, acceptor);
     try {
       serve(ctx);
     } catch (...) {
