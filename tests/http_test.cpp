@@ -431,4 +431,43 @@ TEST(Writers, DocumentResponse) {
   EXPECT_EQ(head_only.substr(head_only.size() - 4), "\r\n\r\n") << "HEAD: length of the body, but no body";
 }
 
+// The one URL parser, used by the relay, the load generator and the launcher.
+TEST(Url, EveryPartOfAFullUrl) {
+  const auto u = http::parse_url("http://user:p@ss@cam.example:8081/stream?fps=5");
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->scheme, "http");
+  EXPECT_EQ(u->userinfo, "user:p@ss") << "the last @ before the path ends the userinfo";
+  EXPECT_EQ(u->host, "cam.example");
+  EXPECT_EQ(u->port, "8081");
+  EXPECT_EQ(u->target, "/stream?fps=5");
+}
+
+TEST(Url, DefaultsForPortAndTarget) {
+  const auto u = http::parse_url("http://127.0.0.1");
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->userinfo, "");
+  EXPECT_EQ(u->host, "127.0.0.1");
+  EXPECT_EQ(u->port, "80");
+  EXPECT_EQ(u->target, "/");
+}
+
+TEST(Url, Ipv6HostsInBrackets) {
+  const auto u = http::parse_url("http://[::1]:8080/snapshot");
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->host, "::1");
+  EXPECT_EQ(u->port, "8080");
+  EXPECT_EQ(u->target, "/snapshot");
+  const auto no_port = http::parse_url("http://a:b@[fe80::1]/");
+  ASSERT_TRUE(no_port);
+  EXPECT_EQ(no_port->userinfo, "a:b");
+  EXPECT_EQ(no_port->host, "fe80::1");
+  EXPECT_EQ(no_port->port, "80");
+}
+
+TEST(Url, RefusesWhatIsNotAnHttpUrlWithAHost) {
+  for (const char* bad : {"https://host/", "rtsp://cam/", "host:8080/stream", "http://", "http:///stream",
+                          "http://host:/stream", "http://[::1/", "http://[::1]x/", "http://user@/", ""})
+    EXPECT_FALSE(http::parse_url(bad)) << bad;
+}
+
 }  // namespace

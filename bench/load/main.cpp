@@ -25,6 +25,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "mjpeg/url.hpp"
+
 #include "report.hpp"
 #include "server.hpp"
 #include "viewers.hpp"
@@ -75,25 +77,12 @@ void add_options(CLI::App& app, config& cfg) {
 }
 
 bool parse_url(config& cfg) {
-  std::string_view u = cfg.url;
-  if (!u.starts_with("http://")) return false;
-  u.remove_prefix(7);
-  const auto slash = u.find('/');
-  const std::string_view authority = u.substr(0, slash);
-  cfg.target = slash == std::string_view::npos ? "/" : std::string{u.substr(slash)};
-  std::string_view host = authority;
-  cfg.port = "80";
-  if (authority.starts_with('[')) {
-    const auto close = authority.find(']');
-    if (close == std::string_view::npos) return false;
-    host = authority.substr(1, close - 1);
-    if (close + 1 < authority.size() && authority[close + 1] == ':') cfg.port = authority.substr(close + 2);
-  } else if (const auto colon = authority.rfind(':'); colon != std::string_view::npos) {
-    host = authority.substr(0, colon);
-    cfg.port = authority.substr(colon + 1);
-  }
-  cfg.host = host;
-  return !cfg.host.empty() && !cfg.port.empty();
+  auto parts = mjpeg::http::parse_url(cfg.url);
+  if (!parts) return false;
+  cfg.host = std::move(parts->host);
+  cfg.port = std::move(parts->port);
+  cfg.target = std::move(parts->target);
+  return true;
 }
 
 /// True when this process runs in a named network namespace (`ip netns add`, as bench/network and

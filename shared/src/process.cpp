@@ -19,6 +19,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "mjpeg/url.hpp"
+
 extern char** environ;
 
 namespace mjpeg {
@@ -39,11 +41,10 @@ int decode_status(int status) {
 
 // The port of "http://HOST:PORT/…" (HOST may be "[v6]"), or 0.
 unsigned short port_of(const std::string& url) {
-  const auto slash = url.find('/', 7);
-  const auto colon = url.rfind(':', slash);
-  if (colon == std::string::npos || colon < 7) return 0;
+  const auto parts = http::parse_url(url);
+  if (!parts) return 0;
   try {
-    return static_cast<unsigned short>(std::stoi(url.substr(colon + 1, slash - colon - 1)));
+    return static_cast<unsigned short>(std::stoi(parts->port));
   } catch (const std::exception&) {
     return 0;
   }

@@ -21,38 +21,13 @@ namespace {
 
 using std::chrono::steady_clock;
 
-// http://[user:pass@]host[:port][/path]
-struct url_parts {
-  std::string host;
-  std::string port = "80";
-  std::string target = "/";
-  std::string userinfo;
-};
-
-url_parts parse_url(const std::string& url) {
-  constexpr std::string_view scheme = "http://";
-  url_parts u;
-  std::string rest = url.substr(scheme.size());
-  const auto slash = rest.find('/');
-  std::string authority = rest.substr(0, slash);
-  if (slash != std::string::npos) u.target = rest.substr(slash);
-  if (const auto at = authority.rfind('@'); at != std::string::npos) {
-    u.userinfo = authority.substr(0, at);
-    authority = authority.substr(at + 1);
-  }
-  if (!authority.empty() && authority.front() == '[') {  // [v6]:port
-    const auto close = authority.find(']');
-    if (close == std::string::npos) throw std::runtime_error("--source " + url + ": bad IPv6 address");
-    u.host = authority.substr(1, close - 1);
-    if (close + 1 < authority.size() && authority[close + 1] == ':') u.port = authority.substr(close + 2);
-  } else if (const auto colon = authority.rfind(':'); colon != std::string::npos) {
-    u.host = authority.substr(0, colon);
-    u.port = authority.substr(colon + 1);
-  } else {
-    u.host = authority;
-  }
-  if (u.host.empty() || u.port.empty()) throw std::runtime_error("--source " + url + ": no host");
-  return u;
+// http://[user:pass@]host[:port][/path], or a clear error for --source.
+http::url parse_url(const std::string& url) {
+  auto parts = http::parse_url(url);
+  if (!parts)
+    throw std::runtime_error("--source " + url +
+                             (url.find('[') != std::string::npos ? ": bad IPv6 address" : ": no host"));
+  return std::move(*parts);
 }
 
 // Another MJPEG server's stream, relayed without re-encoding: its JPEG bytes go to our viewers as
@@ -172,7 +147,7 @@ class http_relay final : public frame_source, private http::multipart_listener {
 
   std::string url_;
   std::string shown_;  // url_ with its credentials redacted: what logs and /stats show
-  url_parts parts_;
+  http::url parts_;
   double silence_;
   int fd_ = -1;
   http::multipart_parser parser_{http::multipart_parser::bodies::keep};

@@ -13,6 +13,7 @@
 #include <boost/beast/http/status.hpp>
 
 #include "mjpeg/frame.hpp"
+#include "mjpeg/url.hpp"
 
 /// Requests in, bytes out: parsing, routing and response writers. No sockets here, so every
 /// byte is unit-testable.
