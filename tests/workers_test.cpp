@@ -270,6 +270,10 @@ TEST(Workers, AHungWorkerIsReplacedAndNewVisitorsAreAllServed) {
   ASSERT_EQ(s.workers.size(), 2u) << server.error_output();
   const long victim = s.workers[0].pid;
   ASSERT_EQ(::kill(static_cast<pid_t>(victim), SIGSTOP), 0);
+  const struct resume {  // if it was not killed after all, let it go on at the end
+    pid_t pid;
+    ~resume() { ::kill(pid, SIGCONT); }
+  } resume{static_cast<pid_t>(victim)};
   // While it is stopped, /stats (from the other worker; a request that lands on the stopped one
   // gets no answer) marks its row stale.
   const std::regex stale_row{R"(\{"index":0,[^}]*"stale":true\})"};
@@ -289,7 +293,6 @@ TEST(Workers, AHungWorkerIsReplacedAndNewVisitorsAreAllServed) {
       },
       3s))
       << server.error_output();
-  ::kill(static_cast<pid_t>(victim), SIGCONT);  // if it was not killed after all, let it go on
   // Every new visitor is served: none lands on a hung process any more.
   for (int i = 0; i < 40; ++i) {
     stream_reader viewer{server.port()};
@@ -310,12 +313,12 @@ TEST(Workers, AWorkerThatCannotStartBacksOffThenTheParentGivesUp) {
   ASSERT_FALSE(dir.empty());
   std::filesystem::remove_all(dir);
   ASSERT_EQ(::kill(static_cast<pid_t>(s.workers[0].pid), SIGKILL), 0);
-  // Restarted every 50 ms this would be some 100 restarts in 5 s; with backoff (0, 250, 500,
-  // 1000, 2000 ms …) it is a handful.
+  // Restarted as soon as it fails this would be a restart per start-up time (50 ms on an idle
+  // machine); with backoff (0, 250, 500, 1000, 2000 ms …) it is a handful in 5 s.
   std::this_thread::sleep_for(5s);
   const auto during = ask(server.port());
   ASSERT_EQ(during.workers.size(), 2u);
-  EXPECT_GE(during.workers[0].restarts, 3);
+  EXPECT_GE(during.workers[0].restarts, 2) << "it keeps trying";
   EXPECT_LE(during.workers[0].restarts, 7);
   EXPECT_EQ(count_of(server.error_output(), "restarting"), 1) << "one line per change of state\n"
                                                               << server.error_output();

@@ -279,9 +279,10 @@ bool supervisor::run(const shutdown_signal& shutdown) {
       int status = 0;
       if (c.pid > 0 && ::waitpid(c.pid, &status, WNOHANG) == c.pid) {
         reap(c, index, status);
-      } else if (c.pid > 0 && !c.hung && shared_.silent_for(index) > hung_after) {
-        // Alive but silent (stopped, or stuck in a way that stops its reporter too): the kernel
-        // keeps handing it new connections, so it goes, and the loop restarts it when reaped.
+      } else if (c.pid > 0 && c.serving && !c.hung && shared_.silent_for(index) > hung_after) {
+        // Serving but silent (stopped, or stuck in a way that stops its reporter too): the kernel
+        // keeps handing it new connections, so it goes, and the loop restarts it when reaped. (A
+        // worker that hangs before it serves leaves its slot empty: give_up_after covers it.)
         log::write(log::level::warning,
                    "workers: worker %d (pid %d) made no progress for %lld ms; killing it", index,
                    static_cast<int>(c.pid), static_cast<long long>(shared_.silent_for(index).count()));
