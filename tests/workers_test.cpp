@@ -318,7 +318,6 @@ TEST(Workers, AWorkerThatCannotStartBacksOffThenTheParentGivesUp) {
   std::this_thread::sleep_for(5s);
   const auto during = ask(server.port());
   ASSERT_EQ(during.workers.size(), 2u);
-  EXPECT_GE(during.workers[0].restarts, 2) << "it keeps trying";
   EXPECT_LE(during.workers[0].restarts, 7);
   EXPECT_EQ(count_of(server.error_output(), "restarting"), 1) << "one line per change of state\n"
                                                               << server.error_output();
