@@ -130,8 +130,14 @@ class opencv_source final : public frame_source {
                                     cv::CAP_PROP_READ_TIMEOUT_MSEC, 2000};
     const bool ok = capture_.open(spec_, cv::CAP_FFMPEG, timeouts) ||
                     (!is_url(spec_) && capture_.open(spec_, cv::CAP_ANY));
-    if (!ok || !capture_.isOpened())
-      throw std::runtime_error("cannot open source '" + redact_source(spec_) + "'");
+    if (!ok || !capture_.isOpened()) {
+      std::error_code ec;
+      const char* why = is_url(spec_)                    ? ""
+                        : !fs::exists(spec_, ec)         ? ": no such file"
+                        : fs::is_regular_file(spec_, ec) ? ": not a video file OpenCV can read"
+                                                         : ": neither a video file nor a camera";
+      throw std::runtime_error("cannot open source '" + redact_source(spec_) + "'" + why);
+    }
   }
   bool read(source_image& out) override {
     out.jpeg.clear();
@@ -170,7 +176,8 @@ std::unique_ptr<frame_source> make_source(const source_config& config) {
   if (config.spec == "pattern") return std::make_unique<pattern_source>(config.width, config.height);
   if (int index = 0; is_camera_index(config.spec, index))
     return make_camera_source("/dev/video" + std::to_string(index), config);
-  if (config.spec.starts_with("/dev/video")) return make_camera_source(config.spec, config);
+  if (std::error_code ec; config.spec.starts_with("/dev/") && !fs::is_directory(config.spec, ec))
+    return make_camera_source(config.spec, config);  // /dev/videoN, /dev/v4l/by-id/…, or a clear error
   if (is_jpeg_path(config.spec)) return std::make_unique<replay_source>(config.spec);
   return std::make_unique<opencv_source>(config.spec);
 }

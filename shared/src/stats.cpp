@@ -280,7 +280,11 @@ std::string server_stats::to_json(std::uint64_t frame_seq, std::size_t frame_byt
     // What the camera agreed to, beside what was asked: they differ when the camera cannot comply.
     const auto& c = *camera_;
     j.begin_object("camera").string("device", c.device).string("pixel_format", c.pixel_format);
-    j.number("width", c.width).number("height", c.height).number("fps", rounded(c.fps));
+    j.number("width", c.width).number("height", c.height);
+    if (c.fps > 0)
+      j.number("fps", rounded(c.fps));
+    else
+      j.string("fps", "unknown");  // the driver cannot say (no G_PARM/S_PARM)
     j.string("mode", c.passthrough ? "passthrough" : "encode").string("why_encode", c.why_encode);
     j.begin_object("requested").number("width", c.requested_width).number("height", c.requested_height);
     j.number("fps", rounded(c.requested_fps)).end_object();
