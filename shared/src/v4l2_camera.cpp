@@ -9,7 +9,8 @@
 //
 // What a real USB camera does that a tidy one would not, and what happens here:
 //   EAGAIN after poll() said ready   poll again (the frame comes a moment later)
-//   EIO, or a buffer flagged ERROR   queue the buffer again and go on
+//   EIO                              try again (vb2 dequeued nothing)
+//   a buffer flagged ERROR           queue it again at once, its frame dropped and counted
 //   a truncated JPEG (no EOI)        dropped and counted (bad_frames)
 //   zero padding after the EOI       stripped
 //   ENODEV (unplugged)               read() fails; capture closes and reopens the path with backoff
@@ -185,9 +186,10 @@ class v4l2_camera final : public frame_source {
       info_.fps = static_cast<double>(parm.parm.capture.timeperframe.denominator) /
                   parm.parm.capture.timeperframe.numerator;
 
-    // Buffers: four, as ustreamer asks; mapped once, all queued.
+    // Buffers: six, mapped once, all queued: 200 ms at 30 fps for this thread to fall behind
+    // (a busy machine) before the driver has none to fill and loses a frame.
     v4l2_requestbuffers request{};
-    request.count = 4;
+    request.count = 6;
     request.type = V4L2_BUF_TYPE_VIDEO_CAPTURE;
     request.memory = V4L2_MEMORY_MMAP;
     if (const int error = xioctl(fd.get(), VIDIOC_REQBUFS, &request); error != 0) {
@@ -275,23 +277,23 @@ class v4l2_camera final : public frame_source {
         log::write(log::level::warning, "camera %s: unplugged (ENODEV)", info_.device.c_str());
         return false;
       }
-      if (error != 0 || (b.flags & V4L2_BUF_FLAG_ERROR)) {
-        // EIO and the like: the driver may have dequeued a buffer anyway; give it back and go on.
-        if (b.index < buffers_.size()) queue(b.index);
-        if (error != 0 && error != EIO) {
-          log::write(log::level::warning, "camera %s: VIDIOC_DQBUF: %s", info_.device.c_str(),
-                     error_text(error).c_str());
-          return false;
-        }
+      if (error == EIO) {  // a transfer error: nothing was dequeued; the next try usually works
         if (++bad_in_a_row >= max_bad_in_a_row) return false;
         continue;
+      }
+      if (error != 0) {
+        log::write(log::level::warning, "camera %s: VIDIOC_DQBUF: %s", info_.device.c_str(),
+                   error_text(error).c_str());
+        return false;
       }
       if (b.index >= buffers_.size()) return false;
       const auto& mapped = buffers_[b.index];
       const std::span<const std::uint8_t> bytes{mapped.data,
                                                 std::min<std::size_t>(b.bytesused, mapped.length)};
       std::size_t length = 0;
-      const bool good = plausible_camera_jpeg(bytes, info_.width, info_.height, length);
+      // A buffer flagged ERROR holds damaged data: it goes back like any other, its frame dropped.
+      const bool good =
+          !(b.flags & V4L2_BUF_FLAG_ERROR) && plausible_camera_jpeg(bytes, info_.width, info_.height, length);
       if (good) out.jpeg.assign(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(length));
       // The buffer goes back at once, before anything else: the driver fills it again meanwhile.
       if (const int qerror = queue(b.index); qerror != 0) {

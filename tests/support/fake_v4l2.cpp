@@ -21,7 +21,8 @@
 //   FAKE_V4L2_TRUNCATE_EVERY  every Nth frame is cut to half its length, without its EOI marker
 //   FAKE_V4L2_PAD_EVERY       every Nth frame has zero bytes after its EOI marker (inside bytesused)
 //   FAKE_V4L2_EAGAIN_EVERY    every Nth frame, poll says ready but DQBUF fails with EAGAIN 3 times
-//   FAKE_V4L2_EIO_EVERY       every Nth frame, DQBUF fails with EIO after dequeuing its buffer
+//   FAKE_V4L2_EIO_EVERY       every Nth frame, DQBUF first fails with EIO (nothing dequeued), then
+//                             hands the buffer out flagged V4L2_BUF_FLAG_ERROR (its data damaged)
 //   FAKE_V4L2_NO_PARM         1: no G_PARM or S_PARM (ENOTTY), the frame rate cannot be asked for
 //   FAKE_V4L2_BUSY            1: another program streams from the camera (S_FMT, REQBUFS: EBUSY)
 //   FAKE_V4L2_GONE_AFTER      after N frames per open, DQBUF fails with ENODEV (unplugged)
@@ -151,7 +152,8 @@ struct done_buffer {
   std::uint32_t bytesused = 0;
   std::uint32_t sequence = 0;
   timeval timestamp{};
-  bool eio = false;  // DQBUF fails with EIO for it (after dequeuing it)
+  bool eio = false;  // DQBUF fails with EIO once before it, and it comes flagged ERROR
+  bool error = false;
 };
 
 struct session {
@@ -361,6 +363,13 @@ int dequeue(std::shared_ptr<session> s, v4l2_buffer& b, std::unique_lock<std::mu
   if (!s->streaming) return fail(EINVAL);
   if (s->unplugged) return fail(ENODEV);
   if (s->done.empty()) return fail(EAGAIN);
+  if (s->done.front().eio) {
+    // A transfer error, as vb2 reports one: nothing dequeued, the kernel copies nothing back.
+    s->done.front().eio = false;
+    s->done.front().error = true;
+    signal_readable(*s);  // the buffer is still done: poll() stays ready
+    return fail(EIO);
+  }
   const done_buffer d = s->done.front();
   s->done.pop_front();
   buffer& buf = s->buffers[d.index];
@@ -368,14 +377,14 @@ int dequeue(std::shared_ptr<session> s, v4l2_buffer& b, std::unique_lock<std::mu
   b.index = d.index;
   b.bytesused = d.bytesused;
   b.flags = V4L2_BUF_FLAG_MAPPED | V4L2_BUF_FLAG_DONE | V4L2_BUF_FLAG_TIMESTAMP_MONOTONIC |
-            V4L2_BUF_FLAG_TSTAMP_SRC_SOE;
+            V4L2_BUF_FLAG_TSTAMP_SRC_SOE | (d.error ? V4L2_BUF_FLAG_ERROR : 0u);
   b.field = V4L2_FIELD_NONE;
   b.timestamp = d.timestamp;
   b.sequence = d.sequence;
   b.memory = V4L2_MEMORY_MMAP;
   b.length = buf.length;
   b.m.offset = d.index * 0x100000u;
-  return d.eio ? fail(EIO) : 0;
+  return 0;
 }
 
 const char* ioctl_name(unsigned long request) {
