@@ -116,6 +116,7 @@ void capture::run() {
     image.captured.reset();
     const bool got = source_->read(image);
     stats_.set_bad_frames(source_->bad_frames());
+    if (!got && !sleep_until(steady_clock::now())) break;  // interrupted for shutdown: no failure
     if (!got) {
       // The source failed or ended: viewers keep the last frame while we reopen with backoff.
       set_state(source_state::down, "stopped delivering; reopening");
