@@ -1,10 +1,11 @@
-// A V4L2 camera through OpenCV's V4L2 backend, passing the camera's own MJPEG through.
+// A V4L2 camera: which way to capture it, and the OpenCV way for cameras that need pixels.
 //
 // Most webcams compress in hardware. Asking them for raw pixels caps a USB 2 camera at a few fps
-// above 640x480, and decoding plus re-encoding costs a large share of a small machine's CPU; so
-// we ask for MJPEG with OpenCV's conversion off and publish each buffer's JPEG bytes as they are,
-// as ustreamer and mjpg-streamer do. Pixels + encode remain for cameras without MJPEG and for
-// --encode (a different quality).
+// above 640x480, and decoding plus re-encoding costs a large share of a small machine's CPU; so a
+// camera that offers MJPEG is read directly (v4l2_camera.cpp) and its JPEG bytes published as they
+// are, as ustreamer and mjpg-streamer do. OpenCV's V4L2 backend keeps what it does well: cameras
+// without MJPEG (raw YUYV, decoded once and encoded at --quality) and --encode (a different
+// quality).
 
 #include <cmath>
 #include <stdexcept>
@@ -14,6 +15,7 @@
 #include "mjpeg/frame.hpp"
 #include "mjpeg/frame_source.hpp"
 #include "mjpeg/log.hpp"
+#include "mjpeg/v4l2_camera.hpp"
 
 namespace mjpeg {
 namespace {
@@ -48,69 +50,43 @@ class camera_source final : public frame_source {
     capture_.set(cv::CAP_PROP_FRAME_WIDTH, config_.width);
     capture_.set(cv::CAP_PROP_FRAME_HEIGHT, config_.height);
     capture_.set(cv::CAP_PROP_FPS, config_.fps);
-    // Raw buffers (the JPEG bytes) instead of decoded pixels: the whole point of passthrough.
-    info_.passthrough = mjpeg && !config_.encode && capture_.set(cv::CAP_PROP_CONVERT_RGB, 0);
-    info_.why_encode = info_.passthrough ? "" : config_.encode ? "--encode" : "camera offers no MJPEG";
+    info_.passthrough = false;
+    info_.why_encode = config_.encode && mjpeg ? "--encode" : "camera offers no MJPEG";
     info_.pixel_format = fourcc_text(capture_.get(cv::CAP_PROP_FOURCC));
     info_.width = static_cast<int>(capture_.get(cv::CAP_PROP_FRAME_WIDTH));
     info_.height = static_cast<int>(capture_.get(cv::CAP_PROP_FRAME_HEIGHT));
-    info_.fps = capture_.get(cv::CAP_PROP_FPS);
+    info_.fps = std::max(0.0, capture_.get(cv::CAP_PROP_FPS));  // -1: the driver does not say (unknown)
 
     // --width/--height/--fps are requests; say so when the camera gives something else.
     const bool same = info_.width == config_.width && info_.height == config_.height &&
-                      std::abs(info_.fps - config_.fps) < 0.5;
-    log::write(log::level::info, "camera %s: %s %dx%d at %.3g fps, %s%s%s%s", info_.device.c_str(),
-               info_.pixel_format.c_str(), info_.width, info_.height, info_.fps,
-               info_.passthrough ? "passthrough" : "encode", info_.passthrough ? "" : " (",
-               info_.why_encode.c_str(), info_.passthrough ? "" : ")");
+                      (info_.fps <= 0 || std::abs(info_.fps - config_.fps) < 0.5);
+    char rate[32] = "an unknown rate";
+    if (info_.fps > 0) std::snprintf(rate, sizeof rate, "%.3g fps", info_.fps);
+    log::write(log::level::info, "camera %s: %s %dx%d at %s, encode (%s)", info_.device.c_str(),
+               info_.pixel_format.c_str(), info_.width, info_.height, rate, info_.why_encode.c_str());
     if (!same)
-      log::write(log::level::warning,
-                 "camera %s: asked for %dx%d at %.3g fps, the camera gives %dx%d at %.3g fps",
+      log::write(log::level::warning, "camera %s: asked for %dx%d at %.3g fps, the camera gives %dx%d at %s",
                  info_.device.c_str(), config_.width, config_.height, config_.fps, info_.width, info_.height,
-                 info_.fps);
+                 rate);
   }
 
   bool read(source_image& out) override {
-    // A camera sends a broken JPEG now and then: drop it, count it, take the next one. Only a
-    // camera that sends nothing else for a while counts as failed (and gets reopened).
-    constexpr int max_bad_in_a_row = 30;
-    for (int bad_in_a_row = 0; bad_in_a_row < max_bad_in_a_row; ++bad_in_a_row) {
-      if (!capture_.read(buffer_) || buffer_.empty()) return false;
-      if (!info_.passthrough) {
-        if (buffer_.type() != CV_8UC3) return false;  // not pixels the encoder can take
-        out.jpeg.clear();
-        cv::swap(out.pixels, buffer_);
-        return true;
-      }
-      if (buffer_.rows != 1 || !buffer_.isContinuous()) return false;
-      const std::span<const std::uint8_t> bytes{buffer_.ptr<std::uint8_t>(),
-                                                buffer_.total() * buffer_.elemSize()};
-      std::size_t length = 0;
-      if (plausible_camera_jpeg(bytes, info_.width, info_.height, length)) {
-        out.pixels.release();
-        out.jpeg.assign(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(length));
-        return true;
-      }
-      const auto bad = ++bad_;
-      if ((bad & (bad - 1)) == 0)  // 1, 2, 4, 8, …: visible without flooding the log
-        log::write(log::level::warning, "camera %s: dropped a broken JPEG of %zu bytes (%llu so far)",
-                   info_.device.c_str(), bytes.size(), static_cast<unsigned long long>(bad));
-    }
-    return false;
+    if (!capture_.read(buffer_) || buffer_.empty() || buffer_.type() != CV_8UC3) return false;
+    out.jpeg.clear();
+    cv::swap(out.pixels, buffer_);
+    return true;
   }
 
   void close() override { capture_.release(); }
   std::string describe() const override { return "camera " + info_.device; }
   bool self_paced() const override { return true; }
   std::optional<camera_info> camera() const override { return info_; }
-  std::uint64_t bad_frames() const override { return bad_; }
 
  private:
   source_config config_;
   camera_info info_;
   cv::VideoCapture capture_;
   cv::Mat buffer_;
-  std::uint64_t bad_ = 0;
 };
 
 }  // namespace
@@ -129,6 +105,9 @@ bool plausible_camera_jpeg(std::span<const std::uint8_t> bytes, int width, int h
 }
 
 std::unique_ptr<frame_source> make_camera_source(std::string device, const source_config& config) {
+  // Not a capture device (/dev/null, a regular file, a metadata node): the probe says why.
+  const auto kind = probe_v4l2_device(device);
+  if (kind.mjpeg && !config.encode) return make_v4l2_camera(std::move(device), config);
   return std::make_unique<camera_source>(std::move(device), config);
 }
 

@@ -85,6 +85,13 @@ void capture::run() {
   // and publish those that are due. Everything else is read only when a frame is due.
   const bool forwards = source_->forwards();
   const bool self_paced = source_->self_paced() || forwards;
+  // A camera that runs no faster than --fps is not paced down here: each frame it delivers is
+  // published, even one that arrives a little early (pacing would drop it and leave a hole).
+  const auto camera_within_rate = [&] {
+    const auto camera = source_->camera();
+    return camera && camera->fps > 0 && camera->fps <= config_.fps + 0.5;
+  };
+  bool unpaced = forwards || camera_within_rate();
   std::uint64_t seq_offset = 0;  // keeps seq growing when a forwarded origin restarts from 1
   while (sleep_until(self_paced ? steady_clock::now() : due)) {
     if (config_.idle_stop > 0) {
@@ -99,6 +106,7 @@ void capture::run() {
         try {
           source_->open();
           if (auto camera = source_->camera()) stats_.set_camera(std::move(*camera));
+          unpaced = forwards || camera_within_rate();
         } catch (const std::exception& e) {
           log::write(log::level::warning, "source: %s", e.what());
         }
@@ -108,6 +116,7 @@ void capture::run() {
     image.captured.reset();
     const bool got = source_->read(image);
     stats_.set_bad_frames(source_->bad_frames());
+    if (!got && !sleep_until(steady_clock::now())) break;  // interrupted for shutdown: no failure
     if (!got) {
       // The source failed or ended: viewers keep the last frame while we reopen with backoff.
       set_state(source_state::down, "stopped delivering; reopening");
@@ -117,6 +126,7 @@ void capture::run() {
       try {
         source_->open();
         if (auto camera = source_->camera()) stats_.set_camera(std::move(*camera));
+        unpaced = forwards || camera_within_rate();
       } catch (const std::exception& e) {
         log::write(log::level::warning, "source: %s", e.what());
       }
@@ -126,7 +136,7 @@ void capture::run() {
     backoff = first_backoff;
     set_state(source_state::up, "is delivering");
     const auto now = steady_clock::now();
-    if (now < due && !forwards) continue;  // only a self-paced source gets here early: drop it
+    if (now < due && !unpaced) continue;  // only a self-paced source gets here early: drop it
     // Keep the cadence without bursting to catch up after a stall.
     due = std::max(due + interval, now);
 

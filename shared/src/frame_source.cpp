@@ -105,8 +105,14 @@ class opencv_source final : public frame_source {
                                     cv::CAP_PROP_READ_TIMEOUT_MSEC, 2000};
     const bool ok = capture_.open(spec_, cv::CAP_FFMPEG, timeouts) ||
                     (!is_url(spec_) && capture_.open(spec_, cv::CAP_ANY));
-    if (!ok || !capture_.isOpened())
-      throw std::runtime_error("cannot open source '" + redact_source(spec_) + "'");
+    if (!ok || !capture_.isOpened()) {
+      std::error_code ec;
+      const char* why = is_url(spec_)                    ? ""
+                        : !fs::exists(spec_, ec)         ? ": no such file"
+                        : fs::is_regular_file(spec_, ec) ? ": not a video file OpenCV can read"
+                                                         : ": neither a video file nor a camera";
+      throw std::runtime_error("cannot open source '" + redact_source(spec_) + "'" + why);
+    }
   }
   bool read(source_image& out) override {
     out.jpeg.clear();

@@ -37,7 +37,11 @@ std::string render_json(const stats_snapshot& s) {
     // What the camera agreed to, beside what was asked: they differ when the camera cannot comply.
     const auto& c = *s.camera;
     j.begin_object("camera").string("device", c.device).string("pixel_format", c.pixel_format);
-    j.number("width", c.width).number("height", c.height).number("fps", rounded(c.fps));
+    j.number("width", c.width).number("height", c.height);
+    if (c.fps > 0)
+      j.number("fps", rounded(c.fps));
+    else
+      j.string("fps", "unknown");  // the driver cannot say (no G_PARM/S_PARM)
     j.string("mode", c.passthrough ? "passthrough" : "encode").string("why_encode", c.why_encode);
     j.begin_object("requested").number("width", c.requested_width).number("height", c.requested_height);
     j.number("fps", rounded(c.requested_fps)).end_object();

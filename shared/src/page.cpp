@@ -56,7 +56,7 @@ async function refresh() {
     // A camera: what it agreed to deliver, and whether its JPEGs pass through untouched.
     const c = s.camera;
     $("camera").textContent = c ? " \u00b7 " + c.pixel_format + " " + c.width + "\u00d7" + c.height + " @ " +
-        c.fps.toFixed(1) + " fps, " + c.mode + (c.why_encode ? " (" + c.why_encode + ")" : "") + ", " +
+        (typeof c.fps === "number" ? c.fps.toFixed(1) : c.fps) + " fps, " + c.mode + (c.why_encode ? " (" + c.why_encode + ")" : "") + ", " +
         c.bad_frames + " bad frames dropped" : "";
   } catch (e) {
     // Say what happened: only a request that got no answer in time means a busy server.

@@ -42,7 +42,8 @@ std::unique_ptr<frame_source> make_source(const source_config& config) {
   if (config.spec == "pattern") return make_pattern_source(config.width, config.height);
   if (int index = 0; is_camera_index(config.spec, index))
     return make_camera_source("/dev/video" + std::to_string(index), config);
-  if (config.spec.starts_with("/dev/video")) return make_camera_source(config.spec, config);
+  if (std::error_code ec; config.spec.starts_with("/dev/") && !fs::is_directory(config.spec, ec))
+    return make_camera_source(config.spec, config);  // /dev/videoN, /dev/v4l/by-id/…, or a clear error
   if (is_jpeg_path(config.spec)) return make_replay_source(config.spec);
   return make_opencv_source(config.spec);
 }

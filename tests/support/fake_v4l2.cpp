@@ -1,18 +1,30 @@
-// A fake V4L2 camera, loaded with LD_PRELOAD: the program it is loaded into (our servers through
-// OpenCV's V4L2 backend, ustreamer) sees a capture device at FAKE_V4L2_PATH. This machine can load
-// no kernel module (no v4l2loopback, no vivid), so this is how the real V4L2 code paths get tested.
+// A fake V4L2 camera, loaded with LD_PRELOAD: the program it is loaded into (our servers, directly
+// or through OpenCV's V4L2 backend, ustreamer) sees a capture device at FAKE_V4L2_PATH. This machine
+// can load no kernel module (no v4l2loopback, no vivid), so this is how the real V4L2 code paths get
+// tested.
 //
-// Behind the device stands a real timerfd armed at the frame rate by STREAMON, so poll() and
-// select() on it work unchanged and report a frame ready once per frame interval; VIDIOC_DQBUF
-// consumes the expirations and fills the oldest queued buffer (the program's own mmap of it).
+// It behaves like uvcvideo, awkward habits included. STREAMON starts a driver thread that, once per
+// frame interval, takes the oldest buffer the program queued, fills it (the program's own mmap of
+// it) and marks it done, in queue order; with no buffer queued the frame is lost and its sequence
+// number skipped, as a real driver does. The device fd is an eventfd counting done buffers, so
+// poll() and select() on it work unchanged; VIDIOC_DQBUF hands out the oldest done buffer (blocking
+// or not, per the fd's own O_NONBLOCK). bytesused is below length; frames vary in size (whatever
+// the folder holds: ffmpeg's testsrc, a noisy photo-like picture).
 //
 // Environment (read once, at the first open of the path):
-//   FAKE_V4L2_PATH            device path (default /dev/video-test)
+//   FAKE_V4L2_PATH            device path (default /dev/video-test; a /dev/v4l/by-id/... name works)
 //   FAKE_V4L2_MODE            mjpeg (default) or yuyv
-//   FAKE_V4L2_JPEGS           folder of .jpg files served in name order, looping (mjpeg mode)
+//   FAKE_V4L2_JPEGS           folder of .jpg files served in name order, looping (mjpeg mode):
+//                             the frame of sequence number n is file n % count
 //   FAKE_V4L2_SIZE            WxH the camera reports and, in yuyv mode, draws (default 640x480)
 //   FAKE_V4L2_FPS             frames per second (default 30)
 //   FAKE_V4L2_TRUNCATE_EVERY  every Nth frame is cut to half its length, without its EOI marker
+//   FAKE_V4L2_PAD_EVERY       every Nth frame has zero bytes after its EOI marker (inside bytesused)
+//   FAKE_V4L2_EAGAIN_EVERY    every Nth frame, poll says ready but DQBUF fails with EAGAIN 3 times
+//   FAKE_V4L2_EIO_EVERY       every Nth frame, DQBUF first fails with EIO (nothing dequeued), then
+//                             hands the buffer out flagged V4L2_BUF_FLAG_ERROR (its data damaged)
+//   FAKE_V4L2_NO_PARM         1: no G_PARM or S_PARM (ENOTTY), the frame rate cannot be asked for
+//   FAKE_V4L2_BUSY            1: another program streams from the camera (S_FMT, REQBUFS: EBUSY)
 //   FAKE_V4L2_GONE_AFTER      after N frames per open, DQBUF fails with ENODEV (unplugged)
 //   FAKE_V4L2_GONE_FILE       while this file exists, open fails with ENOENT and DQBUF with ENODEV
 //   FAKE_V4L2_LOG             file to log every ioctl (name and result) for finding out what a
@@ -22,15 +34,17 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <linux/videodev2.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <cstdarg>
 #include <cstdint>
 #include <cstdio>
@@ -41,11 +55,16 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
+
+// Zero bytes a padded frame carries after its EOI marker.
+constexpr std::size_t padding = 64;
 
 struct config {
   std::string path = "/dev/video-test";
@@ -55,6 +74,11 @@ struct config {
   unsigned height = 480;
   unsigned fps = 30;
   unsigned truncate_every = 0;
+  unsigned pad_every = 0;
+  unsigned eagain_every = 0;
+  unsigned eio_every = 0;
+  bool no_parm = false;
+  bool busy = false;
   unsigned gone_after = 0;
   std::string gone_file;
   std::string log;
@@ -93,11 +117,17 @@ const config& settings() {
     if (const char* v = std::getenv("FAKE_V4L2_SIZE"); v && *v) std::sscanf(v, "%ux%u", &r.width, &r.height);
     r.fps = std::max(1u, env_unsigned("FAKE_V4L2_FPS", 30));
     r.truncate_every = env_unsigned("FAKE_V4L2_TRUNCATE_EVERY", 0);
+    r.pad_every = env_unsigned("FAKE_V4L2_PAD_EVERY", 0);
+    r.eagain_every = env_unsigned("FAKE_V4L2_EAGAIN_EVERY", 0);
+    r.eio_every = env_unsigned("FAKE_V4L2_EIO_EVERY", 0);
+    r.no_parm = env_unsigned("FAKE_V4L2_NO_PARM", 0) != 0;
+    r.busy = env_unsigned("FAKE_V4L2_BUSY", 0) != 0;
     r.gone_after = env_unsigned("FAKE_V4L2_GONE_AFTER", 0);
     if (const char* v = std::getenv("FAKE_V4L2_GONE_FILE")) r.gone_file = v;
     if (const char* v = std::getenv("FAKE_V4L2_LOG")) r.log = v;
     for (const auto& j : r.jpegs)
       r.max_jpeg = std::max(r.max_jpeg, j.size());
+    r.max_jpeg += padding;
     return r;
   }();
   return c;
@@ -116,12 +146,29 @@ struct buffer {
   std::uint32_t bytesused = 0;
 };
 
-struct session {
-  std::vector<buffer> buffers;
-  std::deque<std::uint32_t> queue;  // indices in QBUF order
-  bool streaming = false;
+// A buffer the driver filled, waiting for DQBUF.
+struct done_buffer {
+  std::uint32_t index = 0;
+  std::uint32_t bytesused = 0;
   std::uint32_t sequence = 0;
-  std::uint64_t frames = 0;  // delivered in this open
+  timeval timestamp{};
+  bool eio = false;  // DQBUF fails with EIO once before it, and it comes flagged ERROR
+  bool error = false;
+};
+
+struct session {
+  int fd = -1;  // the eventfd the program holds
+  std::vector<buffer> buffers;
+  std::deque<std::uint32_t> queue;  // indices in QBUF order, waiting to be filled
+  std::deque<done_buffer> done;     // filled, in fill order, waiting for DQBUF
+  bool streaming = false;
+  bool stopping = false;   // the driver thread is to end
+  bool unplugged = false;  // DQBUF fails with ENODEV from now on
+  std::uint32_t sequence = 0;
+  std::uint64_t frames = 0;  // produced in this open, lost or not
+  unsigned eagain_left = 0;  // EAGAINs to answer before the next frame
+  std::condition_variable wake;
+  std::thread driver;
 };
 
 // Fake fds open now: while none is, every call passes straight through without the lock.
@@ -131,8 +178,8 @@ std::mutex& lock() {
   static std::mutex m;
   return m;
 }
-std::map<int, session>& sessions() {
-  static std::map<int, session> s;
+std::map<int, std::shared_ptr<session>>& sessions() {
+  static std::map<int, std::shared_ptr<session>> s;
   return s;
 }
 std::map<void*, std::pair<int, std::uint32_t>>& mappings() {
@@ -205,59 +252,138 @@ int fail(int e) {
   return -1;
 }
 
-int arm(int fd, bool on) {
-  const long interval_ns = 1000000000L / settings().fps;
-  itimerspec t{};
-  if (on) t.it_interval = t.it_value = {interval_ns / 1000000000L, interval_ns % 1000000000L};
-  return ::timerfd_settime(fd, 0, &t, nullptr);
+// Counts one more readable event on the device fd (a done buffer, or an unplug to report).
+void signal_readable(const session& s) {
+  const std::uint64_t one = 1;
+  static auto real_write = next_fn<ssize_t (*)(int, const void*, size_t)>("write");
+  [[maybe_unused]] const ssize_t n = real_write(s.fd, &one, sizeof one);
 }
 
-int dequeue(int fd, session& s, v4l2_buffer& b, std::unique_lock<std::mutex>& held) {
+// The driver: once per frame interval, fill the oldest queued buffer with the next frame.
+void fill_next(session& s) {
   const auto& c = settings();
-  if (!s.streaming) return fail(EINVAL);
-  if (gone() || (c.gone_after != 0 && s.frames >= c.gone_after)) return fail(ENODEV);
-  // Wait for the next frame as the device would (blocking or not, per the fd's own flag), without
-  // holding the lock, so other threads' calls (QBUF, STREAMOFF) go on meanwhile.
-  static auto real_read = next_fn<ssize_t (*)(int, void*, size_t)>("read");
-  std::uint64_t ticks = 0;
-  held.unlock();
-  const ssize_t n = real_read(fd, &ticks, sizeof ticks);
-  const int read_errno = errno;
-  held.lock();
-  if (n != sizeof ticks) return fail(read_errno == EAGAIN ? EAGAIN : EIO);
-  auto it = sessions().find(fd);
-  if (it == sessions().end() || !it->second.streaming) return fail(EINVAL);
-  session& cur = it->second;
-  if (cur.queue.empty()) return fail(EAGAIN);  // the program queued no buffer: the frame is lost
-  const std::uint32_t index = cur.queue.front();
-  cur.queue.pop_front();
-  buffer& buf = cur.buffers[index];
-  buf.queued = false;
-  const std::uint64_t number = cur.frames++;
+  if (gone() || (c.gone_after != 0 && s.frames >= c.gone_after)) {
+    if (!s.unplugged) {
+      s.unplugged = true;
+      signal_readable(s);  // poll() wakes and DQBUF reports ENODEV, as on a USB unplug
+    }
+    return;
+  }
+  const std::uint64_t number = s.frames++;
+  const std::uint32_t sequence = s.sequence++;
+  if (s.queue.empty()) return;  // no buffer to fill: the frame is lost, its sequence skipped
+  const std::uint32_t index = s.queue.front();
+  s.queue.pop_front();
+  buffer& buf = s.buffers[index];
+  const auto every = [&](unsigned n) { return n != 0 && (number + 1) % n == 0; };
   std::uint32_t used = 0;
   if (c.mjpeg) {
     if (!c.jpegs.empty()) {
       const auto& j = c.jpegs[number % c.jpegs.size()];
       used = static_cast<std::uint32_t>(std::min<std::size_t>(j.size(), buf.length));
       if (buf.mapped) std::memcpy(buf.mapped, j.data(), used);
-      if (c.truncate_every != 0 && (number + 1) % c.truncate_every == 0) used /= 2;
+      if (every(c.truncate_every)) {
+        used /= 2;  // the end of the frame never came: no EOI marker
+      } else if (every(c.pad_every) && used + padding <= buf.length) {
+        if (buf.mapped) std::memset(static_cast<unsigned char*>(buf.mapped) + used, 0, padding);
+        used += padding;
+      }
     }
   } else {
-    used = settings().width * settings().height * 2;
+    used = c.width * c.height * 2;
     if (buf.mapped) draw_yuyv(static_cast<unsigned char*>(buf.mapped), number);
   }
   buf.bytesused = used;
   timespec now{};
   ::clock_gettime(CLOCK_MONOTONIC, &now);
-  b.index = index;
-  b.bytesused = used;
-  b.flags = V4L2_BUF_FLAG_MAPPED | V4L2_BUF_FLAG_DONE | V4L2_BUF_FLAG_TIMESTAMP_MONOTONIC;
+  s.done.push_back({index, used, sequence, {now.tv_sec, now.tv_nsec / 1000}, every(c.eio_every)});
+  if (every(c.eagain_every)) s.eagain_left = 3;
+  signal_readable(s);
+}
+
+void drive(std::shared_ptr<session> s) {
+  const auto interval = std::chrono::nanoseconds{1000000000L / settings().fps};
+  auto due = std::chrono::steady_clock::now() + interval;
+  std::unique_lock held{lock()};
+  while (!s->stopping) {
+    if (s->wake.wait_until(held, due, [&] { return s->stopping; })) break;
+    fill_next(*s);
+    due += interval;
+  }
+}
+
+void start_streaming(const std::shared_ptr<session>& s) {
+  if (s->streaming) return;
+  s->streaming = true;
+  s->stopping = false;
+  s->driver = std::thread{drive, s};
+}
+
+// Ends the driver thread; called with the lock held, returns with it held.
+void stop_streaming(session& s, std::unique_lock<std::mutex>& held) {
+  s.streaming = false;
+  s.stopping = true;
+  s.wake.notify_all();
+  if (s.driver.joinable()) {
+    std::thread driver = std::move(s.driver);
+    held.unlock();
+    driver.join();
+    held.lock();
+  }
+  s.queue.clear();
+  s.done.clear();
+  for (auto& b : s.buffers)
+    b.queued = false;
+  // Drain the count of done buffers nobody will dequeue now.
+  std::uint64_t count = 0;
+  static auto real_read = next_fn<ssize_t (*)(int, void*, size_t)>("read");
+  const int flags = ::fcntl(s.fd, F_GETFL);
+  ::fcntl(s.fd, F_SETFL, flags | O_NONBLOCK);
+  while (real_read(s.fd, &count, sizeof count) == sizeof count) {
+  }
+  ::fcntl(s.fd, F_SETFL, flags);
+}
+
+int dequeue(std::shared_ptr<session> s, v4l2_buffer& b, std::unique_lock<std::mutex>& held) {
+  if (!s->streaming) return fail(EINVAL);
+  if (s->unplugged) return fail(ENODEV);
+  if (s->eagain_left > 0) {  // poll() said ready, and yet
+    --s->eagain_left;
+    return fail(EAGAIN);
+  }
+  // Wait for a done buffer as the device would (blocking or not, per the fd's own flag), without
+  // holding the lock, so the driver thread and other calls (QBUF, STREAMOFF) go on meanwhile.
+  static auto real_read = next_fn<ssize_t (*)(int, void*, size_t)>("read");
+  std::uint64_t count = 0;
+  held.unlock();
+  const ssize_t n = real_read(s->fd, &count, sizeof count);
+  const int read_errno = errno;
+  held.lock();
+  if (n != sizeof count) return fail(read_errno == EAGAIN ? EAGAIN : EIO);
+  if (!s->streaming) return fail(EINVAL);
+  if (s->unplugged) return fail(ENODEV);
+  if (s->done.empty()) return fail(EAGAIN);
+  if (s->done.front().eio) {
+    // A transfer error, as vb2 reports one: nothing dequeued, the kernel copies nothing back.
+    s->done.front().eio = false;
+    s->done.front().error = true;
+    signal_readable(*s);  // the buffer is still done: poll() stays ready
+    return fail(EIO);
+  }
+  const done_buffer d = s->done.front();
+  s->done.pop_front();
+  buffer& buf = s->buffers[d.index];
+  buf.queued = false;
+  b.index = d.index;
+  b.bytesused = d.bytesused;
+  b.flags = V4L2_BUF_FLAG_MAPPED | V4L2_BUF_FLAG_DONE | V4L2_BUF_FLAG_TIMESTAMP_MONOTONIC |
+            V4L2_BUF_FLAG_TSTAMP_SRC_SOE | (d.error ? V4L2_BUF_FLAG_ERROR : 0u);
   b.field = V4L2_FIELD_NONE;
-  b.timestamp.tv_sec = now.tv_sec;
-  b.timestamp.tv_usec = now.tv_nsec / 1000;
-  b.sequence = cur.sequence++;
+  b.timestamp = d.timestamp;
+  b.sequence = d.sequence;
+  b.memory = V4L2_MEMORY_MMAP;
   b.length = buf.length;
-  b.m.offset = index * 0x100000u;
+  b.m.offset = d.index * 0x100000u;
   return 0;
 }
 
@@ -320,7 +446,8 @@ int device_ioctl(int fd, unsigned long request, void* arg) {
   std::unique_lock held{lock()};
   auto it = sessions().find(fd);
   if (it == sessions().end()) return fail(EBADF);
-  session& s = it->second;
+  const std::shared_ptr<session> shared = it->second;
+  session& s = *shared;
   const auto& c = settings();
   switch (request) {
     case VIDIOC_QUERYCAP: {
@@ -352,12 +479,13 @@ int device_ioctl(int fd, unsigned long request, void* arg) {
     case VIDIOC_TRY_FMT: {
       auto* f = static_cast<v4l2_format*>(arg);
       if (f->type != V4L2_BUF_TYPE_VIDEO_CAPTURE) return fail(EINVAL);
-      if (request == VIDIOC_S_FMT && !s.buffers.empty()) return fail(EBUSY);
+      if (request == VIDIOC_S_FMT && (c.busy || !s.buffers.empty())) return fail(EBUSY);
       fill_format(*f);  // one size, one format: the driver adjusts whatever was asked
       return 0;
     }
     case VIDIOC_G_PARM:
     case VIDIOC_S_PARM: {
+      if (c.no_parm) return fail(ENOTTY);  // as some UVC cameras: the rate is the camera's
       auto* p = static_cast<v4l2_streamparm*>(arg);
       if (p->type != V4L2_BUF_TYPE_VIDEO_CAPTURE) return fail(EINVAL);
       std::memset(&p->parm, 0, sizeof p->parm);
@@ -397,7 +525,7 @@ int device_ioctl(int fd, unsigned long request, void* arg) {
     case VIDIOC_REQBUFS: {
       auto* r = static_cast<v4l2_requestbuffers*>(arg);
       if (r->type != V4L2_BUF_TYPE_VIDEO_CAPTURE || r->memory != V4L2_MEMORY_MMAP) return fail(EINVAL);
-      if (s.streaming) return fail(EBUSY);
+      if (s.streaming || c.busy) return fail(EBUSY);
       s.buffers.clear();
       s.queue.clear();
       r->count = std::min<std::uint32_t>(r->count, 32);
@@ -429,21 +557,15 @@ int device_ioctl(int fd, unsigned long request, void* arg) {
     case VIDIOC_DQBUF: {
       auto* b = static_cast<v4l2_buffer*>(arg);
       if (b->type != V4L2_BUF_TYPE_VIDEO_CAPTURE) return fail(EINVAL);
-      return dequeue(fd, s, *b, held);
+      return dequeue(shared, *b, held);
     }
     case VIDIOC_STREAMON:
       if (gone()) return fail(ENODEV);
-      if (!s.streaming) {
-        s.streaming = true;
-        arm(fd, true);
-      }
+      if (s.buffers.empty()) return fail(EINVAL);
+      start_streaming(shared);
       return 0;
     case VIDIOC_STREAMOFF:
-      s.streaming = false;
-      arm(fd, false);
-      s.queue.clear();
-      for (auto& b : s.buffers)
-        b.queued = false;
+      stop_streaming(s, held);
       return 0;
     default:
       return fail(ENOTTY);  // no controls, no TV standards, no DV timings, no events
@@ -452,11 +574,13 @@ int device_ioctl(int fd, unsigned long request, void* arg) {
 
 int open_device(int flags) {
   if (gone()) return fail(ENOENT);
-  const int fd = ::timerfd_create(
-      CLOCK_MONOTONIC, ((flags & O_NONBLOCK) ? TFD_NONBLOCK : 0) | ((flags & O_CLOEXEC) ? TFD_CLOEXEC : 0));
+  const int fd = ::eventfd(
+      0, EFD_SEMAPHORE | ((flags & O_NONBLOCK) ? EFD_NONBLOCK : 0) | ((flags & O_CLOEXEC) ? EFD_CLOEXEC : 0));
   if (fd < 0) return fd;
   std::lock_guard held{lock()};
-  sessions()[fd] = session{};
+  auto s = std::make_shared<session>();
+  s->fd = fd;
+  sessions()[fd] = std::move(s);
   open_fakes.fetch_add(1);
   log_line("open %s -> fd %d", settings().path.c_str(), fd);
   return fd;
@@ -517,8 +641,11 @@ int openat(int dirfd, const char* path, int flags, ...) {
 
 int close(int fd) {
   if (open_fakes.load() != 0) {
-    std::lock_guard held{lock()};
-    if (sessions().erase(fd) != 0) {
+    std::unique_lock held{lock()};
+    if (auto it = sessions().find(fd); it != sessions().end()) {
+      const std::shared_ptr<session> s = it->second;
+      stop_streaming(*s, held);  // closing a streaming device stops it, as the kernel does
+      sessions().erase(fd);
       open_fakes.fetch_sub(1);
       log_line("close fd %d", fd);
     }
@@ -558,7 +685,7 @@ void* mmap(void* addr, size_t length, int prot, int flags, int fd, off_t offset)
     return real(addr, length, prot, flags, fd, offset);
   }
   const auto index = static_cast<std::uint32_t>(offset / 0x100000);
-  auto& buffers = it->second.buffers;
+  auto& buffers = it->second->buffers;
   if (offset % 0x100000 != 0 || index >= buffers.size() || length > buffers[index].length) {
     errno = EINVAL;
     return MAP_FAILED;
@@ -579,8 +706,8 @@ int munmap(void* addr, size_t length) {
     std::lock_guard held{lock()};
     if (auto m = mappings().find(addr); m != mappings().end()) {
       auto s = sessions().find(m->second.first);
-      if (s != sessions().end() && m->second.second < s->second.buffers.size())
-        s->second.buffers[m->second.second].mapped = nullptr;
+      if (s != sessions().end() && m->second.second < s->second->buffers.size())
+        s->second->buffers[m->second.second].mapped = nullptr;
       mappings().erase(m);
     }
   }

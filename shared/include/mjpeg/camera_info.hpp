@@ -11,7 +11,7 @@ struct camera_info {
   std::string pixel_format;  ///< FourCC the camera delivers: "MJPG", "YUYV", …
   int width = 0;             ///< Width the camera delivers.
   int height = 0;            ///< Height the camera delivers.
-  double fps = 0;            ///< Frame rate the camera reports.
+  double fps = 0;            ///< Frame rate the camera reports; 0 when it cannot say ("unknown").
   bool passthrough = false;  ///< True: the camera's JPEG bytes are published as they are.
   int requested_width = 0;   ///< Width asked for (--width).
   int requested_height = 0;  ///< Height asked for (--height).

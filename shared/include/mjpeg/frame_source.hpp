@@ -70,9 +70,10 @@ std::unique_ptr<frame_source> make_replay_source(std::string path);
 /// A video file or network stream through cv::VideoCapture (FFmpeg first), decoded for encoding.
 std::unique_ptr<frame_source> make_opencv_source(std::string spec);
 
-/// A V4L2 camera (`device` is "/dev/videoN" or any device path) through OpenCV's V4L2 backend:
-/// asks for MJPEG and publishes the camera's own JPEG bytes, dropping and counting broken ones;
-/// falls back to pixels + encode when the camera has no MJPEG or `config.encode` asks for it.
+/// A V4L2 camera (`device` is "/dev/videoN" or any device path, /dev/v4l/by-id/… links included):
+/// read directly when it offers MJPEG, its own JPEG bytes published and broken ones dropped and
+/// counted (v4l2_camera.hpp); through OpenCV's V4L2 backend, pixels + encode, when it has no MJPEG
+/// or `config.encode` asks for it. Throws with the reason when `device` is no capture device.
 std::unique_ptr<frame_source> make_camera_source(std::string device, const source_config& config);
 
 /// True when `bytes` can be a whole JPEG from a camera of `width`×`height`: SOI first, EOI last
