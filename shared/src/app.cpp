@@ -344,6 +344,8 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
     ctx.routes.loopback_only = address.is_loopback() || (address.is_v6() && address.to_v6().is_v4_mapped() &&
                                                          address.to_v6().to_v4().is_loopback());
     ctx.routes.allowed_hosts = opts.allow_hosts;
+    for (const std::string& proxy : opts.trusted_proxies)
+      ctx.routes.trusted_proxies.push_back(boost::asio::ip::make_address(proxy));  // checked by parse_options
     url_line();
 
     try {
