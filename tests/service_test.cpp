@@ -291,6 +291,42 @@ TEST(ConfigFile, TheShippedSampleIsValid) {
   EXPECT_EQ(result.exit_code, 0) << result.err;
 }
 
+// --- Secrets ---------------------------------------------------------------------------------
+
+// An --auth-file or a bus secret key that group or others may read is used, with one warning
+// naming it and its mode, as ssh gives for a key; mode 600 gets none.
+TEST(Secrets, ASecretOthersCanReadIsWarnedAbout) {
+  scratch_dir dir;
+  const std::string binary = mjpeg::test::variant_binary("mjpeg_async");
+  const std::string auth = dir.write("auth", "viewer:secret-42\n");
+  const std::vector<std::string> quick = {"--duration", "0.2", "--port",   "0",
+                                          "--width",    "64",  "--height", "48"};
+  const auto with = [&](std::vector<std::string> args) {
+    args.insert(args.end(), quick.begin(), quick.end());
+    return args;
+  };
+  ASSERT_EQ(::chmod(auth.c_str(), 0644), 0);
+  const auto open_file = run_command(binary, with({"--auth-file", auth}), 20s);
+  EXPECT_EQ(open_file.exit_code, 0) << open_file.err;
+  EXPECT_NE(
+      open_file.err.find("--auth-file " + auth + " can be read by every local user (mode 0644): chmod 600"),
+      std::string::npos)
+      << open_file.err;
+  ASSERT_EQ(::chmod(auth.c_str(), 0600), 0);
+  const auto closed_file = run_command(binary, with({"--auth-file", auth}), 20s);
+  EXPECT_EQ(closed_file.exit_code, 0) << closed_file.err;
+  EXPECT_EQ(closed_file.err.find("can be read by"), std::string::npos) << closed_file.err;
+
+  const std::string keys = dir.path() + "/keys";
+  ASSERT_EQ(run_command(binary, {"--bus-keygen", keys}, 20s).exit_code, 0);
+  ASSERT_EQ(::chmod((keys + "/server.secret").c_str(), 0640), 0);
+  const auto publisher = run_command(binary, with({"--publish", "0", "--bus-keys", keys}), 20s);
+  EXPECT_EQ(publisher.exit_code, 0) << publisher.err;
+  EXPECT_NE(publisher.err.find(keys + "/server.secret can be read by its group (mode 0640)"),
+            std::string::npos)
+      << publisher.err;
+}
+
 // --- Logs ------------------------------------------------------------------------------------
 
 // One line when a viewer joins and one when it leaves, with peer, duration, counts and the reason:
