@@ -248,7 +248,7 @@ TEST(ConfigFile, ARepeatedKeyIsRefusedNamingBothLines) {
                   {"--config", dir.write("list.conf",
                                          "allow-host = [\"a.example\",\n  \"b.example\"]\n"
                                          "duration = 0.2\nport = 0\nwidth = 64\nheight = 48\n")},
-                  10s);
+                  20s);
   EXPECT_EQ(list.exit_code, 0) << list.err;
 }
 
