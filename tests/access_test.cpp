@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <string>
 
 #include "mjpeg/access.hpp"
@@ -74,6 +75,44 @@ TEST(LoginLimiter, RemembersABoundedNumberOfAddresses) {
   for (int i = 0; i < 1000; ++i)
     fail(limiter, ("198.51.100." + std::to_string(i % 250) + "").c_str(), 1, t0 + 1ms * (i + 1));
   EXPECT_GT(limiter.refused_for(ip("192.0.2.1"), t0 + 1s), 0s);
+}
+
+// An attacker with a network of addresses (any IPv6 /48) used to fail once from each and never be
+// refused. Failures also count per /56 (IPv6) and /24 (IPv4); other networks are not affected.
+TEST(LoginLimiter, AnAttackerMovingThroughItsNetworkIsRefused) {
+  login_limiter limiter;
+  const int allowed = limiter.policy().network_failures;
+  char address[64];
+  for (int i = 0; i < allowed; ++i) {
+    std::snprintf(address, sizeof address, "2001:db8:0:ab%02x::1", i);  // a new /64 each time
+    EXPECT_EQ(limiter.refused_for(ip(address), t0), 0s) << i;
+    fail(limiter, address, 1, t0);
+  }
+  EXPECT_GT(limiter.refused_for(ip("2001:db8:0:abff::77"), t0), 0s) << "the /56 is refused";
+  EXPECT_EQ(limiter.refused_for(ip("2001:db8:0:ac00::1"), t0), 0s) << "the next /56 is another network";
+  for (int i = 0; i < allowed; ++i)
+    fail(limiter, ("198.51.100." + std::to_string(i + 1)).c_str(), 1, t0);
+  EXPECT_GT(limiter.refused_for(ip("198.51.100.250"), t0), 0s) << "the /24 is refused";
+  EXPECT_EQ(limiter.refused_for(ip("198.51.101.1"), t0), 0s);
+}
+
+// A full table used to drop its quietest unlocked record for a new address: an attacker with more
+// addresses than the table holds reset its own count. Records with recent failures now stay, and
+// while every record is recent, addresses not yet tracked are refused.
+TEST(LoginLimiter, ARecordWithRecentFailuresIsNeverDroppedForANewOne) {
+  login_limiter::limits policy;
+  policy.tracked = 16;
+  login_limiter limiter{policy};
+  EXPECT_EQ(fail(limiter, "192.0.2.1", policy.failures - 1, t0), verdict::counted);
+  for (int i = 0; i < 40; ++i)  // one failure each from 40 other networks
+    fail(limiter, ("10.0." + std::to_string(i) + ".1").c_str(), 1, t0 + 1ms * (i + 1));
+  EXPECT_EQ(fail(limiter, "192.0.2.1", 1, t0 + 1s), verdict::locked_out) << "its count was kept";
+  EXPECT_GT(limiter.refused_for(ip("192.0.2.1"), t0 + 1s), 0s);
+  EXPECT_GT(limiter.refused_for(ip("203.0.113.9"), t0 + 1s), 0s) << "a newcomer while the table is full";
+  // Once the failures are old, the table makes room again.
+  const auto later = t0 + policy.forget + policy.lockout + 1s;
+  EXPECT_EQ(limiter.refused_for(ip("203.0.113.9"), later), 0s);
+  EXPECT_EQ(fail(limiter, "203.0.113.9", 1, later), verdict::counted);
 }
 
 TEST(LoginLimiter, LogLinesAreRateLimited) {

@@ -10,12 +10,15 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <optional>
 #include <thread>
 
 #include "client.hpp"
+#include "eventually.hpp"
 #include "every_variant.hpp"
 #include "server_process.hpp"
 
@@ -64,8 +67,18 @@ class fake_upstream {
     bool boundary_with_dashes = false;  // declares "--boundary" in Content-Type, as some cameras do
   };
 
-  fake_upstream(std::vector<std::string> frames, framing how)
-      : frames_{std::move(frames)}, how_{std::move(how)} {
+  /// What the fake does with one connection, as real upstreams misbehave.
+  enum class conduct {
+    stream,                ///< Streams until the test ends.
+    stream_3s_then_wedge,  ///< Streams 3 s, then stays connected and sends nothing more.
+    never_answer,          ///< Accepts, reads the request, never answers, keeps it open.
+    one_frame_then_close,  ///< Sends the head and one frame, then closes.
+  };
+  /// Decides the conduct of the n-th connection (from 0).
+  using script = std::function<conduct(std::size_t)>;
+
+  fake_upstream(std::vector<std::string> frames, framing how, script conduct_of = {})
+      : frames_{std::move(frames)}, how_{std::move(how)}, conduct_of_{std::move(conduct_of)} {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
@@ -80,9 +93,13 @@ class fake_upstream {
   ~fake_upstream() {
     stop_ = true;
     thread_.join();
+    for (const int c : held_)
+      ::close(c);
     ::close(fd_);
   }
   unsigned short port() const { return port_; }
+  /// Connections accepted so far.
+  std::size_t connections() const { return connections_.load(); }
 
  private:
   bool send_all(int c, const std::string& bytes) {
@@ -100,8 +117,16 @@ class fake_upstream {
       if (::poll(&p, 1, 50) <= 0) continue;
       const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
       if (c < 0) continue;
+      const std::size_t n = connections_.fetch_add(1);
+      const auto how = conduct_of_ ? conduct_of_(n) : conduct::stream;
       char request[4096];
       ::recv(c, request, sizeof request, 0);
+      if (how == conduct::never_answer) {
+        held_.push_back(c);
+        continue;
+      }
+      const auto wedge_at = std::chrono::steady_clock::now() + 3s;
+      bool c_held = false;
       const std::string declared = (how_.boundary_with_dashes ? "--" : "") + how_.boundary;
       std::string head =
           "HTTP/1.1 200 OK\r\nServer: fake\r\nContent-Type: multipart/x-mixed-replace; boundary=\"" +
@@ -114,14 +139,23 @@ class fake_upstream {
         if (how_.content_length) part += "Content-Length: " + std::to_string(jpeg.size()) + "\r\n";
         part += "\r\n" + jpeg + "\r\n";
         if (!send_all(c, part)) break;
+        if (how == conduct::one_frame_then_close) break;
+        if (how == conduct::stream_3s_then_wedge && std::chrono::steady_clock::now() >= wedge_at) {
+          held_.push_back(c);
+          c_held = true;
+          break;
+        }
         std::this_thread::sleep_for(50ms);
       }
-      ::close(c);
+      if (!c_held) ::close(c);
     }
   }
 
   std::vector<std::string> frames_;
   framing how_;
+  script conduct_of_;
+  std::atomic<std::size_t> connections_{0};
+  std::vector<int> held_;  // connections kept open and silent
   int fd_ = -1;
   unsigned short port_ = 0;
   std::atomic<bool> stop_{false};
@@ -204,6 +238,91 @@ TEST(Relay, AnUnreachableUpstreamAtStartIsAClearError) {
       run_command(mjpeg::test::variant_binary("mjpeg_async"), {"--port", "0", "--source", url}, 10s);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("cannot connect to " + url), std::string::npos) << r.err;
+}
+
+// G2's reproduction: the first connection streams 3 s and wedges, the second is accepted and never
+// answered (a host gone behind a NAT, a wedged camera server), later ones are healthy. The relay
+// gives up on the silent one at its response-head deadline, backs off and is back within 15 s.
+TEST(Relay, RecoversFromAReconnectThatIsNeverAnswered) {
+  using conduct = fake_upstream::conduct;
+  fake_upstream upstream{
+      distinct_jpegs(), {"boundarydonotcross", false, true, false}, [](std::size_t n) {
+        return n == 0 ? conduct::stream_3s_then_wedge : n == 1 ? conduct::never_answer : conduct::stream;
+      }};
+  server_process edge{
+      mjpeg::test::variant_binary("mjpeg_async"),
+      small_frames({"--source", "http://127.0.0.1:" + std::to_string(upstream.port()) + "/"})};
+  ASSERT_TRUE(mjpeg::test::eventually([&] { return upstream.connections() >= 2; }, 10s))
+      << edge.error_output();
+  const auto silent_reconnect = std::chrono::steady_clock::now();
+  EXPECT_EQ(stats_field(edge.port(), "source_state"), "down");
+  ASSERT_TRUE(mjpeg::test::eventually([&] { return stats_field(edge.port(), "source_state") == "up"; }, 15s))
+      << "still " << upstream.connections() << " connections\n"
+      << edge.error_output();
+  EXPECT_LT(std::chrono::steady_clock::now() - silent_reconnect, 15s);
+  EXPECT_GE(upstream.connections(), 3u);
+  EXPECT_NE(edge.error_output().find("no response within"), std::string::npos) << edge.error_output();
+  // And viewers get new frames again.
+  stream_reader viewer{edge.port()};
+  ASSERT_EQ(viewer.open(), 200);
+  const auto first = viewer.next();
+  ASSERT_TRUE(first);
+  std::optional<mjpeg::test::part> later;
+  for (int i = 0; i < 5; ++i)
+    later = viewer.next();
+  ASSERT_TRUE(later);
+  EXPECT_GT(std::stoull(later->headers.at("x-frame-seq")), std::stoull(first->headers.at("x-frame-seq")));
+}
+
+// The health check a load balancer asks: 200 while the source delivers, 503 once it has been down
+// longer than --max-source-down (HAProxy then takes the edge out), 200 again when it is back.
+TEST(Relay, HealthCheckFailsOnceTheSourceHasBeenDownTooLong) {
+  using conduct = fake_upstream::conduct;
+  std::atomic<bool> answer{true};
+  fake_upstream upstream{
+      distinct_jpegs(), {"boundarydonotcross", false, true, false}, [&](std::size_t n) {
+        return n == 0 ? conduct::stream_3s_then_wedge : answer ? conduct::stream : conduct::never_answer;
+      }};
+  answer = false;
+  server_process edge{mjpeg::test::variant_binary("mjpeg_async"),
+                      small_frames({"--source", "http://127.0.0.1:" + std::to_string(upstream.port()) + "/",
+                                    "--max-source-down", "2"})};
+  EXPECT_EQ(get(edge.port(), "/healthz").status, 200);
+  EXPECT_EQ(mjpeg::test::request(edge.port(), "HEAD /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").status,
+            200);
+  ASSERT_TRUE(
+      mjpeg::test::eventually([&] { return stats_field(edge.port(), "source_state") == "down"; }, 10s));
+  EXPECT_EQ(get(edge.port(), "/healthz").status, 200) << "down for less than 2 s";
+  ASSERT_TRUE(mjpeg::test::eventually([&] { return get(edge.port(), "/healthz").status == 503; }, 5s));
+  const auto failed = get(edge.port(), "/healthz");
+  EXPECT_NE(failed.body.find("source down for"), std::string::npos) << failed.body;
+  EXPECT_EQ(mjpeg::test::request(edge.port(), "HEAD /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").status,
+            503);
+  answer = true;
+  EXPECT_TRUE(mjpeg::test::eventually([&] { return get(edge.port(), "/healthz").status == 200; }, 15s))
+      << edge.error_output();
+}
+
+// G7: an upstream that closes after every frame. Each good frame used to reset the backoff: four
+// reconnects a second and a log line pair for each. The backoff now grows until the source stays
+// up a while, and the flapping is logged once.
+TEST(Relay, AFlappingUpstreamIsRetriedWithGrowingBackoffAndLoggedOnce) {
+  using conduct = fake_upstream::conduct;
+  fake_upstream upstream{distinct_jpegs(), {"boundarydonotcross", false, true, false}, [](std::size_t) {
+                           return conduct::one_frame_then_close;
+                         }};
+  const std::string url = "http://127.0.0.1:" + std::to_string(upstream.port()) + "/";
+  server_process edge{mjpeg::test::variant_binary("mjpeg_async"), small_frames({"--source", url})};
+  std::this_thread::sleep_for(8s);
+  // 250 ms doubling: about 6 connections in 8 s (32 when every frame reset the backoff).
+  EXPECT_LE(upstream.connections(), 8u) << edge.error_output();
+  EXPECT_GE(upstream.connections(), 4u) << edge.error_output();
+  const std::string log = edge.error_output();
+  std::size_t lines = 0;
+  for (auto at = log.find("source " + url); at != std::string::npos; at = log.find("source " + url, at + 1))
+    ++lines;
+  EXPECT_LE(lines, 3u) << log;
+  EXPECT_NE(log.find("flapping"), std::string::npos) << log;
 }
 
 }  // namespace

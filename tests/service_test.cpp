@@ -6,10 +6,12 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <regex>
@@ -189,6 +191,96 @@ TEST(ConfigFile, BadFilesAreOneLineNamingTheProblem) {
   EXPECT_NE(missing.err.find("missing.conf"), std::string::npos) << missing.err;
 }
 
+// What --config refuses before reading: anything that is not a regular file once links are
+// followed, and files over 1 MB. Each is exit 2 at once with one line (a FIFO without a writer
+// used to block in open(), /dev/zero to be read for ever, a read error to count as an empty file).
+TEST(ConfigFile, OnlyARegularFileOfSaneSizeIsRead) {
+  scratch_dir dir;
+  const std::string binary = mjpeg::test::variant_binary("mjpeg_single_thread");
+  const std::string fifo = dir.path() + "/fifo.conf";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const std::string link = dir.path() + "/random.conf";
+  ASSERT_EQ(::symlink("/dev/urandom", link.c_str()), 0);
+  std::filesystem::create_directory(dir.path() + "/conf.d");
+  const std::string big =
+      dir.write("big.conf", "# padding\n" + std::string(1100 * 1024, '#') + "\nport = 0\n");
+  struct bad {
+    std::string path;
+    std::string says;
+  };
+  const std::vector<bad> cases = {
+      {"/dev/zero", "not a regular file (a character device)"},
+      {link, "not a regular file (a character device)"},
+      {fifo, "not a regular file (a FIFO)"},
+      {dir.path() + "/conf.d", "is a directory"},
+      {big, "larger than 1 MB"},
+      {"/proc/self/mem", "cannot read it: Input/output error"},
+      {dir.path() + "/missing.conf", "No such file or directory"},
+  };
+  for (const auto& c : cases) {
+    // A server that read /dev/zero for ever or blocked on the FIFO would be killed at the cap (-1).
+    const auto result = run_command(binary, {"--config", c.path, "--port", "0"}, 20s);
+    EXPECT_EQ(result.exit_code, 2) << c.path << ": " << result.err;
+    EXPECT_NE(result.err.find("config file " + c.path + ": " + c.says), std::string::npos) << result.err;
+    EXPECT_EQ(count_of(result.err, "\n"), 1u) << "one line: " << result.err;
+  }
+}
+
+// A key set twice is refused, naming both lines: the first value used to win silently, so an
+// override appended at the end of the file was ignored (a repeat on the next line was an error).
+TEST(ConfigFile, ARepeatedKeyIsRefusedNamingBothLines) {
+  scratch_dir dir;
+  const std::string binary = mjpeg::test::variant_binary("mjpeg_single_thread");
+  for (const std::string text : {"port = 0\nwidth = 320\nport = 8081\n", "port = 0\nport = 8081\n",
+                                 "allow-host = \"a.example\"\n# more\nallow-host = \"b.example\"\n"}) {
+    const auto result = run_command(binary, {"--config", dir.write("twice.conf", text)}, 20s);
+    EXPECT_EQ(result.exit_code, 2) << text << result.err;
+    const std::string key = text.substr(0, text.find(' '));
+    const std::string second = text.starts_with("port = 0\nport") ? "2" : "3";
+    EXPECT_NE(result.err.find("line " + second + ": '" + key + "' is already set on line 1"),
+              std::string::npos)
+        << text << result.err;
+    EXPECT_EQ(count_of(result.err, "\n"), 1u) << result.err;
+  }
+  // A list over several lines is one setting.
+  const auto list =
+      run_command(binary,
+                  {"--config", dir.write("list.conf",
+                                         "allow-host = [\"a.example\",\n  \"b.example\"]\n"
+                                         "duration = 0.2\nport = 0\nwidth = 64\nheight = 48\n")},
+                  20s);
+  EXPECT_EQ(list.exit_code, 0) << list.err;
+}
+
+// Messages show printable text only, and say precisely what is wrong.
+TEST(ConfigFile, MessagesArePrintableAndPrecise) {
+  scratch_dir dir;
+  const std::string binary = mjpeg::test::variant_binary("mjpeg_single_thread");
+  const auto printable = [](const std::string& text) {
+    return std::all_of(text.begin(), text.end(),
+                       [](unsigned char c) { return c == '\n' || (c >= 0x20 && c < 0x7f); });
+  };
+  // A binary file: which line, which byte, no raw bytes echoed.
+  const char raw[] = "port = 0\n\x1b[2J\xff\xd8\xff\x00 = 1\n";
+  const auto binary_file =
+      run_command(binary, {"--config", dir.write("image.conf", std::string(raw, sizeof raw - 1))}, 20s);
+  EXPECT_EQ(binary_file.exit_code, 2);
+  EXPECT_TRUE(printable(binary_file.err)) << binary_file.err;
+  EXPECT_NE(binary_file.err.find("line 2: not text (byte \\x1b)"), std::string::npos) << binary_file.err;
+  // A value that is not a number says so, with its line.
+  const auto port =
+      run_command(binary, {"--config", dir.write("port.conf", "width = 320\nport = \"8080abc\"\n")}, 20s);
+  EXPECT_EQ(port.exit_code, 2);
+  EXPECT_NE(port.err.find("line 2: --port: '8080abc' is not a number"), std::string::npos) << port.err;
+  EXPECT_EQ(count_of(port.err, "\n"), 1u) << port.err;
+  // A UTF-8 byte order mark (Windows editors write one) is no part of the first key.
+  const auto bom = run_command(
+      binary,
+      {"--config", dir.write("bom.conf", "\xef\xbb\xbfport = 0\nduration = 0.2\nwidth = 64\nheight = 48\n")},
+      10s);
+  EXPECT_EQ(bom.exit_code, 0) << bom.err;
+}
+
 TEST(ConfigFile, TheShippedSampleIsValid) {
   // deploy/mjpeg-concurrency.conf, as the service reads it, with a free port for the test.
   const auto result = run_command(mjpeg::test::variant_binary("mjpeg_async"),
@@ -196,6 +288,42 @@ TEST(ConfigFile, TheShippedSampleIsValid) {
                                    "0", "--duration", "0.2", "--width", "64", "--height", "48"},
                                   20s);
   EXPECT_EQ(result.exit_code, 0) << result.err;
+}
+
+// --- Secrets ---------------------------------------------------------------------------------
+
+// An --auth-file or a bus secret key that group or others may read is used, with one warning
+// naming it and its mode, as ssh gives for a key; mode 600 gets none.
+TEST(Secrets, ASecretOthersCanReadIsWarnedAbout) {
+  scratch_dir dir;
+  const std::string binary = mjpeg::test::variant_binary("mjpeg_async");
+  const std::string auth = dir.write("auth", "viewer:secret-42\n");
+  const std::vector<std::string> quick = {"--duration", "0.2", "--port",   "0",
+                                          "--width",    "64",  "--height", "48"};
+  const auto with = [&](std::vector<std::string> args) {
+    args.insert(args.end(), quick.begin(), quick.end());
+    return args;
+  };
+  ASSERT_EQ(::chmod(auth.c_str(), 0644), 0);
+  const auto open_file = run_command(binary, with({"--auth-file", auth}), 20s);
+  EXPECT_EQ(open_file.exit_code, 0) << open_file.err;
+  EXPECT_NE(
+      open_file.err.find("--auth-file " + auth + " can be read by every local user (mode 0644): chmod 600"),
+      std::string::npos)
+      << open_file.err;
+  ASSERT_EQ(::chmod(auth.c_str(), 0600), 0);
+  const auto closed_file = run_command(binary, with({"--auth-file", auth}), 20s);
+  EXPECT_EQ(closed_file.exit_code, 0) << closed_file.err;
+  EXPECT_EQ(closed_file.err.find("can be read by"), std::string::npos) << closed_file.err;
+
+  const std::string keys = dir.path() + "/keys";
+  ASSERT_EQ(run_command(binary, {"--bus-keygen", keys}, 20s).exit_code, 0);
+  ASSERT_EQ(::chmod((keys + "/server.secret").c_str(), 0640), 0);
+  const auto publisher = run_command(binary, with({"--publish", "0", "--bus-keys", keys}), 20s);
+  EXPECT_EQ(publisher.exit_code, 0) << publisher.err;
+  EXPECT_NE(publisher.err.find(keys + "/server.secret can be read by its group (mode 0640)"),
+            std::string::npos)
+      << publisher.err;
 }
 
 // --- Logs ------------------------------------------------------------------------------------

@@ -145,6 +145,8 @@ http::route_options routes_for(const options& opts, const boost::asio::ip::tcp::
   // through DNS rebinding: its requests then name the attacker's host, so Host must be ours.
   routes.loopback_only = listener::bound_to_loopback(acceptor);
   routes.allowed_hosts = opts.allow_hosts;
+  for (const std::string& proxy : opts.trusted_proxies)
+    routes.trusted_proxies.push_back(boost::asio::ip::make_address(proxy));  // checked by parse_options
   return routes;
 }
 
@@ -197,6 +199,7 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
     server_context ctx{info.name, name,     opts,  hub, stats, shutdown, routes_for(opts, acceptor),
                        io,        acceptor, logins};
     listener::print_url_line(name, acceptor);
+
     try {
       serve(ctx);
     } catch (...) {

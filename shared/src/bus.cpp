@@ -45,6 +45,16 @@ std::string read_key(const fs::path& path) {
   return key;
 }
 
+// A secret key: read as any key, with one warning (as ssh gives) when group or others may read it.
+std::string read_secret_key(const fs::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH)) != 0)
+    log::write(log::level::warning, "--bus-keys: %s can be read by %s (mode %04o): chmod 600 it",
+               path.c_str(), (st.st_mode & S_IROTH) != 0 ? "every local user" : "its group",
+               static_cast<unsigned>(st.st_mode & 07777));
+  return read_key(path);
+}
+
 void write_key(const fs::path& path, const char* key, bool secret) {
   std::ofstream out{path};
   out << key << "\n";
@@ -205,7 +215,8 @@ publisher::publisher(const std::vector<std::string>& endpoints, const std::optio
         handler.bind("inproc://zeromq.zap.01");
         impl_->zap = std::thread{[this, h = std::move(handler)]() mutable { impl_->run_zap(std::move(h)); }};
         impl_->remote->set(zmq::sockopt::curve_server, true);
-        impl_->remote->set(zmq::sockopt::curve_secretkey, read_key(fs::path{keys->dir} / "server.secret"));
+        impl_->remote->set(zmq::sockopt::curve_secretkey,
+                           read_secret_key(fs::path{keys->dir} / "server.secret"));
         impl_->remote->set(zmq::sockopt::zap_domain, "mjpeg");
       }
       for (const auto& e : remote) {
@@ -278,7 +289,7 @@ class bus_source final : public frame_source {
       const fs::path dir{keys_->dir};
       server_key_ = read_key(dir / "server.pub");
       public_key_ = read_key(dir / "client.pub");
-      secret_key_ = read_key(dir / "client.secret");
+      secret_key_ = read_secret_key(dir / "client.secret");
     }
   }
   void open() override {

@@ -67,14 +67,33 @@ void capture::run() {
   const auto interval = seconds(1.0 / config_.fps);
   constexpr std::chrono::milliseconds first_backoff{250};
   constexpr std::chrono::milliseconds max_backoff{5000};
+  // The backoff starts over only once the source has stayed up for `steady_after`: a source that
+  // delivers a frame and fails again (an upstream that closes after each frame) is flapping, and
+  // is retried at the growing backoff, with one line when it starts flapping and one when it is
+  // steady again, instead of a line pair per reconnect.
+  constexpr std::chrono::seconds steady_after{10};
   auto backoff = first_backoff;
   auto state = source_state::up;
+  auto up_since = steady_clock::now();
+  bool flapping = false;
   const auto set_state = [&](source_state s, const char* message) {
     if (state == s) return;
+    const auto now = steady_clock::now();
+    if (s == source_state::down && state == source_state::up && now - up_since < steady_after && !flapping) {
+      flapping = true;
+      log::write(log::level::warning,
+                 "source %s is flapping: it stopped again %.1f s after it came up; "
+                 "reopening with backoff up to %.0f s, quiet until it stays up %lld s",
+                 source_->describe().c_str(), std::chrono::duration<double>(now - up_since).count(),
+                 std::chrono::duration<double>(max_backoff).count(),
+                 static_cast<long long>(steady_after.count()));
+    } else if (!flapping) {
+      log::write(s == source_state::up ? log::level::info : log::level::warning, "source %s %s",
+                 source_->describe().c_str(), message);
+    }
+    if (s == source_state::up) up_since = now;
     state = s;
     stats_.set_source(source_->describe(), s);
-    log::write(s == source_state::up ? log::level::info : log::level::warning, "source %s %s",
-               source_->describe().c_str(), message);
   };
   std::uint64_t seq = 0;
   source_image image;
@@ -133,9 +152,13 @@ void capture::run() {
       due = steady_clock::now();
       continue;
     }
-    backoff = first_backoff;
     set_state(source_state::up, "is delivering");
     const auto now = steady_clock::now();
+    if (now - up_since >= steady_after && (backoff != first_backoff || flapping)) {
+      backoff = first_backoff;
+      if (flapping) log::write(log::level::info, "source %s is steady again", source_->describe().c_str());
+      flapping = false;
+    }
     if (now < due && !unpaced) continue;  // only a self-paced source gets here early: drop it
     // Keep the cadence without bursting to catch up after a stall.
     due = std::max(due + interval, now);

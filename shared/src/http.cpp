@@ -298,6 +298,7 @@ route_result route(const request_head& head, const route_options& options) {
   if (path == "/snapshot") return found(resource::snapshot);
   if (path == "/stats") return found(resource::stats);
   if (path == "/metrics") return found(resource::metrics);
+  if (path == "/healthz") return found(resource::health);
   return not_found;
 }
 
@@ -368,6 +369,16 @@ std::string document_response(std::string_view content_type, std::string_view bo
   out += "Content-Type: ";
   out += content_type;
   out += "\r\nContent-Length: ";
+  out += std::to_string(body.size());
+  out += "\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n";
+  if (!head_only) out += body;
+  return out;
+}
+
+std::string health_response(bool healthy, std::string_view why, bool head_only) {
+  const std::string body = healthy ? std::string{"ok\n"} : std::string{why} + "\n";
+  std::string out = status_line(healthy ? status::ok : status::service_unavailable);
+  out += "Content-Type: text/plain; charset=utf-8\r\nContent-Length: ";
   out += std::to_string(body.size());
   out += "\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n";
   if (!head_only) out += body;

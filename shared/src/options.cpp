@@ -1,16 +1,27 @@
 #include "mjpeg/options.hpp"
 
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
 #include <system_error>
 
 #include <CLI/CLI.hpp>
+#include <boost/asio/ip/address.hpp>
 
 #include "mjpeg/http.hpp"
 #include "mjpeg/version.hpp"
@@ -36,28 +47,210 @@ long open_file_limit() {
   return static_cast<long>(limit.rlim_cur);
 }
 
-// CLI11 2.1 names an unknown key ("INI was not able to parse KEY") but not its line; find the
-// first line that sets it, so the message points into the file. (A lookup of the key CLI11
-// reported, not a second parser.)
-std::string unknown_key_message(const CLI::ConfigError& e, const std::string& path) {
+// The --config file, checked before CLI11 reads it. CLI11 2.1 opens any path with an ifstream and
+// reads to the end: /dev/zero for ever, a FIFO without writer blocks in open(), a read error
+// looks like an empty file, and its messages echo what it read. So the file is read here first,
+// once: a regular file (after following links) of at most config_size_limit, all of it readable,
+// printable UTF-8 text; a UTF-8 byte order mark is skipped. CLI11 then parses that text (not the
+// path again) through config_text below, which also knows the line of every key.
+constexpr std::size_t config_size_limit = 1 << 20;
+
+struct config_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Bytes as a message can show them: printable ASCII as is, anything else as \xNN.
+std::string printable(std::string_view bytes) {
+  std::string out;
+  for (const char byte : bytes) {
+    const auto c = static_cast<unsigned char>(byte);
+    if (c >= 0x20 && c < 0x7f) {
+      out += byte;
+    } else {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\x%02x", c);
+      out += escaped;
+    }
+  }
+  return out;
+}
+
+// Length of the UTF-8 sequence at `at` (1 to 4), or 0 when it is not well-formed UTF-8.
+std::size_t utf8_length(std::string_view s, std::size_t at) {
+  const auto c = static_cast<unsigned char>(s[at]);
+  const std::size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+  if (n == 0 || at + n > s.size() || (n == 2 && c < 0xc2)) return 0;
+  for (std::size_t i = 1; i < n; ++i)
+    if ((static_cast<unsigned char>(s[at + i]) & 0xc0) != 0x80) return 0;
+  return n;
+}
+
+// The file's text, or a config_error saying in one printable line why it cannot be used.
+std::string read_config_file(const std::string& path) {
+  const std::string shown = "config file " + printable(path);
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw config_error{shown + ": " + std::strerror(errno)};
+  if (S_ISDIR(st.st_mode)) throw config_error{shown + ": is a directory, not a file"};
+  if (!S_ISREG(st.st_mode))
+    throw config_error{shown + ": not a regular file (" +
+                       (S_ISFIFO(st.st_mode)   ? "a FIFO"
+                        : S_ISSOCK(st.st_mode) ? "a socket"
+                        : S_ISCHR(st.st_mode)  ? "a character device"
+                        : S_ISBLK(st.st_mode)  ? "a block device"
+                                               : "not a file") +
+                       ")"};
+  if (static_cast<std::uint64_t>(st.st_size) > config_size_limit)
+    throw config_error{shown + ": larger than 1 MB"};
+  // O_NONBLOCK: should the path have become a FIFO since stat(), open() still returns at once.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) throw config_error{shown + ": " + std::strerror(errno)};
+  std::string text;
+  std::string problem;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) problem = "not a regular file";
+  char buffer[64 * 1024];
+  while (problem.empty()) {
+    const auto n = ::read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) problem = std::string{"cannot read it: "} + std::strerror(errno);
+    if (n <= 0) break;
+    text.append(buffer, static_cast<std::size_t>(n));
+    if (text.size() > config_size_limit) problem = "larger than 1 MB";  // a /proc file says size 0
+  }
+  ::close(fd);
+  if (!problem.empty()) throw config_error{shown + ": " + problem};
+  if (text.starts_with("\xef\xbb\xbf")) text.erase(0, 3);  // a UTF-8 byte order mark (Windows editors)
+  int line = 1;
+  for (std::size_t at = 0; at < text.size();) {
+    const auto c = static_cast<unsigned char>(text[at]);
+    if (c == '\n') ++line;
+    const std::size_t n = utf8_length(text, at);
+    const bool control =
+        c < 0x20 && c != '\t' && c != '\n' && !(c == '\r' && at + 1 < text.size() && text[at + 1] == '\n');
+    if (n == 0 || control || c == 0x7f)
+      throw config_error{shown + " line " + std::to_string(line) + ": not text (byte " +
+                         printable(std::string_view{text}.substr(at, 1)) + "); is this the right file?"};
+    at += n;
+  }
+  return text;
+}
+
+// CLI11's TOML reader fed with text already read and checked, remembering the line of each key.
+// A key set twice is an error naming both lines: CLI11 alone refuses a repeat on the next line but
+// silently keeps the first value of a repeat further down, so an override appended at the end was
+// ignored. Refusing every repeat is the one rule that never keeps a value the operator did not
+// mean (letting the last win would quietly merge two intentions).
+class config_text final : public CLI::ConfigTOML {
+ public:
+  config_text(std::string path, std::string text)
+      : shown_{"config file " + printable(path)}, text_{std::move(text)} {}
+
+  std::vector<CLI::ConfigItem> from_config(std::istream&) const override {
+    std::istringstream in{text_};
+    std::string line, section;
+    for (int number = 1; std::getline(in, line); ++number) {
+      const auto trimmed = trim(line);
+      if (trimmed.empty() || trimmed.front() == '#' || trimmed.front() == ';') continue;
+      if (trimmed.front() == '[') {
+        section = std::string{trim(trimmed.substr(1, trimmed.find(']') - 1))};
+        continue;
+      }
+      const auto equals = trimmed.find('=');
+      std::string key{trim(trimmed.substr(0, std::min(equals, trimmed.find('#'))))};  // "flag # note"
+      if (key.size() >= 2 && (key.front() == '"' || key.front() == '\'') && key.back() == key.front())
+        key = key.substr(1, key.size() - 2);
+      if (!section.empty() && section != "default") key = section + "." + key;
+      if (const auto [first, fresh] = lines_.emplace(key, number); !fresh)
+        throw config_error{shown_ + " line " + std::to_string(number) + ": '" + printable(key) +
+                           "' is already set on line " + std::to_string(first->second) +
+                           "; set each option once (a list such as [\"a\", \"b\"] for several values)"};
+      // A list may go on over several lines, as CLI11 reads it.
+      if (equals != std::string_view::npos) {
+        const auto value = trim(trimmed.substr(equals + 1));
+        if (value.size() > 1 && value.front() == '[' && value.back() != ']')
+          while (std::getline(in, line)) {
+            ++number;
+            if (const auto more = trim(line); !more.empty() && more.back() == ']') break;
+          }
+      }
+    }
+    std::istringstream parse{text_};
+    return CLI::ConfigTOML::from_config(parse);
+  }
+
+  /// "config file PATH line N" for `key`, or "config file PATH" when the file does not set it.
+  std::string where(const std::string& key) const {
+    const auto found = lines_.find(key);
+    return found == lines_.end() ? shown_ : shown_ + " line " + std::to_string(found->second);
+  }
+  /// True when the file sets `key`.
+  bool sets(const std::string& key) const { return lines_.count(key) != 0; }
+
+ private:
+  static std::string_view trim(std::string_view s) {
+    const auto begin = s.find_first_not_of(" \t\r");
+    if (begin == std::string_view::npos) return {};
+    return s.substr(begin, s.find_last_not_of(" \t\r") - begin + 1);
+  }
+  std::string shown_;
+  std::string text_;
+  mutable std::map<std::string, int> lines_;
+};
+
+// CLI11 2.1 names an unknown key ("INI was not able to parse KEY") but not its line.
+std::string unknown_key_message(const CLI::ConfigError& e, const config_text& file) {
   constexpr std::string_view marker = "INI was not able to parse ";
   const std::string what = e.what();
-  if (what.rfind(marker, 0) != 0) return "config file " + path + ": " + what;
+  if (what.rfind(marker, 0) != 0) return file.where("") + ": " + printable(what);
   const std::string key = what.substr(marker.size());
   // "[name]" arrives as the key "name.++": every option lives at the top level.
   if (key.size() > 3 && key.ends_with(".++"))
-    return "config file " + path + ": unknown section [" + key.substr(0, key.size() - 3) + "]";
-  const std::string name = key.substr(key.rfind('.') + 1);  // "section.key": the line says "key"
-  std::ifstream in{path};
-  std::string line;
-  for (int number = 1; std::getline(in, line); ++number) {
-    const auto start = line.find_first_not_of(" \t");
-    if (start == std::string::npos || line.compare(start, name.size(), name) != 0) continue;
-    const auto after = line.find_first_not_of(" \t", start + name.size());
-    if (after != std::string::npos && (line[after] == '=' || line[after] == ':'))
-      return "config file " + path + " line " + std::to_string(number) + ": unknown key '" + key + "'";
+    return file.where("") + ": unknown section [" + printable(key.substr(0, key.size() - 3)) + "]";
+  return file.where(key) + ": unknown key '" + printable(key) + "'";
+}
+
+// The --config path given on the command line, or "" for none.
+std::string config_argument(int argc, const char* const* argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (arg == "--config" && i + 1 < argc) return argv[i + 1];
+    if (arg.starts_with("--config=")) return std::string{arg.substr(9)};
   }
-  return "config file " + path + ": unknown key '" + key + "'";
+  return "";
+}
+
+// True when the command line itself sets --name (so a value error is not the file's).
+bool on_command_line(int argc, const char* const* argv, const std::string& name) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (arg == "--" + name || arg.starts_with("--" + name + "=")) return true;
+  }
+  return false;
+}
+
+// CLI11's message for a bad value, made precise: a value that is no number at all is said to be
+// so (CLI11 says "Value 8080abc not in range 0 to 65535"), and a value from the file is named by
+// its line there ("config file server.conf line 2: --port: ...").
+std::string value_message(const CLI::ParseError& e, int argc, const char* const* argv,
+                          const config_text* file) {
+  std::string what = e.what();
+  constexpr std::string_view value_marker = "Value ", range_marker = " not in range ";
+  if (const auto v = what.find(value_marker), r = what.find(range_marker);
+      v != std::string::npos && r != std::string::npos && v < r) {
+    const std::string value = what.substr(v + value_marker.size(), r - v - value_marker.size());
+    char* end = nullptr;
+    errno = 0;
+    std::strtod(value.c_str(), &end);
+    if (value.empty() || end != value.c_str() + value.size())
+      what = what.substr(0, v) + "'" + value + "' is not a number (" + what.substr(r + range_marker.size()) +
+             ")";
+  }
+  what = printable(what);
+  if (!file || !what.starts_with("--")) return what;
+  const std::string name = what.substr(2, what.find_first_of(": ") - 2);
+  if (on_command_line(argc, argv, name) || !file->sets(name)) return what;
+  return file->where(name) + ": " + what;
 }
 
 // Why `credentials` cannot be used as "user:pass", or "" when it can. Empty halves would open the
@@ -73,8 +266,14 @@ std::string credentials_problem(const std::string& credentials) {
   return "";
 }
 
-// The one line of an --auth-file: "user:pass", a final newline allowed.
+// The one line of an --auth-file: "user:pass", a final newline allowed. Like ssh with a key,
+// says so when group or others may read it (used all the same).
 std::string read_auth_file(const std::string& path, std::string& problem) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH)) != 0)
+    log::write(log::level::warning, "--auth-file %s can be read by %s (mode %04o): chmod 600 it",
+               printable(path).c_str(), (st.st_mode & S_IROTH) != 0 ? "every local user" : "its group",
+               static_cast<unsigned>(st.st_mode & 07777));
   std::ifstream in{path, std::ios::binary};
   std::string text{std::istreambuf_iterator<char>{in}, {}};
   if (!in.is_open() || in.bad()) {
@@ -127,6 +326,15 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
                  "Also accept this Host name while bound to loopback, e.g. a reverse proxy's public name "
                  "(repeatable)")
       ->type_name("NAME");
+  app.add_option("--trusted-proxy", o.trusted_proxies,
+                 "A reverse proxy's address: for requests from it, the client address the login limit counts "
+                 "is the one its X-Forwarded-For (or Forwarded) header names (repeatable; off by default)")
+      ->type_name("ADDR")
+      ->check([](const std::string& v) {
+        boost::system::error_code ec;
+        boost::asio::ip::make_address(v, ec);
+        return ec ? std::string{"not an IP address"} : std::string{};
+      });
   app.add_option("--port", o.port, "TCP port; 0 picks a free one")
       ->check(CLI::Range(0, 65535))
       ->capture_default_str();
@@ -153,6 +361,11 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
       ->capture_default_str();
   app.add_option("--idle-stop", o.idle_stop,
                  "Close the source after this many seconds without viewers, reopen on the next (0 = never)")
+      ->check(CLI::Range(0.0, 1e9))
+      ->capture_default_str();
+  app.add_option("--max-source-down", o.max_source_down,
+                 "Seconds the source may stay down before the health check (/healthz) answers 503, so a "
+                 "load balancer takes this server out (0 = never)")
       ->check(CLI::Range(0.0, 1e9))
       ->capture_default_str();
   std::string auth_file;
@@ -230,16 +443,24 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
     log::write(log::level::error, "%s (see --help)", message.c_str());
     return 2;
   };
+  std::shared_ptr<config_text> config_file;
   try {
+    if (const std::string path = config_argument(argc, argv); !path.empty()) {
+      config_file = std::make_shared<config_text>(path, read_config_file(path));
+      app.config_formatter(config_file);
+    }
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {  // --help, --version
     return app.exit(e);
+  } catch (const config_error& e) {
+    log::write(log::level::error, "%s", e.what());
+    return 2;
   } catch (const CLI::ConfigError& e) {
     log::write(log::level::error, "%s",
-               unknown_key_message(e, app.get_config_ptr()->as<std::string>()).c_str());
+               config_file ? unknown_key_message(e, *config_file).c_str() : e.what());
     return 2;
   } catch (const CLI::ParseError& e) {
-    return fail(e.what());
+    return fail(value_message(e, argc, argv, config_file.get()));
   }
   for (std::string& name : o.allow_hosts)
     if (const std::string problem = allowed_host_problem(name); !problem.empty())

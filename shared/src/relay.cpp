@@ -1,13 +1,18 @@
 #include "mjpeg/relay.hpp"
 
+#include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
@@ -20,6 +25,10 @@ namespace mjpeg {
 namespace {
 
 using std::chrono::steady_clock;
+
+// How long connecting and the response head may take together: a second longer than start-up
+// waits for a source, so there the start-up watchdog speaks first, as for the other network sources.
+constexpr auto open_deadline = source_open_timeout + std::chrono::seconds{1};
 
 // http://[user:pass@]host[:port][/path], or a clear error for --source.
 http::url parse_url(const std::string& url) {
@@ -43,6 +52,10 @@ class http_relay final : public frame_source, private http::multipart_listener {
 
   void open() override {
     close();
+    // One deadline for connecting and for the response head: an upstream that accepts and never
+    // answers (a wedged camera server, a host gone behind a NAT) fails this open, and the capture
+    // loop tries again with backoff.
+    const auto deadline = steady_clock::now() + open_deadline;
     addrinfo hints{};
     hints.ai_socktype = SOCK_STREAM;
     addrinfo* found = nullptr;
@@ -50,17 +63,19 @@ class http_relay final : public frame_source, private http::multipart_listener {
       throw std::runtime_error("--source " + shown_ + ": " + ::gai_strerror(rc));
     std::string why = "no address";
     for (addrinfo* a = found; a && fd_ < 0; a = a->ai_next) {
-      const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+      const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
       if (fd < 0) continue;
-      if (::connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+      if (const int error = connect_before(fd, *a, deadline); error == 0) {
         fd_ = fd;
       } else {
-        why = std::strerror(errno);
+        why = std::strerror(error);
         ::close(fd);
       }
     }
     ::freeaddrinfo(found);
     if (fd_ < 0) throw std::runtime_error("cannot connect to " + shown_ + ": " + why);
+    keep_alive(fd_);
+    ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) & ~O_NONBLOCK);  // reads below poll first
     std::string request = "GET " + parts_.target + " HTTP/1.1\r\nHost: " + parts_.host + ":" + parts_.port +
                           "\r\nUser-Agent: mjpeg-concurrency-relay\r\nAccept: multipart/x-mixed-replace, "
                           "image/jpeg\r\nConnection: close\r\n";
@@ -73,10 +88,15 @@ class http_relay final : public frame_source, private http::multipart_listener {
     }
     parser_ = http::multipart_parser{http::multipart_parser::bodies::keep};
     failure_told_ = false;
-    // Open means the upstream answered with a stream: wait for its response head (an upstream
-    // that never answers is a source that hangs while opening, which the caller times out).
+    // Open means the upstream answered with a stream: wait for its response head, until the
+    // deadline.
     char buffer[16 * 1024];
     while (parser_.current() == http::multipart_parser::state::response_head && !interrupted_.load()) {
+      if (steady_clock::now() >= deadline) {
+        close();
+        throw std::runtime_error("--source " + shown_ + ": no response within " +
+                                 std::to_string(open_deadline.count() / 1000) + " s");
+      }
       pollfd p{fd_, POLLIN, 0};
       if (::poll(&p, 1, 50) <= 0) continue;
       const auto n = ::recv(fd_, buffer, sizeof buffer, 0);
@@ -131,6 +151,34 @@ class http_relay final : public frame_source, private http::multipart_listener {
   bool forwards() const override { return true; }
 
  private:
+  // Connects the non-blocking `fd` to `a`, waiting until `deadline` (or an interrupt): 0 or the
+  // errno that says why not (ETIMEDOUT when the upstream never completed the handshake).
+  int connect_before(int fd, const addrinfo& a, steady_clock::time_point deadline) const {
+    if (::connect(fd, a.ai_addr, a.ai_addrlen) == 0) return 0;
+    if (errno != EINPROGRESS) return errno;
+    while (!interrupted_.load()) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady_clock::now());
+      if (left.count() <= 0) return ETIMEDOUT;
+      pollfd p{fd, POLLOUT, 0};
+      if (::poll(&p, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 50))) <= 0) continue;
+      int error = 0;
+      socklen_t length = sizeof error;
+      if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0) return errno;
+      return error;
+    }
+    return EINTR;
+  }
+
+  // TCP keepalive: a connection whose peer vanished without a word (power, NAT, firewall) errors
+  // out after about 10 s of silence instead of lasting until the kernel's two hours.
+  static void keep_alive(int fd) {
+    const int on = 1, idle = 4, interval = 2, count = 3;
+    ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+  }
+
   void on_response(const http::response_head&) override {}
   void on_part(const http::part_info& part) override {
     const auto* bytes = reinterpret_cast<const std::uint8_t*>(part.body.data());

@@ -1,5 +1,8 @@
 #include "mjpeg/reply.hpp"
 
+#include <chrono>
+#include <string>
+
 #include "mjpeg/metrics.hpp"
 #include "mjpeg/page.hpp"
 
@@ -32,6 +35,16 @@ reply make_reply(const http::route_result& plan, const server_context& ctx) {
                                       render_prometheus(ctx.stats.snapshot(
                                           latest ? latest->seq() : 0, latest ? latest->jpeg().size() : 0)),
                                       plan.head_only),
+              nullptr};
+    }
+    case resource::health: {
+      // Down longer than --max-source-down: a load balancer should send viewers elsewhere.
+      const double down =
+          std::chrono::duration<double>(ctx.stats.source_down_for(std::chrono::steady_clock::now())).count();
+      const bool healthy = ctx.opts.max_source_down <= 0 || down <= ctx.opts.max_source_down;
+      return {http::health_response(healthy,
+                                    "source down for " + std::to_string(static_cast<long long>(down)) + " s",
+                                    plan.head_only),
               nullptr};
     }
     case resource::snapshot: {

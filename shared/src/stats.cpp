@@ -1,5 +1,6 @@
 #include "mjpeg/stats.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include <boost/asio/error.hpp>
@@ -95,7 +96,16 @@ void server_stats::bad_request(unsigned status) {
 void server_stats::set_source(std::string description, source_state state) {
   std::lock_guard lock{mutex_};
   source_ = std::move(description);
+  if (state == source_state::down && source_state_ != source_state::down)
+    source_down_since_ = std::chrono::steady_clock::now();
   source_state_ = state;
+}
+
+std::chrono::steady_clock::duration server_stats::source_down_for(
+    std::chrono::steady_clock::time_point now) const {
+  std::lock_guard lock{mutex_};
+  if (source_state_ != source_state::down) return {};
+  return now - std::max(source_down_since_, started_);  // down from the start: counted from then
 }
 
 void server_stats::set_camera(camera_info camera) {

@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include <boost/asio/ip/address.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -56,6 +57,7 @@ enum class resource {
   snapshot,  ///< The latest frame as one JPEG.
   stats,     ///< JSON counters.
   metrics,   ///< The same counters in Prometheus text format.
+  health,    ///< The health check: 200, or 503 once the source has been down too long.
 };
 
 /// What the router found out about the request's credentials.
@@ -85,6 +87,9 @@ struct route_options {
   bool loopback_only = false;
   /// Host names (without port) accepted besides loopback ones when loopback_only is set.
   std::vector<std::string> allowed_hosts;
+  /// Reverse proxies (--trusted-proxy): from these peers the client address is the one their
+  /// X-Forwarded-For (or Forwarded) header names (see client_address).
+  std::vector<boost::asio::ip::address> trusted_proxies;
 };
 
 /// Builds the Authorization value `user:pass` must arrive as.
@@ -128,6 +133,10 @@ std::string error_response(status code, unsigned retry_after = 1);
 
 /// A complete response carrying `body` with the given content type (HTML page, JSON stats).
 std::string document_response(std::string_view content_type, std::string_view body, bool head_only);
+
+/// The health check's answer: 200 "ok" when `healthy`, else 503 with `why` as the body; plain
+/// text, the connection closes after it.
+std::string health_response(bool healthy, std::string_view why, bool head_only);
 
 /// The response head for a snapshot of `f`; the JPEG bytes follow it unchanged.
 std::string snapshot_head(const frame& f);

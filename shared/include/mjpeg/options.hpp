@@ -38,6 +38,11 @@ struct options {
   int workers = 0;         ///< Worker processes behind one port; 0 = serve in this process.
   std::string worker_of;   ///< Hidden: this process is a worker; the parent's private directory.
   int worker_index = 0;    ///< Hidden: this worker's slot.
+
+  /// /healthz answers 503 once the source has been down this many seconds; 0 = never.
+  double max_source_down = 30;
+  /// Reverse proxies whose X-Forwarded-For/Forwarded name the client (--trusted-proxy).
+  std::vector<std::string> trusted_proxies;
 };
 
 /// Which model options a variant has, with its defaults; nullopt leaves the option out.

@@ -148,8 +148,11 @@ class server_stats {
 
   /// Records one frame published at `now` (for the measured capture rate).
   void frame_captured(std::chrono::steady_clock::time_point now);
-  /// Records the source and what it is doing.
+  /// Records the source and what it is doing (and, when it goes down, since when).
   void set_source(std::string description, source_state state);
+  /// How long the source has been down at `now` (failed and being reopened); zero while it is up
+  /// or idle. What the health check (/healthz, --max-source-down) compares.
+  std::chrono::steady_clock::duration source_down_for(std::chrono::steady_clock::time_point now) const;
   /// Records what a camera source negotiated (after each open).
   void set_camera(camera_info camera);
   /// Records how many broken frames the source has dropped so far.
@@ -226,6 +229,7 @@ class server_stats {
   std::map<unsigned, std::uint64_t> bad_by_status_;
   std::string source_;
   source_state source_state_ = source_state::down;
+  std::chrono::steady_clock::time_point source_down_since_{};  // when source_state_ became down
   std::optional<camera_info> camera_;
   int width_ = 0;
   int height_ = 0;
