@@ -21,6 +21,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 
@@ -175,3 +176,48 @@ class Server:
                 self.proc.wait()
         self.err.close()
         return self.proc.returncode, time.monotonic() - start
+
+
+class Lan:
+    """Hosts on one switch, each in its own network namespace (addresses 10.77.0.1, .2, … in the
+    order given), downlinks shaped with tc: the tests' own implementation (tests/support/netns.hpp)
+    through build/<preset>/tests/mjpeg-lan, so tests and benchmarks build the same networks. Root
+    only. `hosts`: (name, downlink rate in bit/s or None, bottleneck queue in ms)."""
+
+    def __init__(self, build, prefix, congestion, hosts, ready_s=60):
+        args = [name if rate is None else f"{name}={int(rate)}/{int(queue_ms)}" for name, rate, queue_ms in hosts]
+        self.proc = subprocess.Popen([os.path.join(build, "tests", "mjpeg-lan"), prefix, congestion, *args],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.hosts = {}
+        # Its lines come at once, when the network is built; past `ready_s` it is killed, which
+        # ends the reading.
+        watchdog = threading.Timer(ready_s, self.proc.kill)
+        watchdog.start()
+        try:
+            for line in self.proc.stdout:
+                if line.strip() == "ready":
+                    break
+                name, netns, address = line.split()
+                self.hosts[name] = (netns, address)
+        finally:
+            watchdog.cancel()
+        if len(self.hosts) != len(hosts):
+            self.close()
+            raise RuntimeError(f"mjpeg-lan did not build the network: {self.proc.stderr.read().strip()[:300]}")
+
+    def address(self, name):
+        return self.hosts[name][1]
+
+    def exec_prefix(self, name):
+        """What runs a command inside host `name`."""
+        return ["ip", "netns", "exec", self.hosts[name][0]]
+
+    def close(self):
+        """Removes every namespace (mjpeg-lan does, when its input closes)."""
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.terminate()
+                self.proc.wait(timeout=30)
