@@ -10,7 +10,6 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <regex>
 #include <thread>
 
 #include "client.hpp"
@@ -24,12 +23,6 @@ namespace {
 namespace fs = std::filesystem;
 constexpr unsigned short http_port = 8080;  // inside our own namespaces: nobody else is there
 constexpr unsigned short bus_port = 5555;
-
-std::string stats_text(const std::string& body, const std::string& name) {
-  std::smatch m;
-  if (!std::regex_search(body, m, std::regex{"\"" + name + "\":\"([^\"]*)\""})) return {};
-  return m[1];
-}
 
 // HAProxy started in daemon mode inside `ns`, stopped (by pid) when destroyed.
 class haproxy_process {
@@ -163,8 +156,8 @@ TEST(Cluster, OriginTwoEdgesAndHaproxyAsMachines) {
   EXPECT_GE(watching, 6);
   origin->signal(SIGSTOP);
   std::this_thread::sleep_for(3s);
-  EXPECT_EQ(stats_text(get(http_port, "/stats", 5s, net.address(edge1_host)).body, "source_state"), "down");
-  EXPECT_EQ(stats_text(get(http_port, "/stats", 5s, net.address(edge2_host)).body, "source_state"), "down");
+  EXPECT_EQ(stats_field(get(http_port, "/stats", 5s, net.address(edge1_host)).body, "source_state"), "down");
+  EXPECT_EQ(stats_field(get(http_port, "/stats", 5s, net.address(edge2_host)).body, "source_state"), "down");
   EXPECT_EQ(edge_viewers(edge1_host) + edge_viewers(edge2_host), watching);
   origin->signal(SIGCONT);
   const double resumed_at = static_cast<double>(now_us()) / 1e6;

@@ -32,6 +32,15 @@ std::uint64_t stats_number(const std::string& json, const std::string& name, std
   return std::stoull(json.substr(at + key.size()));
 }
 
+std::string stats_field(const std::string& json, const std::string& name) {
+  const auto at = json.find("\"" + name + "\":");
+  if (at == std::string::npos) return {};
+  const auto begin = at + name.size() + 3;
+  if (json[begin] == '"') return json.substr(begin + 1, json.find('"', begin + 1) - begin - 1);
+  if (json[begin] == '[') return json.substr(begin, json.find(']', begin) - begin + 1);
+  return json.substr(begin, json.find_first_of(",}", begin) - begin);
+}
+
 stats_snapshot read_stats(unsigned short port, const std::string& host) {
   const auto r = get(port, "/stats", 10s, host);
   stats_snapshot s;

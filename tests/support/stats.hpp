@@ -31,6 +31,10 @@ struct stats_snapshot {
 /// The number after "name": in `json` (the first one from `from`); throws if absent.
 std::uint64_t stats_number(const std::string& json, const std::string& name, std::size_t from = 0);
 
+/// The raw text of the top-level field `name` of /stats `json` ("up", "42", "[…]"), a string's
+/// quotes removed; "" when absent.
+std::string stats_field(const std::string& json, const std::string& name);
+
 /// GET /stats from `host`, parsed (status only when it is not 200).
 stats_snapshot read_stats(unsigned short port, const std::string& host = "127.0.0.1");
 
