@@ -12,8 +12,11 @@ FUZZ_SECONDS ?= 60
 
 all: build
 
+# The Debian packages: building and serving need the base set; `make test` adds the programs the
+# tests drive (browsers, nginx, HAProxy, Prometheus, …), `make format-check` clang-format.
+DEPS ?=
 deps:
-	@scripts/install-deps
+	@scripts/install-deps $(DEPS)
 
 configure: deps
 	cmake --preset $(PRESET)
@@ -22,14 +25,17 @@ build: configure
 	cmake --build --preset $(PRESET)
 
 ## make run [VARIANT=async|single-thread|thread-per-client|thread-pool] [ARGS="--port 9000 --source 0"]: serve the synthetic camera.
-run: build
+run: configure
+	cmake --build --preset $(PRESET) --target mjpeg-$(VARIANT)
 	$(BINARY) $(ARGS)
 
 ## make cluster [FRONT_PORT=8080 BUS_PORT=5555 VARIANT=async]: origin, two edges and HAProxy on loopback; Ctrl-C stops.
+cluster: DEPS = test
 cluster: build
 	scripts/cluster $(BUILD_DIR)
 
 ## make test [PRESET=asan|tsan]: build, then every test with output on failure.
+test: DEPS = test
 test: build
 	ctest --preset $(PRESET)
 
@@ -55,6 +61,7 @@ package: build
 format:
 	@scripts/format
 
+format-check: DEPS = format
 format-check: deps
 	@scripts/format --check
 

@@ -13,6 +13,7 @@
 #include "every_variant.hpp"
 #include "mjpeg/bus.hpp"
 #include "server_process.hpp"
+#include "stats.hpp"
 
 namespace {
 
@@ -23,6 +24,7 @@ using mjpeg::test::get;
 using mjpeg::test::run_command;
 using mjpeg::test::server_process;
 using mjpeg::test::small_frames;
+using mjpeg::test::stats_field;
 using mjpeg::test::stream_reader;
 namespace fs = std::filesystem;
 
@@ -30,23 +32,14 @@ std::string origin_binary() {
   return mjpeg::test::variant_binary("mjpeg_async");
 }
 
-// The raw text of a top-level field of /stats ("up", "42", …), quotes removed.
-std::string field(const std::string& json, const std::string& name) {
-  const auto at = json.find("\"" + name + "\":");
-  if (at == std::string::npos) return {};
-  auto begin = at + name.size() + 3;
-  if (json[begin] == '"') return json.substr(begin + 1, json.find('"', begin + 1) - begin - 1);
-  if (json[begin] == '[') return json.substr(begin, json.find(']', begin) - begin + 1);
-  return json.substr(begin, json.find_first_of(",}", begin) - begin);
-}
-
+// The /stats of the server at `port`, as text.
 std::string stats(unsigned short port) {
   return get(port, "/stats").body;
 }
 
 // The tcp endpoint an origin started with "--publish 0" bound.
 std::string bus_of(unsigned short port) {
-  const std::string list = field(stats(port), "publish");
+  const std::string list = stats_field(stats(port), "publish");
   const auto begin = list.find("tcp://");
   return list.substr(begin, list.find('"', begin) - begin);
 }
@@ -116,7 +109,7 @@ TEST_P(EveryVariant, ForwardsTheOriginsBytesSeqAndTimestamp) {
   reader.join();
   ASSERT_GE(from_edge.size(), 10u) << edge.error_output();
   EXPECT_GE(mjpeg::test::same_parts(from_edge, from_origin), 5) << "the edge's seq must be the origin's";
-  EXPECT_EQ(field(stats(edge.port()), "source"), "bus " + bus_of(origin.port()));
+  EXPECT_EQ(stats_field(stats(edge.port()), "source"), "bus " + bus_of(origin.port()));
 }
 
 TEST(Bus, LostPublisherIsASourceLossAndFramesResume) {
@@ -134,10 +127,10 @@ TEST(Bus, LostPublisherIsASourceLossAndFramesResume) {
   std::string state;
   for (int i = 0; i < 40 && state != "down"; ++i) {
     std::this_thread::sleep_for(100ms);
-    state = field(stats(edge.port()), "source_state");
+    state = stats_field(stats(edge.port()), "source_state");
   }
   EXPECT_EQ(state, "down") << "the edge must report the publisher's loss";
-  EXPECT_EQ(field(stats(edge.port()), "viewers_now"), "1") << "the viewer stays connected";
+  EXPECT_EQ(stats_field(stats(edge.port()), "viewers_now"), "1") << "the viewer stays connected";
 
   // A new origin on the same bus port: the same viewer connection gets frames again.
   const auto port = bus.substr(bus.rfind(':') + 1);
@@ -151,7 +144,7 @@ TEST(Bus, LostPublisherIsASourceLossAndFramesResume) {
     resumed = age < 1.0;
   }
   EXPECT_TRUE(resumed);
-  EXPECT_EQ(field(stats(edge.port()), "source_state"), "up");
+  EXPECT_EQ(stats_field(stats(edge.port()), "source_state"), "up");
 }
 
 TEST(Bus, CurveKeysAdmitOnlyAuthorizedSubscribers) {
@@ -173,7 +166,8 @@ TEST(Bus, CurveKeysAdmitOnlyAuthorizedSubscribers) {
   EXPECT_EQ(parts.size(), 3u) << allowed.error_output();
   std::this_thread::sleep_for(1500ms);
   for (const server_process* intruder : {&refused, &keyless}) {
-    EXPECT_EQ(field(stats(intruder->port()), "frame_seq"), "0") << "an unauthorized subscriber got a frame";
+    EXPECT_EQ(stats_field(stats(intruder->port()), "frame_seq"), "0")
+        << "an unauthorized subscriber got a frame";
     EXPECT_EQ(get(intruder->port(), "/snapshot").status, 503);
   }
   EXPECT_NE(origin.error_output().find("not authorized"), std::string::npos) << origin.error_output();
@@ -190,12 +184,12 @@ TEST(Bus, ASubscriberThatNeverReadsSlowsNothing) {
   stuck.connect(bus_of(origin.port()));
   std::this_thread::sleep_for(500ms);
 
-  const auto before = std::stoull(field(stats(origin.port()), "frames_captured"));
+  const auto before = std::stoull(stats_field(stats(origin.port()), "frames_captured"));
   stream_reader viewer{origin.port()};
   ASSERT_EQ(viewer.open(), 200);
   for (int i = 0; i < 30; ++i)
     ASSERT_TRUE(viewer.next(2s)) << "frame " << i;
-  const auto after = std::stoull(field(stats(origin.port()), "frames_captured"));
+  const auto after = std::stoull(stats_field(stats(origin.port()), "frames_captured"));
   EXPECT_GE(after - before, 25u) << "capture must not wait for the bus";
 }
 

@@ -10,12 +10,12 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <regex>
 #include <thread>
 
 #include "client.hpp"
 #include "netns.hpp"
 #include "server_process.hpp"
+#include "stats.hpp"
 
 namespace mjpeg::test {
 namespace {
@@ -23,29 +23,6 @@ namespace {
 namespace fs = std::filesystem;
 constexpr unsigned short http_port = 8080;  // inside our own namespaces: nobody else is there
 constexpr unsigned short bus_port = 5555;
-
-// GET over a fresh connection to host:port; call inside a netns_scope.
-response get_at(const std::string& host, unsigned short port, const std::string& path) {
-  connection c{port, host};
-  c.send("GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n");
-  response r;
-  const std::string all = c.read_all(5s);
-  const auto head = parse_head(all, r);
-  if (head != 0) r.body = all.substr(head);
-  return r;
-}
-
-long stats_number(const std::string& body, const std::string& name) {
-  std::smatch m;
-  if (!std::regex_search(body, m, std::regex{"\"" + name + "\":(\\d+)"})) return -1;
-  return std::stol(m[1]);
-}
-
-std::string stats_text(const std::string& body, const std::string& name) {
-  std::smatch m;
-  if (!std::regex_search(body, m, std::regex{"\"" + name + "\":\"([^\"]*)\""})) return {};
-  return m[1];
-}
 
 // HAProxy started in daemon mode inside `ns`, stopped (by pid) when destroyed.
 class haproxy_process {
@@ -127,9 +104,7 @@ TEST(Cluster, OriginTwoEdgesAndHaproxyAsMachines) {
 
   // Everything below is a viewer on its own host.
   const netns_scope inside{net.host(viewer_host)};
-  const auto edge_viewers = [&](std::size_t host) {
-    return stats_number(get_at(net.address(host), http_port, "/stats").body, "viewers_now");
-  };
+  const auto edge_viewers = [&](std::size_t host) { return viewers_now(http_port, net.address(host)); };
 
   // 1. Through HAProxy: the origin's JPEG bytes, byte for byte, and fresh.
   {
@@ -181,8 +156,8 @@ TEST(Cluster, OriginTwoEdgesAndHaproxyAsMachines) {
   EXPECT_GE(watching, 6);
   origin->signal(SIGSTOP);
   std::this_thread::sleep_for(3s);
-  EXPECT_EQ(stats_text(get_at(net.address(edge1_host), http_port, "/stats").body, "source_state"), "down");
-  EXPECT_EQ(stats_text(get_at(net.address(edge2_host), http_port, "/stats").body, "source_state"), "down");
+  EXPECT_EQ(stats_field(get(http_port, "/stats", 5s, net.address(edge1_host)).body, "source_state"), "down");
+  EXPECT_EQ(stats_field(get(http_port, "/stats", 5s, net.address(edge2_host)).body, "source_state"), "down");
   EXPECT_EQ(edge_viewers(edge1_host) + edge_viewers(edge2_host), watching);
   origin->signal(SIGCONT);
   const double resumed_at = static_cast<double>(now_us()) / 1e6;
@@ -218,9 +193,9 @@ TEST(Cluster, OriginTwoEdgesAndHaproxyAsMachines) {
                           small_frames(with(port_args(net.address(viewer_host)),
                                             {"--source", "zmq+" + bus, "--bus-keys", work / "intruder"})));
     std::this_thread::sleep_for(1500ms);
-    const auto body = get_at(net.address(viewer_host), http_port, "/stats").body;
-    EXPECT_EQ(stats_number(body, "frame_seq"), 0) << body;
-    EXPECT_EQ(get_at(net.address(viewer_host), http_port, "/snapshot").status, 503);
+    const auto body = get(http_port, "/stats", 5s, net.address(viewer_host)).body;
+    EXPECT_EQ(stats_number(body, "frame_seq"), 0u) << body;
+    EXPECT_EQ(get(http_port, "/snapshot", 5s, net.address(viewer_host)).status, 503);
   }
 }
 

@@ -1,11 +1,17 @@
 // End-to-end tests: the real binaries, started with --port 0, spoken to over real sockets.
-// What every variant serves: the stream, the snapshot, the page and /stats. The other
+// What every variant serves: the stream (at mjpg-streamer's URLs too), the snapshot, the page and
+// /stats, whose capture rate stays true under a CPU hog. The other
 // cross-variant behaviours have a file each (bad requests, slow clients, floods, disconnects,
 // shutdown, soak); each model's own lesson has its own file.
 
 #include <gtest/gtest.h>
 
 #include <opencv2/imgcodecs.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <thread>
+#include <vector>
 
 #include "client.hpp"
 #include "every_variant.hpp"
@@ -19,6 +25,7 @@ using mjpeg::test::get;
 using mjpeg::test::server_process;
 using mjpeg::test::small_frames;
 using mjpeg::test::stream_reader;
+using steady = std::chrono::steady_clock;
 
 bool decodes(const std::string& bytes, int width, int height) {
   const std::vector<std::uint8_t> data(bytes.begin(), bytes.end());
@@ -88,6 +95,69 @@ TEST_P(EveryVariant, PageAndStats) {
        {"\"variant\":\"" + variant + "\"", std::string{"\"source_up\":true"},
         std::string{"\"viewers_now\":0"}, std::string{"\"frames_captured\":"}, std::string{"\"rejected\":0"}})
     EXPECT_NE(stats.body.find(field), std::string::npos) << field << " in " << stats.body;
+}
+
+// mjpg-streamer's URLs as its clients send them: the input number (there is one input, so _7 is
+// 404) and further parameters, such as OctoPrint's cache buster.
+TEST_P(EveryVariant, MjpgStreamerUrlVariantsAreServed) {
+  server_process server{binary(), small_frames()};
+  for (const char* target :
+       {"/?action=stream&1700000000000", "/?action=stream_0", "/?action=stream_0&n=1&x"}) {
+    stream_reader viewer{server.port(), target};
+    ASSERT_EQ(viewer.open(), 200) << target;
+    EXPECT_TRUE(viewer.next().has_value()) << target;
+  }
+  for (const char* target :
+       {"/?action=snapshot&1700000000000", "/?action=snapshot_0", "/?action=snapshot&a=b"}) {
+    const auto r = get(server.port(), target);
+    EXPECT_EQ(r.status, 200) << target;
+    EXPECT_EQ(header(r, "content-type"), "image/jpeg") << target;
+  }
+  EXPECT_EQ(get(server.port(), "/?action=stream_7").status, 404) << "an input we do not have";
+}
+
+// The capture rate /stats shows while a CPU hog makes the capture thread's wake-ups late and
+// bunched: never above the frames published over the same time, nor above the target.
+TEST_P(EveryVariant, CaptureFpsUnderACpuHogIsWhatWasPublished) {
+  server_process server{binary(), small_frames()};
+  const auto number = [](const std::string& json, const std::string& name) {
+    const auto at = json.find("\"" + name + "\":");
+    return at == std::string::npos ? -1.0 : std::stod(json.substr(at + name.size() + 3));
+  };
+  // Busy threads on every core make the capture thread's wake-ups late and bunched.
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> hogs;
+  for (unsigned i = 0; i < 3 * std::max(1U, std::thread::hardware_concurrency()); ++i)
+    hogs.emplace_back([&stop] {
+      while (!stop.load(std::memory_order_relaxed)) {
+      }
+    });
+  // The server measures over the last two seconds: sample only once that window lies wholly
+  // inside the period the truth is measured over.
+  std::this_thread::sleep_for(300ms);
+  const auto first = get(server.port(), "/stats");
+  const auto t0 = steady::now();
+  std::this_thread::sleep_for(2200ms);
+  std::vector<double> shown;
+  for (int i = 0; i < 4; ++i) {
+    std::this_thread::sleep_for(300ms);
+    shown.push_back(number(get(server.port(), "/stats").body, "fps_capture"));
+  }
+  const auto last = get(server.port(), "/stats");
+  const double elapsed = std::chrono::duration<double>(steady::now() - t0).count();
+  stop = true;
+  for (auto& t : hogs)
+    t.join();
+
+  // The truth: frames published over the time it took, from the server's own counter.
+  const double published =
+      (number(last.body, "frames_captured") - number(first.body, "frames_captured")) / elapsed;
+  ASSERT_GT(published, 0);
+  for (const double fps : shown) {
+    EXPECT_LE(fps, published * 1.2 + 1) << "published " << published << " a second";
+    EXPECT_LE(fps, 30 * 1.1) << "above the target";
+    EXPECT_GT(fps, 0);
+  }
 }
 
 }  // namespace

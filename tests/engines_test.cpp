@@ -151,7 +151,7 @@ class marionette {
 
 TEST(Engines, FirefoxShowsTheMovingStreamAndStats) {
   const std::string firefox = "/usr/bin/firefox-esr";
-  if (!std::filesystem::exists(firefox)) GTEST_SKIP() << "no firefox-esr (scripts/install-deps browser)";
+  if (!std::filesystem::exists(firefox)) GTEST_SKIP() << "no firefox-esr (scripts/install-deps test)";
   server_process server{mjpeg::test::variant_binary("mjpeg_async"), {"--width", "640", "--height", "480"}};
   const std::filesystem::path profile =
       std::filesystem::temp_directory_path() / ("mjpeg-firefox-" + std::to_string(::getpid()));
@@ -206,18 +206,6 @@ TEST(Engines, FirefoxShowsTheMovingStreamAndStats) {
 
 // ---- WebKitGTK over W3C WebDriver -------------------------------------------------------
 
-unsigned short free_loopback_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 // One W3C WebDriver call over HTTP/1.1 on loopback; returns the response body.
 std::string webdriver(unsigned short port, const std::string& method, const std::string& path,
                       const std::string& body = "") {
@@ -236,9 +224,9 @@ TEST(Engines, WebKitShowsTheMovingStreamAndStats) {
                                 "/usr/lib/x86_64-linux-gnu/webkit2gtk-4.0/MiniBrowser"})
     if (std::filesystem::exists(candidate)) mini_browser = candidate;
   if (!std::filesystem::exists(driver) || !std::filesystem::exists(xvfb_run) || mini_browser.empty())
-    GTEST_SKIP() << "needs webkit2gtk-driver, its MiniBrowser and xvfb (scripts/install-deps browser)";
+    GTEST_SKIP() << "needs webkit2gtk-driver, its MiniBrowser and xvfb (scripts/install-deps test)";
   server_process server{mjpeg::test::variant_binary("mjpeg_async"), {"--width", "640", "--height", "480"}};
-  const auto port = free_loopback_port();
+  const auto port = mjpeg::test::free_port();
   background_process wd{xvfb_run, {"-a", driver, "--port=" + std::to_string(port)}};
   // Wait for the driver to answer.
   bool ready = false;

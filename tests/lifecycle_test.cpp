@@ -4,10 +4,6 @@
 // asserts behaviour, never speed.
 
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <csignal>
 #include <memory>
@@ -16,83 +12,33 @@
 #include <vector>
 
 #include "client.hpp"
+#include "every_variant.hpp"
 #include "server_process.hpp"
+#include "stats.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
+using mjpeg::test::EveryVariant;
 using mjpeg::test::ready_when;
 using mjpeg::test::server_process;
+using mjpeg::test::silent_upstream;
 using mjpeg::test::stream_reader;
+using mjpeg::test::viewers_now;
 using clock_type = std::chrono::steady_clock;
-
-// The viewers_now field of /stats, or -1 when /stats did not answer 200.
-int viewers_now(unsigned short port) {
-  const auto stats = mjpeg::test::get(port, "/stats", 2s);
-  const std::string field = "\"viewers_now\":";
-  const auto at = stats.body.find(field);
-  return stats.status != 200 || at == std::string::npos ? -1
-                                                        : std::stoi(stats.body.substr(at + field.size()));
-}
-
-// A TCP upstream of our own that completes every handshake and never answers: a network source
-// that hangs while opening.
-class silent_upstream {
- public:
-  silent_upstream() : fd_{::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)} {
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t size = sizeof addr;
-    if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), size) != 0 || ::listen(fd_, 64) != 0 ||
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &size) != 0)
-      throw std::runtime_error("silent upstream");
-    port_ = ntohs(addr.sin_port);
-  }
-  ~silent_upstream() {
-    for (const int c : accepted_)
-      ::close(c);
-    ::close(fd_);
-  }
-  silent_upstream(const silent_upstream&) = delete;
-  silent_upstream& operator=(const silent_upstream&) = delete;
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/stream"; }
-  /// Accepts the next connection (and keeps it, silent) within `timeout`: then the server is
-  /// inside its source's open. False if none came.
-  bool accept_within(std::chrono::milliseconds timeout) {
-    pollfd p{fd_, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1) return false;
-    const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (c >= 0) accepted_.push_back(c);
-    return c >= 0;
-  }
-
- private:
-  int fd_;
-  unsigned short port_ = 0;
-  std::vector<int> accepted_;
-};
-
-class Lifecycle : public ::testing::TestWithParam<std::string> {
- protected:
-  std::string binary() const { return mjpeg::test::variant_binary(GetParam()); }
-  bool is(const char* key) const { return GetParam() == key; }
-  // Arguments that leave room for exactly three open connections in the variant's own terms.
-  std::vector<std::string> cap_of_three() const {
-    if (is("mjpeg_thread_pool")) return {"--threads", "3", "--queue", "0"};
-    if (is("mjpeg_single_thread")) return {};
-    return {"--max-clients", "3"};
-  }
-};
 
 // Issue 15.1: with no frame due for ten seconds, three viewers come, get the current frame and
 // leave. The server must notice while they wait for the next frame: their slots, threads and
 // places in /stats are free again long before that frame (without the fix, the cap stays full
 // and /stats gets 503; a single-thread server never even accepts the second visitor).
-TEST_P(Lifecycle, ViewersWhoLeaveWhileNoFramesFlowAreNoticed) {
+TEST_P(EveryVariant, ViewersWhoLeaveWhileNoFramesFlowAreNoticed) {
   std::vector<std::string> args = {"--width", "160", "--height", "120", "--fps", "0.1"};
-  for (auto& a : cap_of_three())
-    args.push_back(a);
+  // Room for exactly three open connections in the model's own terms: its viewer limit, or three
+  // workers and no queue; a model that serves one at a time needs nothing.
+  if (has_option("--max-clients"))
+    args.insert(args.end(), {"--max-clients", "3"});
+  else if (has_option("--queue"))
+    args.insert(args.end(), {"--threads", "3", "--queue", "0"});
   server_process server{binary(), args};
   for (int visit = 0; visit < 3; ++visit) {
     stream_reader viewer{server.port()};
@@ -113,8 +59,8 @@ TEST_P(Lifecycle, ViewersWhoLeaveWhileNoFramesFlowAreNoticed) {
 // connection. One worker streams to a viewer; a slowloris waits in the queue behind it. When the
 // worker frees up, the slowloris's --header-timeout has long passed: it gets 408 at once, not a
 // fresh timeout (which would hold its queue slot for twice the timeout).
-TEST_P(Lifecycle, QueuedSlowlorisGets408WhenItsHeaderTimeoutFromAcceptHasPassed) {
-  if (!is("mjpeg_thread_pool")) GTEST_SKIP() << "only the pool queues accepted connections";
+TEST_P(EveryVariant, QueuedSlowlorisGets408WhenItsHeaderTimeoutFromAcceptHasPassed) {
+  if (!has_option("--queue")) GTEST_SKIP() << "only a model with a --queue queues accepted connections";
   server_process server{binary(),
                         {"--width", "160", "--height", "120", "--fps", "15", "--threads", "1", "--queue", "1",
                          "--header-timeout", "2"}};
@@ -137,8 +83,8 @@ TEST_P(Lifecycle, QueuedSlowlorisGets408WhenItsHeaderTimeoutFromAcceptHasPassed)
 
 // Issue 15.9: under a low open-file limit the cap is lowered to what the limit allows (the
 // server's own descriptors reserved), with one line saying so, and several viewers are served.
-TEST_P(Lifecycle, LowOpenFileLimitLowersTheCapWithOneLineAndStillServes) {
-  if (is("mjpeg_single_thread") || is("mjpeg_thread_pool")) GTEST_SKIP() << "no --max-clients";
+TEST_P(EveryVariant, LowOpenFileLimitLowersTheCapWithOneLineAndStillServes) {
+  if (!has_option("--max-clients")) GTEST_SKIP() << "no --max-clients";
   server_process server{
       "/usr/bin/prlimit",
       {"--nofile=64", binary(), "--width", "160", "--height", "120", "--max-clients", "100"}};
@@ -157,7 +103,7 @@ TEST_P(Lifecycle, LowOpenFileLimitLowersTheCapWithOneLineAndStillServes) {
 
 // Issue 15.12: a source that accepts and never answers ends start-up within the open timeout
 // with one line saying so (not 50 s of silence).
-TEST_P(Lifecycle, SourceThatHangsWhileOpeningEndsStartUpWithOneLine) {
+TEST_P(EveryVariant, SourceThatHangsWhileOpeningEndsStartUpWithOneLine) {
   silent_upstream upstream;
   const auto start = clock_type::now();
   const auto result = mjpeg::test::run_command(binary(), {"--port", "0", "--source", upstream.url()}, 20s);
@@ -168,7 +114,7 @@ TEST_P(Lifecycle, SourceThatHangsWhileOpeningEndsStartUpWithOneLine) {
 
 // Issue 15.12: SIGTERM (and SIGINT) stop a server within the promised second while its source is
 // still opening.
-TEST_P(Lifecycle, SignalDuringStartUpStopsTheServerWithinASecond) {
+TEST_P(EveryVariant, SignalDuringStartUpStopsTheServerWithinASecond) {
   silent_upstream upstream;
   for (const int sig : {SIGTERM, SIGINT}) {
     server_process server{binary(), {"--port", "0", "--source", upstream.url()}, ready_when::started};
@@ -181,8 +127,5 @@ TEST_P(Lifecycle, SignalDuringStartUpStopsTheServerWithinASecond) {
     EXPECT_LT(clock_type::now() - start, mjpeg::test::stop_bound) << "signal " << sig;
   }
 }
-
-INSTANTIATE_TEST_SUITE_P(EveryVariant, Lifecycle, ::testing::ValuesIn(mjpeg::test::variant_keys()),
-                         [](const auto& param_info) { return param_info.param; });
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include "client.hpp"
 #include "netns.hpp"
 #include "server_process.hpp"
+#include "stats.hpp"
 
 namespace mjpeg::test {
 namespace {
@@ -62,13 +63,6 @@ viewer_log watch(const netns& ns, const std::string& server, unsigned short port
   return log;
 }
 
-double percentile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(v.size())));
-  return v[std::min(v.size() - 1, rank == 0 ? 0 : rank - 1)];
-}
-
 // Ages of the frames that arrived within `span` of the first one.
 std::vector<double> ages_within(const viewer_log& log, steady::duration span) {
   std::vector<double> ages;
@@ -111,6 +105,7 @@ std::vector<std::string> multi_viewer_variants() {
 struct case_name {
   std::string variant;
   std::string congestion;
+  friend void PrintTo(const case_name& c, std::ostream* os) { *os << c.variant << " over " << c.congestion; }
 };
 
 class shaped_links : public ::testing::TestWithParam<case_name> {};
@@ -200,16 +195,6 @@ TEST_P(shaped_links, SlowViewersGetFreshFramesAndFastOnesLoseNone) {
   }
 }
 
-// Viewers the server lists now, asked from inside `ns`.
-int viewers_now(const netns& ns, const std::string& server, unsigned short port) {
-  const netns_scope inside{ns};
-  connection c{port, server};
-  c.send("GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-  const std::string body = c.read_all(5s);
-  const auto at = body.find("\"viewers_now\":");
-  return at == std::string::npos ? -1 : std::atoi(body.c_str() + at + 14);
-}
-
 class outage_past_timeout : public ::testing::TestWithParam<std::string> {};
 
 // A viewer whose link carries nothing for longer than --send-timeout is dropped while the link is
@@ -224,16 +209,21 @@ TEST_P(outage_past_timeout, ViewerIsDroppedAfterSendTimeout) {
                                            server_args(net.address(srv), "50", {"--send-timeout", "2"}));
   const auto ip = net.address(srv);
   const auto port = server->port();
+  // Viewers the server lists now, asked from inside its namespace.
+  const auto listed_now = [&] {
+    const netns_scope inside{net.host(srv)};
+    return viewers_now(port, ip);
+  };
   const auto start = steady::now();
   viewer_log log;
   std::thread viewer{[&] { log = watch(net.host(outage), ip, port, start + 9s); }};
   std::this_thread::sleep_until(start + 1500ms);
-  EXPECT_EQ(viewers_now(net.host(srv), ip, port), 1);
+  EXPECT_EQ(listed_now(), 1);
   net.set_down_rate(outage, 0);
   // Dropped within the timeout and the watchdog's granularity, the link still down.
   int listed = -1;
   const auto give_up = steady::now() + 4500ms;
-  while (steady::now() < give_up && (listed = viewers_now(net.host(srv), ip, port)) != 0)
+  while (steady::now() < give_up && (listed = listed_now()) != 0)
     std::this_thread::sleep_for(100ms);
   EXPECT_EQ(listed, 0) << "a viewer silent for 4.5 s with --send-timeout 2 is still listed";
   std::this_thread::sleep_until(start + 6500ms);

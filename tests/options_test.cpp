@@ -73,6 +73,9 @@ TEST(Options, BadValuesExitWithCode2AndNameTheOption) {
       {{"--header-timeout", "0"}, "--header-timeout"},
       {{"--send-timeout", "x"}, "--send-timeout"},
       {{"--auth", "nocolon"}, "--auth"},
+      {{"--auth", ":"}, "--auth"},
+      {{"--auth", "user:"}, "--auth"},
+      {{"--auth", ":pass"}, "--auth"},
       {{"--idle-stop", "-1"}, "--idle-stop"},
       {{"--bogus"}, "--bogus"},
       {{"--port"}, "--port"},
@@ -84,6 +87,11 @@ TEST(Options, BadValuesExitWithCode2AndNameTheOption) {
     EXPECT_NE(result.err.find(option), std::string::npos) << result.err;
     EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << "one line: " << result.err;
   }
+  // Credentials from a file with an empty password: refused the same way.
+  const mjpeg::test::scratch_dir dir;
+  const auto from_file = mjpeg::test::run_command(binary, {"--auth-file", dir.write("auth", "user:\n")}, 10s);
+  EXPECT_EQ(from_file.exit_code, 2) << from_file.err;
+  EXPECT_EQ(std::count(from_file.err.begin(), from_file.err.end(), '\n'), 1) << "one line: " << from_file.err;
 }
 
 // --- issue 15, item 4: credentials never empty, and kept out of ps ---------------------------------

@@ -30,6 +30,7 @@
 
 #include "client.hpp"
 #include "server_process.hpp"
+#include "stats.hpp"
 
 namespace {
 
@@ -38,28 +39,19 @@ using namespace std::chrono_literals;
 using asio::awaitable;
 using asio::use_awaitable;
 using asio::ip::tcp;
+using mjpeg::test::free_port;
 using mjpeg::test::get;
+using mjpeg::test::percentile;
 using mjpeg::test::ready_when;
 using mjpeg::test::run_command;
 using mjpeg::test::scratch_dir;
 using mjpeg::test::server_process;
 using mjpeg::test::small_frames;
 using mjpeg::test::stream_reader;
+using mjpeg::test::viewers_now;
 using steady = std::chrono::steady_clock;
 
 // A loopback port nobody listens on now (for programs that cannot take port 0).
-unsigned short free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t size = sizeof address;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&address), size);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size);
-  ::close(fd);
-  return ntohs(address.sin_port);
-}
-
 std::string replaced(std::string text, const std::string& from, const std::string& to) {
   const auto at = text.find(from);
   if (at == std::string::npos) throw std::runtime_error("not in the shipped config: " + from);
@@ -217,18 +209,6 @@ class nginx_front {
 mjpeg::test::response get_closing(unsigned short port, const std::string& path) {
   return mjpeg::test::request(port,
                               "GET " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-}
-
-int viewers_now(unsigned short port) {
-  const auto body = get(port, "/stats").body;
-  const auto at = body.find("\"viewers_now\":");
-  return at == std::string::npos ? -1 : std::stoi(body.substr(at + 14));
-}
-
-double percentile(std::vector<double> values, double p) {
-  std::sort(values.begin(), values.end());
-  return values[std::min(values.size() - 1,
-                         static_cast<std::size_t>(p * static_cast<double>(values.size())))];
 }
 
 TEST(NginxTls, StreamSnapshotAndStatsThroughTheShippedSite) {

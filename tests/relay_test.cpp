@@ -21,6 +21,7 @@
 #include "eventually.hpp"
 #include "every_variant.hpp"
 #include "server_process.hpp"
+#include "stats.hpp"
 
 namespace {
 
@@ -31,15 +32,8 @@ using mjpeg::test::get;
 using mjpeg::test::run_command;
 using mjpeg::test::server_process;
 using mjpeg::test::small_frames;
+using mjpeg::test::stats_field;
 using mjpeg::test::stream_reader;
-
-std::string stats_field(unsigned short port, const std::string& name) {
-  const std::string body = get(port, "/stats").body;
-  const auto at = body.find("\"" + name + "\":");
-  if (at == std::string::npos) return {};
-  const auto begin = at + name.size() + 3 + (body[at + name.size() + 3] == '"' ? 1 : 0);
-  return body.substr(begin, body.find_first_of(",}\"", begin) - begin);
-}
 
 TEST_P(EveryVariant, RelaysOurStreamByteForByte) {
   server_process origin{mjpeg::test::variant_binary("mjpeg_async"), small_frames()};
@@ -203,7 +197,7 @@ TEST_P(ForeignFraming, RelaysTheUpstreamsJpegBytesUnchanged) {
     const double stamp = std::stod(part->headers.at("x-timestamp"));
     EXPECT_NEAR(stamp, static_cast<double>(mjpeg::test::now_us()) / 1e6, 1.0);
   }
-  EXPECT_EQ(stats_field(edge.port(), "source_state"), "up");
+  EXPECT_EQ(stats_field(get(edge.port(), "/stats").body, "source_state"), "up");
 }
 
 INSTANTIATE_TEST_SUITE_P(

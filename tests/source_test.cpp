@@ -1,18 +1,25 @@
-// The capture side seen from outside: a source that stops delivering and comes back, and a
-// source closed while nobody watches (--idle-stop). Real binaries, real sockets.
+// The capture side seen from outside: a source that stops delivering and comes back, a source
+// closed while nobody watches (--idle-stop), and a relayed source's credentials, which never show.
+// Real binaries, real sockets.
 
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <memory>
 #include <thread>
 
 #include "client.hpp"
+#include "eventually.hpp"
+#include "every_variant.hpp"
 #include "server_process.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
+using mjpeg::test::eventually;
+using mjpeg::test::EveryVariant;
 using mjpeg::test::get;
+using mjpeg::test::lines_of;
 using mjpeg::test::server_process;
 using mjpeg::test::small_frames;
 using mjpeg::test::stream_reader;
@@ -23,12 +30,7 @@ std::string binary() {
 
 // Polls /stats until `needle` shows up or `timeout` passes.
 bool stats_show(unsigned short port, const std::string& needle, std::chrono::seconds timeout) {
-  const auto until = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < until) {
-    if (get(port, "/stats", 2s).body.find(needle) != std::string::npos) return true;
-    std::this_thread::sleep_for(100ms);
-  }
-  return false;
+  return eventually([&] { return get(port, "/stats", 2s).body.find(needle) != std::string::npos; }, timeout);
 }
 
 // A relay reads another server's stream as its source. Killing the upstream is a source that
@@ -99,6 +101,53 @@ TEST(IdleStop, OffByDefault) {
   server_process server{binary(), small_frames()};
   std::this_thread::sleep_for(1500ms);
   EXPECT_TRUE(stats_show(server.port(), "\"source_state\":\"up\"", 2s));
+}
+
+// A relayed source's credentials never show (in /stats, the page or the log), and each reconnect
+// is one line of ours.
+TEST_P(EveryVariant, SourceCredentialsNeverShowAndReconnectsLogOneLineEach) {
+  auto upstream = std::make_unique<server_process>(binary(), small_frames());
+  const std::string url = "http://watcher:s3cret-pass@127.0.0.1:" + std::to_string(upstream->port()) +
+                          "/stream?access_token=tok-9f8e&fps=30";
+  server_process relay{binary(), small_frames({"--source", url})};
+
+  const auto stats = get(relay.port(), "/stats");
+  ASSERT_EQ(stats.status, 200);
+  EXPECT_NE(stats.body.find("\"source\":\"http://***@127.0.0.1:"), std::string::npos) << stats.body;
+  EXPECT_NE(stats.body.find("access_token=***&fps=30"), std::string::npos) << stats.body;
+  const auto page = get(relay.port(), "/");
+  for (const std::string& shown : {stats.body, page.body}) {
+    EXPECT_EQ(shown.find("s3cret-pass"), std::string::npos) << shown;
+    EXPECT_EQ(shown.find("tok-9f8e"), std::string::npos) << shown;
+  }
+
+  // The upstream goes away: the relay reconnects with backoff (250 ms, 500 ms, 1 s, …).
+  upstream->signal(SIGTERM);
+  EXPECT_EQ(upstream->wait(5s), 0);
+  upstream.reset();
+  const auto reconnects = [&] {
+    const std::string log = relay.error_output();
+    std::size_t n = 0;
+    for (auto at = log.find("source: cannot"); at != std::string::npos;
+         at = log.find("source: cannot", at + 1))
+      ++n;
+    return n;
+  };
+  ASSERT_TRUE(eventually([&] { return reconnects() >= 3; }, 15s)) << relay.error_output();
+  const auto down = get(relay.port(), "/stats");
+  EXPECT_NE(down.body.find("\"source_state\":\"down\""), std::string::npos) << down.body;
+  EXPECT_EQ(down.body.find("s3cret-pass"), std::string::npos) << down.body;
+
+  const std::string log = relay.error_output();
+  EXPECT_EQ(log.find("s3cret-pass"), std::string::npos) << log;
+  EXPECT_EQ(log.find("tok-9f8e"), std::string::npos) << log;
+  // Our own lines only: no OpenCV, FFmpeg or GStreamer warnings around them.
+  for (const std::string& line : lines_of(log))
+    EXPECT_NE(line.find(": warning: source"), std::string::npos)
+        << "not one of ours: " << line << "\n--- whole log:\n"
+        << log;
+  relay.signal(SIGTERM);
+  EXPECT_EQ(relay.wait(5s), 0);
 }
 
 }  // namespace

@@ -62,13 +62,13 @@ bool alive(long pid) {
 TEST_P(EveryVariant, WorkersShareThePortAndStatsCountThemAll) {
   server_process server{binary(), small_frames({"--workers", "2"})};
   std::vector<std::unique_ptr<stream_reader>> viewers;
-  const int count = GetParam() == "mjpeg_single_thread" ? 2 : 6;  // one viewer per single-threaded worker
+  const int count = one_at_a_time() ? 2 : 6;  // one viewer per worker that serves one at a time
   // Single-threaded workers serve one connection each, so ask /stats before opening the streams.
   const auto before = ask(server.port());
   ASSERT_EQ(before.workers.size(), 2u) << server.error_output();
   EXPECT_NE(before.workers[0].pid, before.workers[1].pid);
   EXPECT_NE(before.workers[0].pid, server.pid());
-  if (GetParam() == "mjpeg_single_thread") return;  // its /stats waits behind the stream: its lesson
+  if (one_at_a_time()) return;  // its /stats waits behind the stream: its lesson
   for (int i = 0; i < count; ++i) {
     viewers.push_back(std::make_unique<stream_reader>(server.port()));
     ASSERT_EQ(viewers.back()->open(), 200);

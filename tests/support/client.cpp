@@ -146,14 +146,107 @@ bool good_snapshot(const response& r) {
          is_jpeg(r.body);
 }
 
-response request(unsigned short port, const std::string& raw, std::chrono::milliseconds timeout) {
-  connection c{port};
+response request(unsigned short port, const std::string& raw, std::chrono::milliseconds timeout,
+                 const std::string& host) {
+  connection c{port, host};
   c.send(raw);
   return parse_response(c.read_all(timeout));
 }
 
-response get(unsigned short port, const std::string& path, std::chrono::milliseconds timeout) {
-  return request(port, "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n", timeout);
+response get(unsigned short port, const std::string& path, std::chrono::milliseconds timeout,
+             const std::string& host) {
+  return request(port, "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n", timeout, host);
+}
+
+std::string get_request(const std::string& target, const std::string& host,
+                        const std::string& extra_headers) {
+  return "GET " + target + " HTTP/1.1\r\n" + (host.empty() ? "" : "Host: " + host + "\r\n") + extra_headers +
+         "\r\n";
+}
+
+response request_from(const std::string& source, unsigned short port, const std::string& raw) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in from{};
+  from.sin_family = AF_INET;
+  ::inet_pton(AF_INET, source.c_str(), &from.sin_addr);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(port);
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0 ||
+      ::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) {
+    ::close(fd);
+    return {};
+  }
+  ::send(fd, raw.data(), raw.size(), MSG_NOSIGNAL);
+  timeval timeout{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  std::string text;
+  char chunk[65536];
+  for (ssize_t n; (n = ::recv(fd, chunk, sizeof chunk, 0)) > 0;)
+    text.append(chunk, static_cast<std::size_t>(n));
+  ::close(fd);
+  return parse_response(text);
+}
+
+std::string basic_auth(const std::string& user_colon_pass, const std::string& scheme) {
+  static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  unsigned bits = 0;
+  int count = 0;
+  for (const char c : user_colon_pass) {
+    bits = (bits << 8) | static_cast<unsigned char>(c);
+    count += 8;
+    while (count >= 6)
+      out += alphabet[(bits >> (count -= 6)) & 63];
+  }
+  if (count > 0) out += alphabet[(bits << (6 - count)) & 63];
+  while (out.size() % 4 != 0)
+    out += '=';
+  return "Authorization: " + scheme + out + "\r\n";
+}
+
+unsigned short free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t size = sizeof address;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&address), size);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size);
+  ::close(fd);
+  return ntohs(address.sin_port);
+}
+
+silent_upstream::silent_upstream() : fd_{::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)} {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t size = sizeof addr;
+  if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), size) != 0 || ::listen(fd_, 64) != 0 ||
+      ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &size) != 0) {
+    ::close(fd_);
+    throw std::runtime_error("silent upstream");
+  }
+  port_ = ntohs(addr.sin_port);
+}
+
+silent_upstream::~silent_upstream() {
+  for (const int c : accepted_)
+    ::close(c);
+  ::close(fd_);
+}
+
+std::string silent_upstream::url() const {
+  return "http://127.0.0.1:" + std::to_string(port_) + "/stream";
+}
+
+bool silent_upstream::accept_within(std::chrono::milliseconds timeout) {
+  pollfd p{fd_, POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1) return false;
+  const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+  if (c >= 0) accepted_.push_back(c);
+  return c >= 0;
 }
 
 stream_reader::stream_reader(unsigned short port, const std::string& path, const std::string& extra_headers,

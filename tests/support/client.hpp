@@ -60,10 +60,45 @@ bool is_jpeg(const std::string& body);
 /// A complete snapshot response: 200, Content-Length bytes of JPEG.
 bool good_snapshot(const response& r);
 
-/// Sends raw request bytes and returns the whole response (read until close).
-response request(unsigned short port, const std::string& raw, std::chrono::milliseconds timeout = 5s);
-/// GET `path` with HTTP/1.1.
-response get(unsigned short port, const std::string& path, std::chrono::milliseconds timeout = 5s);
+/// Sends raw request bytes to `host` (an IPv4 address) and returns the whole response (read until
+/// close).
+response request(unsigned short port, const std::string& raw, std::chrono::milliseconds timeout = 5s,
+                 const std::string& host = "127.0.0.1");
+/// GET `path` with HTTP/1.1 from `host`.
+response get(unsigned short port, const std::string& path, std::chrono::milliseconds timeout = 5s,
+             const std::string& host = "127.0.0.1");
+/// The bytes of "GET `target` HTTP/1.1" with the Host header `host` (none when empty) and
+/// `extra_headers` ("Name: value\r\n" lines).
+std::string get_request(const std::string& target, const std::string& host,
+                        const std::string& extra_headers = "");
+/// Sends `raw` from the local address `source` (a loopback address other than 127.0.0.1: another
+/// client, as the server sees it) to 127.0.0.1:`port`; the whole response (status 0: none).
+response request_from(const std::string& source, unsigned short port, const std::string& raw);
+/// "Authorization: <scheme><base64 of user_colon_pass>\r\n".
+std::string basic_auth(const std::string& user_colon_pass, const std::string& scheme = "Basic ");
+/// A loopback TCP port that was free a moment ago, for programs that take no "--port 0".
+unsigned short free_port();
+
+/// A TCP upstream on loopback that completes every handshake and never answers: a network source
+/// that hangs while opening.
+class silent_upstream {
+ public:
+  /// Listens on 127.0.0.1, port chosen by the system (throws if it cannot).
+  silent_upstream();
+  ~silent_upstream();
+  silent_upstream(const silent_upstream&) = delete;
+  silent_upstream& operator=(const silent_upstream&) = delete;
+  /// "http://127.0.0.1:PORT/stream".
+  std::string url() const;
+  /// Accepts the next connection (and keeps it, silent) within `timeout`: then the server is
+  /// inside its source's open. False if none came.
+  bool accept_within(std::chrono::milliseconds timeout);
+
+ private:
+  int fd_;
+  unsigned short port_ = 0;
+  std::vector<int> accepted_;
+};
 
 /// One multipart part.
 struct part {

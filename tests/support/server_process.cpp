@@ -105,6 +105,14 @@ std::string background_process::output() const {
   return slurp(output_path_) + slurp(output_path_ + ".err");
 }
 
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in{text};
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) lines.push_back(line);
+  return lines;
+}
+
 run_result run_command(const std::string& binary, const std::vector<std::string>& args,
                        std::chrono::milliseconds timeout) {
   const std::string out_path = temp_path("stdout");

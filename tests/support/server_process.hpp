@@ -98,6 +98,9 @@ struct run_result {
   std::string out;     ///< Standard output.
   std::string err;     ///< Standard error.
 };
+/// The non-empty lines of `text` (a program's output), in order.
+std::vector<std::string> lines_of(const std::string& text);
+
 /// Runs a command to completion with a time cap.
 run_result run_command(const std::string& binary, const std::vector<std::string>& args,
                        std::chrono::milliseconds timeout);

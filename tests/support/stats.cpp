@@ -1,5 +1,7 @@
 #include "stats.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <stdexcept>
 
 #include "client.hpp"
@@ -30,8 +32,17 @@ std::uint64_t stats_number(const std::string& json, const std::string& name, std
   return std::stoull(json.substr(at + key.size()));
 }
 
-stats_snapshot read_stats(unsigned short port) {
-  const auto r = get(port, "/stats", 10s);
+std::string stats_field(const std::string& json, const std::string& name) {
+  const auto at = json.find("\"" + name + "\":");
+  if (at == std::string::npos) return {};
+  const auto begin = at + name.size() + 3;
+  if (json[begin] == '"') return json.substr(begin + 1, json.find('"', begin + 1) - begin - 1);
+  if (json[begin] == '[') return json.substr(begin, json.find(']', begin) - begin + 1);
+  return json.substr(begin, json.find_first_of(",}", begin) - begin);
+}
+
+stats_snapshot read_stats(unsigned short port, const std::string& host) {
+  const auto r = get(port, "/stats", 10s, host);
   stats_snapshot s;
   s.status = r.status;
   if (r.status != 200) return s;
@@ -49,9 +60,16 @@ stats_snapshot read_stats(unsigned short port) {
   return s;
 }
 
-int viewers_now(unsigned short port) {
-  const auto s = read_stats(port);
+int viewers_now(unsigned short port, const std::string& host) {
+  const auto s = read_stats(port, host);
   return s.status == 200 ? static_cast<int>(s.viewers_now) : -1;
+}
+
+double percentile(std::vector<double> values, double q) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(values.size())));
+  return values[std::min(values.size() - 1, rank == 0 ? 0 : rank - 1)];
 }
 
 }  // namespace mjpeg::test

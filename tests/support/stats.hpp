@@ -31,10 +31,18 @@ struct stats_snapshot {
 /// The number after "name": in `json` (the first one from `from`); throws if absent.
 std::uint64_t stats_number(const std::string& json, const std::string& name, std::size_t from = 0);
 
-/// GET /stats, parsed (status only when it is not 200).
-stats_snapshot read_stats(unsigned short port);
+/// The raw text of the top-level field `name` of /stats `json` ("up", "42", "[…]"), a string's
+/// quotes removed; "" when absent.
+std::string stats_field(const std::string& json, const std::string& name);
 
-/// The viewers_now field of /stats, or -1 when /stats does not answer.
-int viewers_now(unsigned short port);
+/// GET /stats from `host`, parsed (status only when it is not 200).
+stats_snapshot read_stats(unsigned short port, const std::string& host = "127.0.0.1");
+
+/// The viewers_now field of /stats from `host`, or -1 when /stats does not answer.
+int viewers_now(unsigned short port, const std::string& host = "127.0.0.1");
+
+/// The nearest-rank `q`-quantile (0 < q <= 1) of `values`, as mjpeg-load reports percentiles: the
+/// smallest value with at least q of them at or below it. 0 for no values.
+double percentile(std::vector<double> values, double q);
 
 }  // namespace mjpeg::test
