@@ -205,7 +205,7 @@ http::route_result plan_request(const http::route_options& routes, login_limiter
 
   boost::system::error_code ignored;
   const auto address =
-      client_address(peer.remote_endpoint(ignored).address(), parser, ctx.routes.trusted_proxies);
+      client_address(peer.remote_endpoint(ignored).address(), parser, routes.trusted_proxies);
   const auto now = login_limiter::clock::now();
   // A locked-out address is refused whatever it sends, right credentials included: otherwise
   // guessing would simply go on, answered by 429 instead of 401.
