@@ -12,6 +12,7 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/read_size.hpp>
 
 #include "mjpeg/frame_hub.hpp"
 #include "mjpeg/http.hpp"
@@ -88,8 +89,9 @@ class hub_bell : private hub_waiter {
 /// outcomes as http::async_read_header (end_of_stream, partial_message, header_limit, …).
 class request_reader {
  public:
-  /// Where the next receive puts its bytes.
-  boost::asio::mutable_buffer room() { return buffer_.prepare(4096); }
+  /// Where the next receive puts its bytes (as much room as Beast's own read asks for, so the
+  /// parser sees the same pieces and gives the same verdicts).
+  boost::asio::mutable_buffer room() { return buffer_.prepare(boost::beast::read_size(buffer_, 65536)); }
   /// Takes the result of a receive into room() (bytes, 0 at end of stream, or -errno). True when
   /// the head is complete or failed (then `ec` says how).
   bool received(int result, boost::beast::error_code& ec);
