@@ -113,7 +113,8 @@ class fan_out {
     while (!stop_) {
       const int n = ::epoll_wait(epoll_, events.data(), static_cast<int>(events.size()), 50);
       for (int i = 0; i < n; ++i)
-        for (ssize_t got; (got = ::read(events[static_cast<std::size_t>(i)].data.fd, sink.data(), sink.size())) > 0;)
+        for (ssize_t got;
+             (got = ::read(events[static_cast<std::size_t>(i)].data.fd, sink.data(), sink.size())) > 0;)
           received_.fetch_add(static_cast<std::uint64_t>(got), std::memory_order_release);
     }
   }
@@ -237,8 +238,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mjpeg-floor: io_uring is not available here (%s)\n", std::strerror(-rc));
     return 1;
   }
-  std::printf("{\"frame_bytes\": %zu, \"sender_cpu\": %d, \"reader_cpu\": %d, \"results\": [\n", f.wire_size(),
-              sender_cpu, reader_cpu);
+  std::printf("{\"frame_bytes\": %zu, \"sender_cpu\": %d, \"reader_cpu\": %d, \"results\": [\n",
+              f.wire_size(), sender_cpu, reader_cpu);
   const char* sep = "";
   for (const int n : viewers) {
     fan_out fo{n, reader_cpu};
@@ -255,10 +256,12 @@ int main(int argc, char** argv) {
       }
     for (const method m : {method::sendmsg, method::writev, method::io_uring}) {
       const tally& x = t[static_cast<std::size_t>(m)];
-      std::printf("%s  {\"method\": \"%s\", \"viewers\": %d, \"sends\": %llu, \"cpu_us_per_send\": %.3f, "
-                  "\"syscalls_per_send\": %.4f}",
-                  sep, name_of(m), n, static_cast<unsigned long long>(x.sends),
-                  x.cpu_us / static_cast<double>(x.sends), static_cast<double>(x.calls) / static_cast<double>(x.sends));
+      std::printf(
+          "%s  {\"method\": \"%s\", \"viewers\": %d, \"sends\": %llu, \"cpu_us_per_send\": %.3f, "
+          "\"syscalls_per_send\": %.4f}",
+          sep, name_of(m), n, static_cast<unsigned long long>(x.sends),
+          x.cpu_us / static_cast<double>(x.sends),
+          static_cast<double>(x.calls) / static_cast<double>(x.sends));
       sep = ",\n";
       std::fflush(stdout);
     }

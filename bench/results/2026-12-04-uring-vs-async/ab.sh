@@ -5,7 +5,8 @@
 # Server pinned to core 0, mjpeg-load to core 1, 640x480 replayed frames at 30 fps, 12 s runs.
 # CPU per viewer-frame is mjpeg-load's (server utime+stime over the frames delivered after ramp and
 # warm-up); system calls per viewer-frame are counted by perf stat on the server for 5 s in the
-# middle of the run, divided by the growth of /stats frames_sent over the same 5 s.
+# middle of the run, divided by the growth of /stats frames_sent read at the start and end of
+# perf's window.
 # usage: ab.sh ROUNDS OUTDIR   (BUILD=build/default, BEFORE=path of main's mjpeg-async, LOADS="100 1000 2000")
 set -u
 rounds=$1; out=$2; mkdir -p "$out"
@@ -27,10 +28,9 @@ run() { # variant tag viewers port
     --server-pid "$pid" --json "$out/$2.json" >"$out/$2.log" 2>&1 &
   local lpid=$!
   sleep 5
-  local a; a=$(sent "$4")
-  perf stat -x, -e "$events" -p "$pid" -o "$out/$2.perf" -- sleep 5
-  local b; b=$(sent "$4")
-  echo "$((b - a))" >"$out/$2.frames"
+  # The frames counted inside perf's window: read at its start and at its end.
+  perf stat -x, -e "$events" -p "$pid" -o "$out/$2.perf" -- \
+    bash -c "$(declare -f sent); a=\$(sent $4); sleep 5; b=\$(sent $4); echo \$((b - a)) >'$out/$2.frames'"
   wait "$lpid"
   kill -TERM "$pid"; wait "$pid"
 }
