@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <thread>
 
 #include <boost/asio/error.hpp>
 #include <boost/beast/http/error.hpp>
@@ -54,12 +55,17 @@ hub_bell::hub_bell(frame_hub& hub) : hub_{hub}, fd_{::eventfd(0, EFD_CLOEXEC)} {
 }
 
 hub_bell::~hub_bell() {
+  // publish wakes the waiters it took after unlocking, so a wake may still be on its way when
+  // cancel finds nothing parked: wait for it (an eventfd write, it never blocks) before closing.
   hub_.cancel(*this);
+  while (waking_.load(std::memory_order_acquire) > 0)
+    std::this_thread::yield();
   ::close(fd_);
 }
 
 void hub_bell::arm(ring& r, std::uint64_t user_data, std::uint64_t seen) {
   io_uring_prep_read(&r.prepare(user_data), fd_, &rung_, sizeof rung_, 0);
+  waking_.fetch_add(1, std::memory_order_relaxed);
   hub_.async_wait_newer(seen, *this);
 }
 
@@ -68,6 +74,7 @@ void hub_bell::wake(frame_ptr) noexcept {
   // reads the bell, and a frame published meanwhile is simply the newer one it gets.
   const std::uint64_t one = 1;
   [[maybe_unused]] const auto written = ::write(fd_, &one, sizeof one);
+  waking_.fetch_sub(1, std::memory_order_release);
 }
 
 bool request_reader::received(int result, boost::beast::error_code& ec) {

@@ -48,7 +48,8 @@ awaitable<void> stream_frames(server_context& ctx, deadline_stream& stream, view
   while (!ec) {
     frame_ptr f = co_await async::wait_newer(
         ctx.hub, gate.after(viewer.last_seq.load(std::memory_order_relaxed)), stream);
-    if (!f) break;  // shutdown, or the viewer left
+    if (!f) break;         // shutdown, or the viewer left
+    f = ctx.hub.latest();  // the newest by now: the wake-up may have waited in the executor's queue
     // Only a whole frame the path can deliver fresh; otherwise a newer one later (freshness.hpp).
     // A viewer that keeps up has taken everything before the next frame comes: the gate's look
     // at the kernel finds nothing queued, so the socket has room and we send at once.

@@ -6,6 +6,7 @@
 #include <sys/uio.h>
 
 #include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -82,7 +83,8 @@ class hub_bell : private hub_waiter {
   void wake(frame_ptr f) noexcept override;
   frame_hub& hub_;
   int fd_;
-  std::uint64_t rung_ = 0;  // the read's destination
+  std::uint64_t rung_ = 0;      // the read's destination
+  std::atomic<int> waking_{0};  // waits armed whose wake has not finished
 };
 
 /// A request head read from receive completions: Beast's parser fed by hand, with the same
