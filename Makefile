@@ -24,7 +24,7 @@ configure: deps
 build: configure
 	cmake --build --preset $(PRESET)
 
-## make run [VARIANT=async|single-thread|thread-per-client|thread-pool] [ARGS="--port 9000 --source 0"]: serve the synthetic camera.
+## make run [VARIANT=async|single-thread|thread-per-client|thread-pool|io-uring] [ARGS="--port 9000 --source 0"]: serve the synthetic camera.
 run: configure
 	cmake --build --preset $(PRESET) --target mjpeg-$(VARIANT)
 	$(BINARY) $(ARGS)

@@ -45,8 +45,8 @@ std::vector<std::string> listing(const std::string& folder) {
   return names;
 }
 
-const std::vector<std::string> servers = {"mjpeg-async", "mjpeg-single-thread", "mjpeg-thread-per-client",
-                                          "mjpeg-thread-pool"};
+const std::vector<std::string> servers = {"mjpeg-async", "mjpeg-io-uring", "mjpeg-single-thread",
+                                          "mjpeg-thread-per-client", "mjpeg-thread-pool"};
 
 // `cmake --install` of this build into `root` with `prefix` (DESTDIR when root is not empty).
 mjpeg::test::run_result install(const std::string& root, const std::string& prefix) {
@@ -74,7 +74,7 @@ TEST(Install, DestdirWithTheUsrPrefix) {
   const auto result = install(root.path(), "/usr");
   ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
   const std::string r = root.path();
-  EXPECT_EQ(listing(r + "/usr/bin"), servers) << "the four servers, no tests or benchmarks";
+  EXPECT_EQ(listing(r + "/usr/bin"), servers) << "the five servers, no tests or benchmarks";
   EXPECT_TRUE(exists(r + "/usr/lib/systemd/system/mjpeg-concurrency.service"));
   EXPECT_TRUE(exists(r + "/usr/lib/systemd/system/mjpeg-concurrency.socket"));
   EXPECT_TRUE(exists(r + "/etc/mjpeg-concurrency/mjpeg-concurrency.conf")) << "/usr keeps its config in /etc";
@@ -132,7 +132,7 @@ TEST(Package, DebHasItsLibrariesAsDependenciesAndRuns) {
   const auto depends = run_command("/usr/bin/dpkg-deb", {"-f", deb, "Depends"}, 30s);
   ASSERT_EQ(depends.exit_code, 0) << depends.err;
   for (const char* library :
-       {"libc6", "libstdc++6", "libopencv-core4", "libopencv-videoio4", "libopencv-imgcodecs4"})
+       {"libc6", "libstdc++6", "libopencv-core4", "libopencv-videoio4", "libopencv-imgcodecs4", "liburing2"})
     EXPECT_NE(depends.out.find(library), std::string::npos) << library << " in " << depends.out;
 
   const auto control = run_command("/usr/bin/dpkg-deb", {"-e", deb, d + "/control"}, 30s);

@@ -48,14 +48,21 @@ awaitable<void> stream_frames(server_context& ctx, deadline_stream& stream, view
   while (!ec) {
     frame_ptr f = co_await async::wait_newer(
         ctx.hub, gate.after(viewer.last_seq.load(std::memory_order_relaxed)), stream);
-    if (!f) break;  // shutdown, or the viewer left
-    // Wait until the kernel has taken the previous frame, then send the newest one: frames
-    // published meanwhile are skipped rather than queued, so a slow viewer sees fresh frames.
-    co_await stream.wait_writable(ec);
-    if (ec) break;
-    f = ctx.hub.latest();
+    if (!f) break;         // shutdown, or the viewer left
+    f = ctx.hub.latest();  // the newest by now: the wake-up may have waited in the executor's queue
     // Only a whole frame the path can deliver fresh; otherwise a newer one later (freshness.hpp).
-    if (const auto v = gate.check(*f); v != freshness_gate::verdict::send) {
+    // A viewer that keeps up has taken everything before the next frame comes: the gate's look
+    // at the kernel finds nothing queued, so the socket has room and we send at once.
+    auto v = gate.check(*f);
+    if (v != freshness_gate::verdict::send || gate.backlog() != 0) {
+      // Otherwise wait until the kernel has taken the previous frame, then send the newest one:
+      // frames published meanwhile are skipped rather than queued, so a slow viewer sees fresh frames.
+      co_await stream.wait_writable(ec);
+      if (ec) break;
+      f = ctx.hub.latest();
+      v = gate.check(*f);
+    }
+    if (v != freshness_gate::verdict::send) {
       if (v == freshness_gate::verdict::stalled) {
         ec = asio::error::timed_out;
         break;
