@@ -344,6 +344,7 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
     ctx.routes.loopback_only = address.is_loopback() || (address.is_v6() && address.to_v6().is_v4_mapped() &&
                                                          address.to_v6().to_v4().is_loopback());
     ctx.routes.allowed_hosts = opts.allow_hosts;
+    ctx.routes.camera_fps = opts.fps;  // the most a viewer may ask for with ?fps=N
     url_line();
 
     try {
