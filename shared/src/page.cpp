@@ -63,23 +63,21 @@ const stats_url = location.origin + location.pathname.replace(/[^/]*$/, "") + "s
 // of a restarted server do not all come back in the same instant.
 const backoff = (attempt) => Math.min(10000, 1000 * 2 ** attempt) * (0.75 + Math.random() * 0.5);
 const two = (n) => String(n).padStart(2, "0");
-const clock = (t) => two(t.getHours()) + ":" + two(t.getMinutes()) + ":" + two(t.getSeconds());
-// What an image shows while its tab is hidden: nothing, without a connection (an empty GIF).
+// An empty GIF: what a dropped stream's element is pointed at before it goes.
 const blank = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7";
+const clock = (t) => two(t.getHours()) + ":" + two(t.getMinutes()) + ":" + two(t.getSeconds());
 
-// One camera's tile. It connects on its own, notices on its own when its picture breaks or
-// freezes, and reconnects on its own with backoff, so one dead camera never stalls the others.
+// One camera's tile. It connects on its own, notices on its own when its picture breaks, and
+// reconnects on its own with backoff, so one dead camera never stalls the others.
 class tile {
   constructor(camera, index) {
     this.camera = camera;
-    this.img = document.createElement("img");
-    this.img.id = index === 0 ? "stream" : "stream-" + index;
-    this.img.width = @WIDTH@;
-    this.img.height = @HEIGHT@;
-    this.img.alt = camera.name ? "camera " + camera.name : "live stream";
+    this.id = index === 0 ? "stream" : "stream-" + index;
     this.state = document.createElement("div");
     this.state.className = "state";
     const figure = document.createElement("figure");
+    this.img = null;
+    this.fresh_img();
     figure.append(this.img, this.state);
     if (camera.name) {
       const caption = document.createElement("figcaption");
@@ -93,9 +91,23 @@ class tile {
     this.attempt = 0;      // failures in a row
     this.since = null;     // when the picture broke
     this.taken = 0;        // snapshots loaded
-    this.look = "";        // the picture as last sampled, to see it freeze
-    this.img.addEventListener("load", () => this.loaded());
-    this.img.addEventListener("error", () => this.failed("the stream broke"));
+  }
+  // A new, empty <img> in place of the old one, whose stream is closed on the way: Chromium closes
+  // it when the src changes, WebKit only when the element then leaves the page as well. Events
+  // of an element already replaced are ignored.
+  fresh_img() {
+    const img = document.createElement("img");
+    img.id = this.id;
+    img.width = @WIDTH@;
+    img.height = @HEIGHT@;
+    img.alt = this.camera.name ? "camera " + this.camera.name : "live stream";
+    img.addEventListener("load", () => { if (img === this.img) this.loaded(); });
+    img.addEventListener("error", () => { if (img === this.img) this.failed("the stream broke"); });
+    if (this.img) {
+      this.img.src = blank;
+      this.img.replaceWith(img);
+    }
+    this.img = img;
   }
   // Connects now (or fetches the next snapshot): a new URL each time, so no engine hands back a
   // cached or half-dead response.
@@ -106,6 +118,7 @@ class tile {
     this.started = performance.now();
     let url = snapshot_mode ? this.camera.snapshot : this.camera.stream;
     url += (url.includes("?") ? "&" : "?") + (!snapshot_mode && fps ? "fps=" + fps + "&" : "") + "_=" + Date.now();
+    if (!snapshot_mode) this.fresh_img();  // the old stream, if any, goes with the old element
     this.img.src = url;
   }
   // Hidden tab: drop the connection (the server sees the viewer leave and frees its slot).
@@ -113,21 +126,21 @@ class tile {
     this.running = false;
     this.pending = false;
     clearTimeout(this.timer);
-    this.img.src = blank;
+    this.fresh_img();
   }
   loaded() {
-    if (!this.running || this.img.src === blank) return;
+    if (!this.running) return;
     // A picture arrived: whatever broke is over.
     this.attempt = 0;
     this.since = null;
     this.state.textContent = "";
     if (!snapshot_mode) return;
     // One snapshot request at a time: the next one starts when this one is done, at the rate asked.
-    ++this.taken;
+    this.img.dataset.taken = ++this.taken;  // for people and tests to read
     this.timer = setTimeout(() => this.start(), Math.max(0, snapshot_period - (performance.now() - this.started)));
   }
   failed(why) {
-    if (!this.running || this.img.src === blank || this.pending) return;
+    if (!this.running || this.pending) return;
     this.pending = true;
     clearTimeout(this.timer);
     if (!this.since) this.since = new Date();
@@ -135,23 +148,6 @@ class tile {
     this.state.textContent = "reconnecting since " + clock(this.since) + ": " + why + "; next try in " +
         Math.round(wait / 1000) + " s";
     this.timer = setTimeout(() => this.start(), wait);
-  }
-  // Is the picture still changing? Sampled small; an unchanged sample while the server has sent
-  // newer frames means this stream froze without an error (as engines do after an app switch).
-  sample() {
-    const c = document.createElement("canvas");
-    c.width = 32;
-    c.height = 24;
-    try {
-      const g = c.getContext("2d");
-      g.drawImage(this.img, 0, 0, c.width, c.height);
-      const now = Array.from(g.getImageData(0, 0, c.width, c.height).data).join();
-      const same = now === this.look;
-      this.look = now;
-      return !same;
-    } catch (e) {
-      return true;  // cannot tell: assume it moves
-    }
   }
 }
 
@@ -162,7 +158,7 @@ $("mode").textContent = snapshot_mode ? "snapshots, " + (1000 / snapshot_period)
 
 // /stats: one request at a time, the next a second after the last answer (longer after errors),
 // none while the tab is hidden.
-let stats_timer = 0, stats_busy = false, stats_attempt = 0, last_seq = -1, seq_since = 0, server_gone = false;
+let stats_timer = 0, stats_busy = false, stats_attempt = 0, last_seq = -1, server_gone = false;
 async function refresh() {
   stats_timer = 0;
   if (document.hidden || stats_busy) return;
@@ -191,13 +187,6 @@ async function refresh() {
     // streams went with the old server, so connect again now.
     const restarted = s.frame_seq < last_seq;
     if (server_gone || restarted) for (const t of tiles) t.start();
-    // New frames published: a tile whose picture did not change since the last look froze.
-    const moving = s.frame_seq > last_seq && performance.now() - seq_since > 2500;
-    if (moving && !snapshot_mode && !server_gone && !restarted) {
-      for (const t of tiles) if (!t.pending && !t.sample()) t.failed("the picture froze");
-      seq_since = performance.now();
-    }
-    if (s.frame_seq !== last_seq && last_seq < 0) seq_since = performance.now();
     last_seq = s.frame_seq;
     server_gone = false;
     stats_attempt = 0;

@@ -229,7 +229,7 @@ std::string browser::missing(engine e) {
   return "unknown engine";
 }
 
-browser::browser(engine e, std::vector<std::string> chromium_extra) {
+browser::browser(engine e, std::vector<std::string> chromium_extra) : engine_{e} {
   const std::string why = missing(e);
   if (!why.empty()) throw std::runtime_error(why);
   const auto profile = fresh_profile(engine_name(e));
@@ -314,6 +314,10 @@ std::vector<unsigned char> browser::screenshot() {
 }
 
 void browser::hide_page() {
+  if (engine_ == engine::webkit) {
+    driver_->call("POST", "/window/minimize", "", "{}");
+    return;
+  }
   blank_handle_ =
       json_string(driver_->call("POST", "/window/new", "WebDriver:NewWindow", R"({"type":"tab"})"), "handle");
   driver_->call("POST", "/window", "WebDriver:SwitchToWindow",
@@ -321,6 +325,10 @@ void browser::hide_page() {
 }
 
 void browser::show_page() {
+  if (engine_ == engine::webkit) {
+    driver_->call("POST", "/window/rect", "", "{}");  // no size given: restore the window
+    return;
+  }
   driver_->call("DELETE", "/window", "WebDriver:CloseWindow", "{}");
   driver_->call("POST", "/window", "WebDriver:SwitchToWindow",
                 "{\"handle\":" + json_quote(page_handle_) + "}");

@@ -43,15 +43,17 @@ class browser {
   std::string execute(const std::string& script);
   /// A PNG screenshot of the current tab.
   std::vector<unsigned char> screenshot();
-  /// Puts a second, blank tab in front: the page's tab is then hidden (Page Visibility API).
+  /// Hides the page (Page Visibility API): a second, blank tab in front (Chromium, Firefox), or
+  /// the window minimized (WebKitGTK's MiniBrowser opens a new tab as a window of its own).
   void hide_page();
-  /// Closes that tab and brings the page's tab back to the front.
+  /// Shows the page again: closes that tab, or restores the window.
   void show_page();
 
   /// One protocol's way to say these things (W3C WebDriver or Marionette).
   struct driver;
 
  private:
+  engine engine_;
   std::unique_ptr<driver> driver_;
   std::string page_handle_;
   std::string blank_handle_;
