@@ -54,7 +54,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   // Whatever the input, the answer is a well-formed response or a silent close.
   if (plan.what == http::resource::error) {
-    const std::string response = http::error_response(plan.code, plan.retry_after);
+    const std::string response = http::error_response(plan.code, plan.retry_after, plan.reason);
     check(response.rfind("HTTP/1.1 4", 0) == 0 || response.rfind("HTTP/1.1 5", 0) == 0);
     check(response.find("\r\n\r\n") != std::string::npos);
   } else if (plan.what != http::resource::none) {

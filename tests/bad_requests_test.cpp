@@ -48,6 +48,11 @@ std::vector<bad_case> bad_cases() {
        }(),
        431},
       {"unknown path", "GET /etc/passwd HTTP/1.1\r\nHost: localhost\r\n\r\n", 404},
+      {"fps=0", "GET /stream?fps=0 HTTP/1.1\r\nHost: localhost\r\n\r\n", 400},
+      {"negative fps", "GET /stream?fps=-2 HTTP/1.1\r\nHost: localhost\r\n\r\n", 400},
+      {"non-numeric fps", "GET /?action=stream&fps=lots HTTP/1.1\r\nHost: localhost\r\n\r\n", 400},
+      {"fps above the camera's", "GET /stream?fps=31 HTTP/1.1\r\nHost: localhost\r\n\r\n", 400},
+      {"unknown page mode", "GET /?mode=video HTTP/1.1\r\nHost: localhost\r\n\r\n", 400},
       {"other method", "PUT /stream HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 405},
       {"POST", "POST /stream HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 405},
       {"DELETE", "DELETE / HTTP/1.1\r\n\r\n", 405},
@@ -76,6 +81,11 @@ TEST_P(EveryVariant, BadRequestsGetTheirStatusWhileAViewerKeepsReceiving) {
   for (const auto& c : bad_cases()) {
     const auto r = request(server.port(), c.raw);
     EXPECT_EQ(r.status, c.status) << c.name;
+    if (std::string{c.name}.find("fps") != std::string::npos) {
+      EXPECT_NE(r.body.find("fps must be a whole number of frames per second from 1 to 30"),
+                std::string::npos)
+          << c.name << ": the reason in the body: " << r.body;
+    }
     if (c.status == 405) {
       EXPECT_EQ(header(r, "allow"), "GET, HEAD") << c.name;
     }

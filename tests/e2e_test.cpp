@@ -6,12 +6,14 @@
 
 #include <gtest/gtest.h>
 
-#include <opencv2/imgcodecs.hpp>
-
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <optional>
 #include <thread>
 #include <vector>
+
+#include <opencv2/imgcodecs.hpp>
 
 #include "client.hpp"
 #include "every_variant.hpp"
@@ -83,7 +85,9 @@ TEST_P(EveryVariant, PageAndStats) {
   const auto page = get(server.port(), "/");
   ASSERT_EQ(page.status, 200);
   EXPECT_EQ(page.headers.at("content-type"), "text/html; charset=utf-8");
-  EXPECT_NE(page.body.find("<img id=\"stream\" src=\"stream\""), std::string::npos);
+  // The page's grid is built from the server's camera list: one camera, at "stream".
+  EXPECT_NE(page.body.find(R"(const cameras = [{"name":"","stream":"stream","snapshot":"snapshot"}];)"),
+            std::string::npos);
   const std::string variant = GetParam().substr(std::string{"mjpeg_"}.size());
   EXPECT_NE(page.body.find(variant), std::string::npos);
 
@@ -158,6 +162,39 @@ TEST_P(EveryVariant, CaptureFpsUnderACpuHogIsWhatWasPublished) {
     EXPECT_LE(fps, 30 * 1.1) << "above the target";
     EXPECT_GT(fps, 0);
   }
+
+TEST_P(EveryVariant, FpsCapsOneViewerBySkippingFrames) {
+  server_process server{binary(), small_frames()};  // a 30 fps camera
+  stream_reader capped{server.port(), "/stream?fps=2"};
+  ASSERT_EQ(capped.open(), 200) << server.error_output();
+  // 11 frames at 2 fps: 5 s between the first and the last.
+  std::vector<std::chrono::steady_clock::time_point> arrived;
+  std::vector<std::uint64_t> seqs;
+  for (int i = 0; i < 11; ++i) {
+    const auto part = capped.next(3s);
+    ASSERT_TRUE(part) << "frame " << i;
+    arrived.push_back(std::chrono::steady_clock::now());
+    seqs.push_back(mjpeg::test::seq_of(*part));
+  }
+  const double seconds = std::chrono::duration<double>(arrived.back() - arrived.front()).count();
+  const double fps = static_cast<double>(arrived.size() - 1) / seconds;
+  EXPECT_NEAR(fps, 2.0, 0.2) << "frames over " << seconds << " s";
+  // The newest frame each time: about 15 camera frames skipped between two sent ones.
+  for (std::size_t i = 1; i < seqs.size(); ++i)
+    EXPECT_GE(seqs[i] - seqs[i - 1], 8u) << "frame " << i << " was not the newest";
+  if (one_at_a_time()) return;
+  // The cap is this viewer's alone: another viewer at the same time gets the camera's rate.
+  stream_reader full{server.port()};
+  ASSERT_EQ(full.open(), 200);
+  const auto first = full.next();
+  ASSERT_TRUE(first);
+  const auto start = std::chrono::steady_clock::now();
+  std::optional<mjpeg::test::part> last;
+  for (int i = 0; i < 30; ++i)
+    ASSERT_TRUE(last = full.next()) << "uncapped frame " << i;
+  const double full_fps =
+      30.0 / std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_GT(full_fps, 15.0) << "an uncapped viewer beside a capped one";
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
 #include <deque>
+#include <utility>
+#include <vector>
 
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/error.hpp>
@@ -336,6 +338,62 @@ TEST(Route, MjpgStreamerUrlVariants) {
     EXPECT_EQ(handle(get(target)).code, status::not_found) << target;
 }
 
+http::route_options camera_at(double fps) {
+  http::route_options options;
+  options.camera_fps = fps;
+  return options;
+}
+
+TEST(Route, FpsCapsOneViewersStream) {
+  const auto options = camera_at(30);
+  for (const auto& [target, fps] :
+       std::vector<std::pair<std::string, unsigned>>{{"/stream", 0},
+                                                     {"/stream?fps=1", 1},
+                                                     {"/stream?fps=2", 2},
+                                                     {"/stream?fps=30", 30},
+                                                     {"/stream?fps=002", 2},
+                                                     {"/stream?_=1700000000000&fps=5", 5},
+                                                     {"/?action=stream&fps=3", 3},
+                                                     {"/?action=stream_0&1700000000000&fps=10", 10}}) {
+    const auto r = handle({get(target)}, options);
+    EXPECT_EQ(r.what, resource::stream) << target;
+    EXPECT_EQ(r.max_fps, fps) << target;
+  }
+  // The page takes it too (and passes it on to its stream); other resources ignore it.
+  EXPECT_EQ(handle({get("/?fps=4")}, options).max_fps, 4u);
+  EXPECT_EQ(handle({get("/snapshot?fps=0")}, options).what, resource::snapshot);
+  EXPECT_EQ(handle({get("/stats?fps=x")}, options).what, resource::stats);
+}
+
+TEST(Route, BadFpsIs400WithTheReason) {
+  const auto options = camera_at(30);
+  for (const char* target :
+       {"/stream?fps=0", "/stream?fps=-1", "/stream?fps=abc", "/stream?fps=", "/stream?fps=31",
+        "/stream?fps=2.5", "/stream?fps=1e1", "/stream?fps=99999999999", "/stream?fps=+2",
+        "/stream?fps=2&fps=0", "/?action=stream&fps=0", "/?fps=31", "/?mode=snapshot&fps=0"}) {
+    const auto r = handle({get(target)}, options);
+    EXPECT_EQ(r.what, resource::error) << target;
+    EXPECT_EQ(r.code, status::bad_request) << target;
+    EXPECT_EQ(r.reason, "fps must be a whole number of frames per second from 1 to 30 (the camera's rate)")
+        << target;
+  }
+  // The camera's rate is the ceiling, rounded down; a camera slower than 1 fps still allows 1.
+  EXPECT_EQ(handle({get("/stream?fps=7")}, camera_at(7.5)).max_fps, 7u);
+  EXPECT_EQ(handle({get("/stream?fps=8")}, camera_at(7.5)).code, status::bad_request);
+  EXPECT_EQ(handle({get("/stream?fps=1")}, camera_at(0.5)).max_fps, 1u);
+}
+
+TEST(Route, PageModeIsStreamOrSnapshot) {
+  EXPECT_EQ(handle(get("/?mode=snapshot")).what, resource::page);
+  EXPECT_EQ(handle(get("/?mode=stream")).what, resource::page);
+  EXPECT_EQ(handle(get("/?mode=snapshot&fps=2")).max_fps, 2u);
+  for (const char* target : {"/?mode=video", "/?mode=", "/?mode=Snapshot"}) {
+    const auto r = handle(get(target));
+    EXPECT_EQ(r.code, status::bad_request) << target;
+    EXPECT_EQ(r.reason, "mode must be stream or snapshot") << target;
+  }
+}
+
 TEST(Route, AuthSchemeIsCaseInsensitiveAndToleratesSpaces) {
   const http::route_options options = with_auth("alice:secret");
   const auto with = [&](const std::string& value) {
@@ -405,6 +463,10 @@ TEST(Writers, ErrorResponsesGoldenBytes) {
       http::error_response(status::service_unavailable),
       "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 20\r\n"
       "Retry-After: 1\r\nCache-Control: no-store\r\nConnection: close\r\n\r\nService Unavailable\n");
+  EXPECT_EQ(
+      http::error_response(status::bad_request, 1, "mode must be stream or snapshot"),
+      "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 45\r\n"
+      "Cache-Control: no-store\r\nConnection: close\r\n\r\nBad Request: mode must be stream or snapshot\n");
   EXPECT_NE(http::error_response(status::unauthorized).find("\r\nWWW-Authenticate: Basic realm=\"mjpeg\""),
             std::string::npos);
   for (const auto code : {status::bad_request, status::request_timeout, status::uri_too_long,

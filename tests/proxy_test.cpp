@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -28,6 +29,11 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "browser.hpp"
 #include "client.hpp"
 #include "server_process.hpp"
 #include "stats.hpp"
@@ -140,7 +146,8 @@ class tls_tunnel {
 // certificate made for it, all in `dir`.
 class nginx_front {
  public:
-  nginx_front(const scratch_dir& dir, unsigned short upstream_port) {
+  nginx_front(const scratch_dir& dir, unsigned short upstream_port, bool http2 = true,
+              const std::string& more_locations = "") {
     const auto cert = run_command(
         "/usr/bin/openssl",
         {"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
@@ -153,8 +160,10 @@ class nginx_front {
       port_ = free_port();
       std::string site = replaced(shipped, "server 127.0.0.1:8080;",
                                   "server 127.0.0.1:" + std::to_string(upstream_port) + ";");
-      site = replaced(site, "listen 443 ssl;", "listen 127.0.0.1:" + std::to_string(port_) + " ssl;");
-      site = replaced(site, "listen [::]:443 ssl;", "");
+      site = replaced(site, "listen 443 ssl http2;",
+                      "listen 127.0.0.1:" + std::to_string(port_) + (http2 ? " ssl http2;" : " ssl;"));
+      site = replaced(site, "listen [::]:443 ssl http2;", "");
+      site = replaced(site, "    location / {", more_locations + "    location / {");
       site = replaced(site, "/etc/ssl/certs/camera.example.org.pem", dir.path() + "/cert.pem");
       site = replaced(site, "/etc/ssl/private/camera.example.org.key", dir.path() + "/key.pem");
       const std::string& d = dir.path();
@@ -308,6 +317,89 @@ TEST(NginxTls, AViewerLeavingThroughTheProxyIsReleasedWithinTheSendTimeout) {
 }
 
 // --- Prometheus ----------------------------------------------------------------------------
+
+// A wall of eight cameras in one Chromium tab through the shipped TLS front. A browser opens at
+// most six HTTP/1.1 connections to one host, and an MJPEG stream holds its connection for good:
+// over HTTP/1.1 the seventh and eighth tiles never load. The shipped site speaks HTTP/2, where the
+// eight streams share one connection. The wall is the viewer page itself with eight cameras in its
+// list (this server has one camera, so each tile asks for it under a URL of its own).
+struct wall_result {
+  int moving = 0;      // tiles whose picture changed between two screenshots
+  int viewers = 0;     // streams the server saw
+  std::string detail;  // for failure messages
+};
+
+wall_result watch_wall(bool http2) {
+  scratch_dir dir;
+  server_process server{mjpeg::test::variant_binary("mjpeg_async"), small_frames()};
+  std::string page = get(server.port(), "/").body;
+  std::string cameras = "[";
+  for (int i = 0; i < 8; ++i)
+    cameras += std::string{i ? "," : ""} + "{\"name\":\"camera " + std::to_string(i + 1) +
+               "\",\"stream\":\"stream?tile=" + std::to_string(i) + "\",\"snapshot\":\"snapshot\"}";
+  page = replaced(page, R"([{"name":"","stream":"stream","snapshot":"snapshot"}])", cameras + "]");
+  const std::string wall = dir.write("wall.html", page);
+  // nginx's workers are not root: they may pass through the scratch folder and read this file.
+  std::filesystem::permissions(dir.path(), std::filesystem::perms::others_exec,
+                               std::filesystem::perm_options::add);
+  std::filesystem::permissions(wall, std::filesystem::perms::others_read, std::filesystem::perm_options::add);
+  const nginx_front nginx{dir, server.port(), http2,
+                          "    location = /wall.html { alias " + wall + "; default_type text/html; }\n"};
+  mjpeg::test::browser b{mjpeg::test::engine::chromium,
+                         {"--ignore-certificate-errors", "--window-size=1600,1000"}};
+  b.navigate("https://127.0.0.1:" + std::to_string(nginx.port()) + "/wall.html");
+  std::this_thread::sleep_for(5s);
+  // Where each tile's picture is, in screenshot pixels.
+  std::istringstream rects{b.execute(
+      "var d = window.devicePixelRatio || 1;"
+      "return Array.from(document.querySelectorAll('#grid img')).map(function (i) {"
+      "  var r = i.getBoundingClientRect();"
+      "  return [r.left, r.top, r.width, r.height].map(function (v) { return Math.round(v * d); }).join(' ');"
+      "}).join(' ');")};
+  const auto first = b.screenshot();
+  std::this_thread::sleep_for(1500ms);
+  const auto second = b.screenshot();
+  const std::string name = std::string{"viewer-wall-"} + (http2 ? "http2" : "http1");
+  std::ofstream{std::string{MJPEG_SCREENSHOT_DIR} + "/" + name + "-1.png", std::ios::binary}.write(
+      reinterpret_cast<const char*>(first.data()), static_cast<std::streamsize>(first.size()));
+  std::ofstream{std::string{MJPEG_SCREENSHOT_DIR} + "/" + name + "-2.png", std::ios::binary}.write(
+      reinterpret_cast<const char*>(second.data()), static_cast<std::streamsize>(second.size()));
+  const cv::Mat a = cv::imdecode(first, cv::IMREAD_COLOR), c = cv::imdecode(second, cv::IMREAD_COLOR);
+  wall_result out;
+  if (a.empty() || c.empty() || a.size() != c.size()) return out;
+  int x = 0, y = 0, w = 0, h = 0;
+  for (int tile = 0; rects >> x >> y >> w >> h; ++tile) {
+    const cv::Rect area = cv::Rect{x, y, w, h} & cv::Rect{0, 0, a.cols, a.rows};
+    if (area.area() == 0) continue;
+    cv::Mat diff, changed;
+    cv::absdiff(a(area), c(area), diff);
+    cv::cvtColor(diff, diff, cv::COLOR_BGR2GRAY);
+    cv::threshold(diff, changed, 40, 255, cv::THRESH_BINARY);
+    const bool moved =
+        static_cast<double>(cv::countNonZero(changed)) / static_cast<double>(area.area()) > 0.002;
+    out.moving += moved ? 1 : 0;
+    out.detail += " tile " + std::to_string(tile + 1) + (moved ? " moves" : " still");
+  }
+  out.viewers = viewers_now(server.port());
+  return out;
+}
+
+TEST(NginxHttp2, AWallOfEightStreamsMovesOverHttp2) {
+  if (const auto why = mjpeg::test::browser::missing(mjpeg::test::engine::chromium); !why.empty())
+    GTEST_SKIP() << why;
+  const auto wall = watch_wall(true);
+  EXPECT_EQ(wall.moving, 8) << wall.detail;
+  EXPECT_EQ(wall.viewers, 8);
+}
+
+TEST(NginxHttp2, OverHttp1AtMostSixOfTheEightMove) {
+  if (const auto why = mjpeg::test::browser::missing(mjpeg::test::engine::chromium); !why.empty())
+    GTEST_SKIP() << why;
+  const auto wall = watch_wall(false);
+  EXPECT_GE(wall.moving, 1) << wall.detail;
+  EXPECT_LE(wall.moving, 6) << wall.detail;
+  EXPECT_LE(wall.viewers, 6);
+}
 
 TEST(Prometheus, ARealServerScrapesMetrics) {
   scratch_dir dir;

@@ -147,6 +147,7 @@ http::route_options routes_for(const options& opts, const boost::asio::ip::tcp::
   routes.allowed_hosts = opts.allow_hosts;
   for (const std::string& proxy : opts.trusted_proxies)
     routes.trusted_proxies.push_back(boost::asio::ip::make_address(proxy));  // checked by parse_options
+  routes.camera_fps = opts.fps;  // the most a viewer may ask for with ?fps=N
   return routes;
 }
 

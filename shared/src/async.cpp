@@ -146,17 +146,36 @@ awaitable<void> deadline_stream::close_gracefully() {
     drained += co_await socket_.async_read_some(asio::buffer(sink), asio::redirect_error(use_awaitable, ec));
 }
 
-awaitable<frame_ptr> wait_newer(frame_hub& hub, std::uint64_t seen, deadline_stream& stream) {
-  // Waiting for the camera is not the peer's fault: no deadline, but the watchdog looks at the
-  // socket if the wait grows long.
-  stream.deadline_.store(deadline_stream::never, deadline_stream::relaxed);
-  stream.waiting_since_.store(steady_clock::now().time_since_epoch().count(), deadline_stream::relaxed);
+// Parks the coroutine in the hub until a frame newer than `seen` (or null).
+awaitable<frame_ptr> park(frame_hub& hub, std::uint64_t seen, deadline_stream& stream) {
   return asio::async_initiate<const asio::use_awaitable_t<>&, void(frame_ptr)>(
       [&hub, seen, &stream](deadline_stream::resume_handler resume) {
         stream.resume_.emplace(std::move(resume));
         hub.async_wait_newer(seen, stream);
       },
       use_awaitable);
+}
+
+// A viewer with a rate cap (?fps=N): sit out the rest of the period on a timer (at most a
+// second), then take the newest frame; those published meanwhile are skipped at the hub.
+awaitable<frame_ptr> paced(frame_hub& hub, std::uint64_t seen, deadline_stream& stream) {
+  if (stream.pace_.due() > steady_clock::now()) {
+    asio::steady_timer pause{co_await asio::this_coro::executor, stream.pace_.due()};
+    error_code ec;
+    co_await pause.async_wait(asio::redirect_error(use_awaitable, ec));
+  }
+  frame_ptr f = co_await park(hub, seen, stream);
+  stream.pace_.took(steady_clock::now());
+  co_return f;
+}
+
+awaitable<frame_ptr> wait_newer(frame_hub& hub, std::uint64_t seen, deadline_stream& stream) {
+  // Waiting for the camera is not the peer's fault: no deadline, but the watchdog looks at the
+  // socket if the wait grows long (a capped viewer's pause included).
+  stream.deadline_.store(deadline_stream::never, deadline_stream::relaxed);
+  stream.waiting_since_.store(steady_clock::now().time_since_epoch().count(), deadline_stream::relaxed);
+  // Without a cap, no coroutine frame of its own: the hub resumes the caller directly.
+  return stream.pace_.active() ? paced(hub, seen, stream) : park(hub, seen, stream);
 }
 
 awaitable<bool> accept_next(server_context& ctx, sessions& all, connection& c) {

@@ -115,11 +115,19 @@ void deadline_stream::close_gracefully() {
   }
 }
 
-frame_ptr wait_newer(frame_hub& hub, std::uint64_t seen, const deadline_stream& stream) {
+frame_ptr wait_newer(frame_hub& hub, std::uint64_t seen, deadline_stream& stream) {
+  // A viewer with a rate cap (?fps=N) first sits out the rest of its period, watching for the
+  // peer leaving and for shutdown; the frames published meanwhile are skipped at the hub. With
+  // no cap, or once the period is over, the wait below returns at once (no system call).
+  error_code ec;
+  if (stream.wait(POLLRDHUP, stream.pace_.due(), ec) || ec != asio_error::timed_out) return nullptr;
   // While frames flow this is the hub's wait and nothing more. While they do not, look at the
   // socket once a second, so a viewer who left meanwhile frees its thread and its slot.
   for (;;) {
-    if (frame_ptr f = hub.wait_newer_for(seen, std::chrono::seconds{1})) return f;
+    if (frame_ptr f = hub.wait_newer_for(seen, std::chrono::seconds{1})) {
+      stream.pace_.took(std::chrono::steady_clock::now());
+      return f;
+    }
     if (hub.closed() || peer_gone(stream.native_handle())) return nullptr;
   }
 }
@@ -198,6 +206,7 @@ void serve_client(server_context& ctx, connection c, viewer_state& viewer) {
 
   // Answer it; a viewer that stops taking bytes is dropped after --send-timeout.
   stream.write_timeout(seconds(ctx.opts.send_timeout));
+  stream.max_fps(plan.max_fps);
   if (plan.what == http::resource::none) return;
   if (plan.what == http::resource::stream && !plan.head_only) {
     stream_frames(ctx, stream, viewer, peer_name(c.socket));

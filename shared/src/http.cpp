@@ -155,6 +155,42 @@ std::string_view mjpg_streamer_action(std::string_view query) {
   return "";
 }
 
+// The query's parameters as the router reads them: ?fps=N on the stream and the page, ?mode= on
+// the page. Anything else is left alone (cache busters such as "_=1700000000000"). `error` says
+// what is wrong, empty when nothing is.
+struct query_options {
+  unsigned fps = 0;
+  std::string_view mode;
+  std::string error;
+};
+
+query_options read_query(std::string_view query, double camera_fps) {
+  query_options out;
+  // The highest whole rate a viewer may ask for; a camera slower than 1 fps still allows 1.
+  const unsigned most = camera_fps > 0 ? std::max(1U, static_cast<unsigned>(camera_fps + 1e-9)) : 1000U;
+  while (!query.empty() && out.error.empty()) {
+    const auto amp = query.find('&');
+    const std::string_view param = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    if (param.rfind("fps=", 0) == 0) {
+      const std::string_view value = param.substr(4);
+      unsigned n = 0;
+      const bool digits =
+          !value.empty() && value.size() <= 4 && std::all_of(value.begin(), value.end(), is_digit);
+      for (const char c : digits ? value : std::string_view{})
+        n = n * 10 + static_cast<unsigned>(c - '0');
+      if (!digits || n < 1 || n > most)
+        out.error = "fps must be a whole number of frames per second from 1 to " + std::to_string(most) +
+                    " (the camera's rate)";
+      out.fps = n;
+    } else if (param.rfind("mode=", 0) == 0) {
+      out.mode = param.substr(5);
+      if (out.mode != "stream" && out.mode != "snapshot") out.error = "mode must be stream or snapshot";
+    }
+  }
+  return out;
+}
+
 // After Beast's bad_version: 505 only for a well-formed request line whose version is one we do
 // not speak ("GET / HTTP/2.0\r\n"); a space in the target, a bare LF, or a mangled version
 // make a malformed request line, which is 400.
@@ -282,9 +318,16 @@ route_result route(const request_head& head, const route_options& options) {
     if (login != credentials::right) return {resource::error, status::unauthorized, false, login};
   }
 
-  // Routes match on the path; the query only matters for mjpg-streamer's "/?action=…" URLs.
+  // Routes match on the path, then the query: mjpg-streamer's "/?action=…" URLs, ?fps= on the
+  // stream (and on the page, which passes it on), ?mode= on the page.
   const bool head_only = head.method == verb::head;
-  const auto found = [&](resource what) { return route_result{what, status::ok, head_only, login}; };
+  const query_options query = read_query(target->query, options.camera_fps);
+  const auto found = [&](resource what) {
+    const bool streamed = what == resource::stream || what == resource::page;
+    if (!query.error.empty() && streamed)
+      return route_result{resource::error, status::bad_request, false, login, 0, 0, query.error};
+    return route_result{what, status::ok, head_only, login, 0, streamed ? query.fps : 0U, {}};
+  };
   const auto not_found = route_result{resource::error, status::not_found, false, login};
   const std::string_view path = target->path;
   if (path == "/") {
@@ -344,8 +387,12 @@ std::string stream_preamble() {
   return out;
 }
 
-std::string error_response(status code, unsigned retry_after) {
+std::string error_response(status code, unsigned retry_after, std::string_view reason) {
   std::string body{to_std(bhttp::obsolete_reason(code))};
+  if (!reason.empty()) {
+    body += ": ";
+    body += reason;
+  }
   body += '\n';
   std::string out = status_line(code);
   out += "Content-Type: text/plain; charset=utf-8\r\nContent-Length: ";

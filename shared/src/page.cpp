@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "mjpeg/json.hpp"
+
 namespace mjpeg {
 namespace {
 
@@ -17,8 +19,15 @@ constexpr std::string_view page_template = R"html(<!doctype html>
 <style>
   body { margin: 0; background: #111; color: #ddd; font: 15px/1.4 system-ui, sans-serif; }
   main { max-width: @WIDTH@px; margin: 1.5em auto; padding: 0 1em; }
+  main.wall { max-width: none; }
   h1 { font-size: 1.1em; font-weight: 600; margin: 0 0 .6em; }
+  #grid { display: grid; gap: .5em; grid-template-columns: repeat(auto-fill, minmax(min(100%, 300px), 1fr)); }
+  #grid.one { grid-template-columns: 1fr; }
+  figure { margin: 0; position: relative; }
+  figcaption { font-size: .9em; padding: .2em 0; }
   img { display: block; width: 100%; height: auto; background: #000; aspect-ratio: @WIDTH@ / @HEIGHT@; }
+  .state { position: absolute; left: 0; right: 0; top: 0; padding: .3em .6em; background: #a33; color: #fff; }
+  .state:empty { display: none; }
   #status { margin-top: .6em; font-variant-numeric: tabular-nums; }
   #status b { color: #fff; }
   a { color: #8cf; }
@@ -27,25 +36,141 @@ constexpr std::string_view page_template = R"html(<!doctype html>
 <body>
 <main>
 <h1>mjpeg-concurrency &middot; <span id="variant">@VARIANT@</span></h1>
-<img id="stream" src="stream" width="@WIDTH@" height="@HEIGHT@" alt="live stream">
+<div id="grid"></div>
+<noscript><img src="stream" width="@WIDTH@" height="@HEIGHT@" alt="live stream"></noscript>
 <div id="status">variant <b>@VARIANT@</b> &middot; <b id="fps">&ndash;</b> fps (target @FPS@) &middot;
 <b id="viewers">&ndash;</b> viewers &middot; image <b id="size">not yet decoded</b> &middot;
-<span id="note">waiting for /stats</span><span id="camera"></span></div>
-<p><a href="stream">stream</a> &middot; <a href="snapshot">snapshot</a> &middot; <a href="stats">stats</a></p>
+<span id="note">waiting for /stats</span><span id="camera"></span><br><span id="mode"></span></div>
+<p><a href="?mode=stream">live</a> &middot; <a href="?mode=snapshot">snapshots</a> &middot;
+<a href="stream">stream</a> &middot; <a href="snapshot">snapshot</a> &middot; <a href="stats">stats</a></p>
 </main>
 <script>
 "use strict";
 const $ = (id) => document.getElementById(id);
-const img = $("stream");
+// The tiles: one per camera, as the server lists them.
+const cameras = @CAMERAS@;
+const query = new URLSearchParams(location.search);
+const snapshot_mode = query.get("mode") === "snapshot";
+// ?fps=N: live, the stream's cap for this viewer (the server skips frames for us); with
+// ?mode=snapshot, how many snapshots a second each tile fetches (2 unless asked).
+const fps = Number(query.get("fps")) || 0;
+const snapshot_period = 1000 / (fps || 2);
 // Opened as http://user:pass@host/, a relative URL would carry the credentials along, and fetch()
 // refuses such URLs. location.origin never holds them; the browser still sends the credentials it
 // was given for this origin (credentials: "same-origin").
 const stats_url = location.origin + location.pathname.replace(/[^/]*$/, "") + "stats";
+// Backoff after a failure: 1 s doubling to 10 s, each wait jittered by +-25 %, so the viewers
+// of a restarted server do not all come back in the same instant.
+const backoff = (attempt) => Math.min(10000, 1000 * 2 ** attempt) * (0.75 + Math.random() * 0.5);
+const two = (n) => String(n).padStart(2, "0");
+// An empty GIF: what a dropped stream's element is pointed at before it goes.
+const blank = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7";
+const clock = (t) => two(t.getHours()) + ":" + two(t.getMinutes()) + ":" + two(t.getSeconds());
+
+// One camera's tile. It connects on its own, notices on its own when its picture breaks, and
+// reconnects on its own with backoff, so one dead camera never stalls the others.
+class tile {
+  constructor(camera, index) {
+    this.camera = camera;
+    this.id = index === 0 ? "stream" : "stream-" + index;
+    this.state = document.createElement("div");
+    this.state.className = "state";
+    const figure = document.createElement("figure");
+    this.img = null;
+    this.fresh_img();
+    figure.append(this.img, this.state);
+    if (camera.name) {
+      const caption = document.createElement("figcaption");
+      caption.textContent = camera.name;
+      figure.append(caption);
+    }
+    $("grid").append(figure);
+    this.running = false;  // false while the tab is hidden
+    this.timer = 0;        // the next connect or poll
+    this.pending = false;  // a reconnect is scheduled
+    this.attempt = 0;      // failures in a row
+    this.since = null;     // when the picture broke
+    this.taken = 0;        // snapshots loaded
+  }
+  // A new, empty <img> in place of the old one, whose stream is closed on the way: Chromium closes
+  // it when the src changes, WebKit only when the element then leaves the page as well. Events
+  // of an element already replaced are ignored.
+  fresh_img() {
+    const img = document.createElement("img");
+    img.id = this.id;
+    img.width = @WIDTH@;
+    img.height = @HEIGHT@;
+    img.alt = this.camera.name ? "camera " + this.camera.name : "live stream";
+    img.addEventListener("load", () => { if (img === this.img) this.loaded(); });
+    img.addEventListener("error", () => { if (img === this.img) this.failed("the stream broke"); });
+    if (this.img) {
+      this.img.src = blank;
+      this.img.replaceWith(img);
+    }
+    this.img = img;
+  }
+  // Connects now (or fetches the next snapshot): a new URL each time, so no engine hands back a
+  // cached or half-dead response.
+  start() {
+    clearTimeout(this.timer);
+    this.running = true;
+    this.pending = false;
+    this.started = performance.now();
+    let url = snapshot_mode ? this.camera.snapshot : this.camera.stream;
+    url += (url.includes("?") ? "&" : "?") + (!snapshot_mode && fps ? "fps=" + fps + "&" : "") + "_=" + Date.now();
+    if (!snapshot_mode) this.fresh_img();  // the old stream, if any, goes with the old element
+    this.img.src = url;
+  }
+  // Hidden tab: drop the connection (the server sees the viewer leave and frees its slot).
+  stop() {
+    this.running = false;
+    this.pending = false;
+    clearTimeout(this.timer);
+    this.fresh_img();
+  }
+  loaded() {
+    if (!this.running) return;
+    // A picture arrived: whatever broke is over.
+    this.attempt = 0;
+    this.since = null;
+    this.state.textContent = "";
+    if (!snapshot_mode) return;
+    // One snapshot request at a time: the next one starts when this one is done, at the rate asked.
+    this.img.dataset.taken = ++this.taken;  // for people and tests to read
+    this.timer = setTimeout(() => this.start(), Math.max(0, snapshot_period - (performance.now() - this.started)));
+  }
+  failed(why) {
+    if (!this.running || this.pending) return;
+    this.pending = true;
+    clearTimeout(this.timer);
+    if (!this.since) this.since = new Date();
+    const wait = backoff(this.attempt++);
+    this.state.textContent = "reconnecting since " + clock(this.since) + ": " + why + "; next try in " +
+        Math.round(wait / 1000) + " s";
+    this.timer = setTimeout(() => this.start(), wait);
+  }
+}
+
+const tiles = cameras.map((camera, index) => new tile(camera, index));
+if (tiles.length === 1) $("grid").className = "one"; else document.querySelector("main").className = "wall";
+$("mode").textContent = snapshot_mode ? "snapshots, " + (1000 / snapshot_period) + " a second per camera" :
+    "live" + (fps ? ", at most " + fps + " frames a second" : "");
+
+// /stats: one request at a time, the next a second after the last answer (longer after errors),
+// none while the tab is hidden.
+let stats_timer = 0, stats_busy = false, stats_attempt = 0, last_seq = -1, server_gone = false;
 async function refresh() {
+  stats_timer = 0;
+  if (document.hidden || stats_busy) return;
+  stats_busy = true;
+  const first = tiles[0].img;
   // The decoded size proves the stream reached the browser as a JPEG it could decode.
-  if (img.naturalWidth > 0) $("size").textContent = img.naturalWidth + "\u00d7" + img.naturalHeight;
+  if (first.naturalWidth > 1) $("size").textContent = first.naturalWidth + "\u00d7" + first.naturalHeight;
+  if (snapshot_mode) $("mode").textContent = "snapshots, " + (1000 / snapshot_period) + " a second per camera, " +
+      tiles.reduce((n, t) => n + t.taken, 0) + " taken";
   const ctl = new AbortController();
   const timer = setTimeout(() => ctl.abort(), 2000);
+  let wait = 1000;
   try {
     const r = await fetch(stats_url, { cache: "no-store", credentials: "same-origin", signal: ctl.signal });
     if (!r.ok) throw new Error("HTTP " + r.status + " " + r.statusText);
@@ -58,17 +183,46 @@ async function refresh() {
     $("camera").textContent = c ? " \u00b7 " + c.pixel_format + " " + c.width + "\u00d7" + c.height + " @ " +
         (typeof c.fps === "number" ? c.fps.toFixed(1) : c.fps) + " fps, " + c.mode + (c.why_encode ? " (" + c.why_encode + ")" : "") + ", " +
         c.bad_frames + " bad frames dropped" : "";
+    // Back after being unreachable, or restarted in between (its frame count began again): our
+    // streams went with the old server, so connect again now.
+    const restarted = s.frame_seq < last_seq;
+    if (server_gone || restarted) for (const t of tiles) t.start();
+    last_seq = s.frame_seq;
+    server_gone = false;
+    stats_attempt = 0;
   } catch (e) {
     // Say what happened: only a request that got no answer in time means a busy server.
-    $("note").textContent = e.name === "AbortError"
-        ? "stats did not answer within 2 s (the server is busy with the stream)"
-        : "stats unavailable: " + e.message;
+    if (e.name === "AbortError") {
+      $("note").textContent = "stats did not answer within 2 s (the server is busy with the stream)";
+    } else {
+      $("note").textContent = "stats unavailable: " + e.message;
+      // Unreachable (not merely busy): the streams are gone too.
+      if (e instanceof TypeError) {
+        server_gone = true;
+        for (const t of tiles) t.failed("the server is unreachable");
+      }
+    }
+    wait = backoff(stats_attempt++);
   } finally {
     clearTimeout(timer);
+    stats_busy = false;
+    if (!document.hidden) stats_timer = setTimeout(refresh, wait);
   }
 }
-setTimeout(refresh, 300);
-setInterval(refresh, 1000);
+
+// Nobody looks: drop every stream and stop asking for stats. Back in front: resume at once.
+function visibility() {
+  if (document.hidden) {
+    for (const t of tiles) t.stop();
+    clearTimeout(stats_timer);
+    stats_timer = 0;
+  } else {
+    for (const t of tiles) t.start();
+    if (!stats_timer) stats_timer = setTimeout(refresh, 300);
+  }
+}
+document.addEventListener("visibilitychange", visibility);
+visibility();
 </script>
 </body>
 </html>
@@ -81,7 +235,20 @@ void replace_all(std::string& text, std::string_view key, std::string_view value
 
 }  // namespace
 
-std::string viewer_page(std::string_view variant, int width, int height, double fps) {
+std::string viewer_page(std::string_view variant, int width, int height, double fps,
+                        const std::vector<page_camera>& cameras) {
+  json_writer list;
+  list.begin_array();
+  for (const page_camera& c : cameras)
+    list.begin_object()
+        .string("name", c.name)
+        .string("stream", c.stream)
+        .string("snapshot", c.snapshot)
+        .end_object();
+  list.end_array();
+  // Inside <script>, "</" could end the script early: JSON allows "<\/" for it.
+  std::string camera_list = list.str();
+  replace_all(camera_list, "</", "<\\/");
   std::string page{page_template};
   char fps_text[32];
   std::snprintf(fps_text, sizeof fps_text, "%.1f", fps);
@@ -89,6 +256,7 @@ std::string viewer_page(std::string_view variant, int width, int height, double 
   replace_all(page, "@WIDTH@", std::to_string(width));
   replace_all(page, "@HEIGHT@", std::to_string(height));
   replace_all(page, "@FPS@", fps_text);
+  replace_all(page, "@CAMERAS@", camera_list);
   return page;
 }
 

@@ -61,7 +61,7 @@ reply make_reply(const http::route_result& plan, const server_context& ctx) {
       break;
   }
   ctx.stats.bad_request(static_cast<unsigned>(plan.code));
-  return {http::error_response(plan.code, plan.retry_after), nullptr};
+  return {http::error_response(plan.code, plan.retry_after, plan.reason), nullptr};
 }
 
 }  // namespace mjpeg

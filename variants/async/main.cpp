@@ -98,6 +98,7 @@ awaitable<void> serve_client(server_context& ctx, async::sessions& all, connecti
 
   // Answer it; a viewer that stops taking bytes is dropped after --send-timeout.
   stream.write_timeout(seconds(ctx.opts.send_timeout));
+  stream.max_fps(plan.max_fps);
   if (plan.what == http::resource::none) co_return;
   if (plan.what == http::resource::stream && !plan.head_only) {
     co_await stream_frames(ctx, stream, viewer, peer_name(c.socket));

@@ -19,6 +19,7 @@
 
 #include "mjpeg/clock.hpp"
 #include "mjpeg/frame_hub.hpp"
+#include "mjpeg/rate_cap.hpp"
 #include "mjpeg/server.hpp"
 #include "mjpeg/socket.hpp"
 
@@ -89,6 +90,8 @@ class deadline_stream : private hub_waiter {
   void read_deadline(steady_clock::time_point deadline) noexcept { arm(deadline, SHUT_RD); }
   /// Each write (and wait for room) may take at most `timeout`; then the socket is shut.
   void write_timeout(steady_clock::duration timeout) noexcept { write_timeout_ = timeout; }
+  /// At most `fps` frames a second to this viewer (/stream?fps=N), 0 for no cap; see wait_newer.
+  void max_fps(unsigned fps) noexcept { pace_.set(fps); }
   /// True once the watchdog ended a wait of this connection.
   bool timed_out() const noexcept { return expired_.load(relaxed); }
 
@@ -117,6 +120,8 @@ class deadline_stream : private hub_waiter {
  private:
   friend class sessions;
   friend awaitable<frame_ptr> wait_newer(frame_hub& hub, std::uint64_t seen, deadline_stream& stream);
+  friend awaitable<frame_ptr> park(frame_hub& hub, std::uint64_t seen, deadline_stream& stream);
+  friend awaitable<frame_ptr> paced(frame_hub& hub, std::uint64_t seen, deadline_stream& stream);
   using resume_handler =
       boost::asio::async_result<boost::asio::use_awaitable_t<>, void(frame_ptr)>::handler_type;
   static constexpr auto relaxed = std::memory_order_relaxed;
@@ -134,13 +139,14 @@ class deadline_stream : private hub_waiter {
   std::atomic<bool> expired_{false};
   steady_clock::duration write_timeout_ = std::chrono::seconds{10};
   std::optional<resume_handler> resume_;  // the coroutine parked in the hub, if any
+  rate_cap pace_;                         // touched only by the coroutine
   std::list<deadline_stream*>::iterator at_;
 };
 
 /// The asynchronous twin of frame_hub::wait_newer: completes with the newest frame once its seq
-/// is above `seen`, or with null at shutdown or once the viewer on `stream` has left. The
-/// coroutine's continuation is parked in the hub and resumed by publish through the coroutine's
-/// executor, so a waiting viewer costs no thread and no timer.
+/// is above `seen` and the viewer's rate cap lets it have one, or with null at shutdown or once the viewer on
+/// `stream` has left. The coroutine's continuation is parked in the hub and resumed by publish through the
+/// coroutine's executor, so a waiting viewer costs no thread and no timer.
 awaitable<frame_ptr> wait_newer(frame_hub& hub, std::uint64_t seen, deadline_stream& stream);
 
 /// Waits for the next connection and admits it: over --max-clients it gets 503 at once (never a

@@ -13,6 +13,7 @@
 #include <boost/system/error_code.hpp>
 
 #include "mjpeg/frame_hub.hpp"
+#include "mjpeg/rate_cap.hpp"
 #include "mjpeg/server.hpp"
 #include "mjpeg/socket.hpp"
 #include "mjpeg/stats.hpp"
@@ -40,6 +41,8 @@ class deadline_stream {
   void read_deadline(clock::time_point deadline) noexcept { read_deadline_ = deadline; }
   /// Each write may wait at most `timeout` for the peer to take more bytes.
   void write_timeout(clock::duration timeout) noexcept { write_timeout_ = timeout; }
+  /// At most `fps` frames a second to this viewer (/stream?fps=N), 0 for no cap; see wait_newer.
+  void max_fps(unsigned fps) noexcept { pace_.set(fps); }
 
   /// Waits until the kernel has room for more (what was sent before is nearly all gone).
   void wait_writable(boost::system::error_code& ec);
@@ -93,16 +96,19 @@ class deadline_stream {
   std::size_t recv_some(iovec* iov, std::size_t count, boost::system::error_code& ec);
   std::size_t send_some(const iovec* iov, std::size_t count, boost::system::error_code& ec);
   bool wait(short events, clock::time_point deadline, boost::system::error_code& ec);
+  friend frame_ptr wait_newer(frame_hub& hub, std::uint64_t seen, deadline_stream& stream);
 
   int fd_;
   int shutdown_fd_;
   clock::time_point read_deadline_ = clock::time_point::max();
   clock::duration write_timeout_ = std::chrono::seconds{10};
+  rate_cap pace_;
 };
 
-/// frame_hub::wait_newer for a viewer on `stream`: the newest frame once its seq is above `seen`,
-/// or null at shutdown or once the viewer has left (looked at while no frames flow).
-frame_ptr wait_newer(frame_hub& hub, std::uint64_t seen, const deadline_stream& stream);
+/// frame_hub::wait_newer for a viewer on `stream`: the newest frame once its seq is above `seen`
+/// and the viewer's rate cap lets it have one, or null at shutdown or once the viewer has left
+/// (looked at while no frames flow).
+frame_ptr wait_newer(frame_hub& hub, std::uint64_t seen, deadline_stream& stream);
 
 /// Waits for the next connection and notes when it came. Returns false on shutdown. Errors such
 /// as EMFILE are logged and retried after a pause, so running out of descriptors cannot spin the CPU.

@@ -75,6 +75,8 @@ struct route_result {
   bool head_only = false;                        ///< HEAD request: send the header, no body.
   credentials login = credentials::not_checked;  ///< What the credentials check found.
   unsigned retry_after = 0;                      ///< Seconds for Retry-After (429), 0 for none.
+  unsigned max_fps = 0;                          ///< The stream's ?fps=N cap for this viewer, 0 for none.
+  std::string reason{};                          ///< Why a 400 was given, for its body (may be empty).
 };
 
 /// Access control for every endpoint.
@@ -90,6 +92,8 @@ struct route_options {
   /// Reverse proxies (--trusted-proxy): from these peers the client address is the one their
   /// X-Forwarded-For (or Forwarded) header names (see client_address).
   std::vector<boost::asio::ip::address> trusted_proxies;
+  /// The camera's frame rate: the highest ?fps=N a viewer may ask for (0: no upper bound).
+  double camera_fps = 0;
 };
 
 /// Builds the Authorization value `user:pass` must arrive as.
@@ -100,7 +104,10 @@ std::string basic_authorization(std::string_view user_colon_pass);
 /// Checked in this order, each failure answering at once: version 505, target length 414, method
 /// 405, body 400, target form 400 (origin-form "/path?query" or absolute-form
 /// "http://host/path"), Host 400 (HTTP/1.1 needs exactly one well-formed Host, HTTP/1.0 at most
-/// one), Host not allowed 421 (see route_options::loopback_only), credentials 401, path 404.
+/// one), Host not allowed 421 (see route_options::loopback_only), credentials 401, path 404, then
+/// the query 400 with a reason: `fps=N` on the stream and the page (a whole number from 1 to the
+/// camera's rate; the stream then sends this viewer at most N frames a second), `mode=stream` or
+/// `mode=snapshot` on the page. Other parameters (cache busters) are ignored.
 route_result route(const request_head& head, const route_options& options);
 
 /// The status for a request whose header could not be read: `ec` from Beast's read_header (or
@@ -128,8 +135,9 @@ std::string stream_head();
 std::string stream_preamble();
 
 /// A complete plain-text error response; 405 carries Allow, 503 and 429 Retry-After
-/// (`retry_after` seconds, at least 1), 401 WWW-Authenticate. The connection closes after it.
-std::string error_response(status code, unsigned retry_after = 1);
+/// (`retry_after` seconds, at least 1), 401 WWW-Authenticate; a `reason` follows the status text
+/// in the body. The connection closes after it.
+std::string error_response(status code, unsigned retry_after = 1, std::string_view reason = {});
 
 /// A complete response carrying `body` with the given content type (HTML page, JSON stats).
 std::string document_response(std::string_view content_type, std::string_view body, bool head_only);
