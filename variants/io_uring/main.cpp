@@ -21,6 +21,7 @@
 
 #include "mjpeg/access.hpp"
 #include "mjpeg/app.hpp"
+#include "mjpeg/rate_cap.hpp"
 #include "mjpeg/freshness.hpp"
 #include "mjpeg/log.hpp"
 #include "mjpeg/reply.hpp"
@@ -55,6 +56,7 @@ struct client {
   viewer_state viewer;
   std::optional<viewer_scope> scope;
   std::optional<freshness_gate> gate;
+  rate_cap pace;  // /stream?fps=N
 };
 
 // User data of the ring's own operations; clients are 0 … N-1.
@@ -138,6 +140,7 @@ class server {
     const auto plan = plan_request(ctx_, ec, c.request.parser(), c.request.buffer(), c.socket);
     if (plan.what == http::resource::none) return finish(tag);
     c.deadline = steady_clock::time_point::max();
+    c.pace.set(plan.max_fps);
     if (plan.what == http::resource::stream && !plan.head_only) {
       c.scope.emplace(ctx_.stats, c.viewer, peer_name(c.socket));
       tune_for_streaming(c.fd);
@@ -197,6 +200,9 @@ class server {
   // viewer is no longer waiting (a send is queued, or it has ended).
   bool offer(client& c, std::uint64_t tag, const frame_ptr& f) {
     if (f->seq() <= c.gate->after(c.viewer.last_seq.load(std::memory_order_relaxed))) return false;
+    // A capped viewer (?fps=N) takes the first frame that rings after its turn comes round.
+    const auto now = steady_clock::now();
+    if (now < c.pace.due()) return false;
     switch (c.gate->check(*f)) {
       case freshness_gate::verdict::later:
         return false;
@@ -207,6 +213,7 @@ class server {
       case freshness_gate::verdict::send:
         break;
     }
+    c.pace.took(now);
     c.sending = f;
     c.now = client::phase::sending;
     c.out.set(f->buffers());
