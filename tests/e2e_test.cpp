@@ -162,7 +162,10 @@ TEST_P(EveryVariant, CaptureFpsUnderACpuHogIsWhatWasPublished) {
     EXPECT_LE(fps, 30 * 1.1) << "above the target";
     EXPECT_GT(fps, 0);
   }
+}
 
+// /stream?fps=N: at most N frames a second to that viewer, the newest each time (skipped at the
+// hub), while another viewer gets the camera's rate.
 TEST_P(EveryVariant, FpsCapsOneViewerBySkippingFrames) {
   server_process server{binary(), small_frames()};  // a 30 fps camera
   stream_reader capped{server.port(), "/stream?fps=2"};

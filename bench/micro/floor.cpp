@@ -34,6 +34,7 @@
 #include "mjpeg/capture.hpp"
 #include "mjpeg/frame.hpp"
 #include "mjpeg/frame_source.hpp"
+#include "mjpeg/pattern.hpp"
 
 namespace {
 

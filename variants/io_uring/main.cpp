@@ -21,9 +21,9 @@
 
 #include "mjpeg/access.hpp"
 #include "mjpeg/app.hpp"
-#include "mjpeg/rate_cap.hpp"
 #include "mjpeg/freshness.hpp"
 #include "mjpeg/log.hpp"
+#include "mjpeg/rate_cap.hpp"
 #include "mjpeg/reply.hpp"
 #include "mjpeg/uring.hpp"
 
