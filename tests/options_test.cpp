@@ -89,7 +89,10 @@ TEST(Options, BadValuesExitWithCode2AndNameTheOption) {
   }
   // Credentials from a file with an empty password: refused the same way.
   const mjpeg::test::scratch_dir dir;
-  const auto from_file = mjpeg::test::run_command(binary, {"--auth-file", dir.write("auth", "user:\n")}, 10s);
+  const std::string auth = dir.write("auth", "user:\n");
+  std::filesystem::permissions(auth,
+                               std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  const auto from_file = mjpeg::test::run_command(binary, {"--auth-file", auth}, 10s);
   EXPECT_EQ(from_file.exit_code, 2) << from_file.err;
   EXPECT_EQ(std::count(from_file.err.begin(), from_file.err.end(), '\n'), 1) << "one line: " << from_file.err;
 }

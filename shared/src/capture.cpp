@@ -76,10 +76,12 @@ void capture::run() {
   auto state = source_state::up;
   auto up_since = steady_clock::now();
   bool flapping = false;
+  bool recovered = false;  // up again after a failure: a second failure soon after is flapping
   const auto set_state = [&](source_state s, const char* message) {
     if (state == s) return;
     const auto now = steady_clock::now();
-    if (s == source_state::down && state == source_state::up && now - up_since < steady_after && !flapping) {
+    if (s == source_state::down && state == source_state::up && recovered && now - up_since < steady_after &&
+        !flapping) {
       flapping = true;
       log::write(log::level::warning,
                  "source %s is flapping: it stopped again %.1f s after it came up; "
@@ -91,7 +93,10 @@ void capture::run() {
       log::write(s == source_state::up ? log::level::info : log::level::warning, "source %s %s",
                  source_->describe().c_str(), message);
     }
-    if (s == source_state::up) up_since = now;
+    if (s == source_state::up) {
+      up_since = now;
+      recovered = state == source_state::down;
+    }
     state = s;
     stats_.set_source(source_->describe(), s);
   };
