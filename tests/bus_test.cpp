@@ -4,7 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <cmath>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <thread>
 #include <zmq.hpp>
@@ -274,6 +277,47 @@ TEST(Bus, AnOversizedMessageNeverBecomesAFrame) {
       },
       10s))
       << edge.error_output();
+}
+
+TEST(Bus, ImplausibleCaptureTimesAreReplacedAndCounted) {
+  zmq::context_t context;
+  zmq::socket_t rogue{context, zmq::socket_type::pub};
+  rogue.bind("tcp://127.0.0.1:*");
+  server_process edge{origin_binary(),
+                      small_frames({"--source", "zmq+" + rogue.get(zmq::sockopt::last_endpoint)})};
+  // Capture times of the epoch, before it, and int64 max microseconds, in turn.
+  const std::int64_t bad_times[] = {0, -1'000'000, std::numeric_limits<std::int64_t>::max()};
+  std::atomic<bool> stop{false};
+  std::thread sender{[&] {
+    for (std::uint64_t seq = 1; !stop.load(); ++seq) {
+      zmq::message_t m = rogue_frame(seq, 200);
+      const auto us = static_cast<std::uint64_t>(bad_times[seq % 3]);
+      for (int i = 0; i < 8; ++i)  // the capture time: bytes 12..19, little-endian
+        static_cast<std::uint8_t*>(m.data())[12 + i] = static_cast<std::uint8_t>(us >> (8 * i));
+      rogue.send(m, zmq::send_flags::none);
+      std::this_thread::sleep_for(30ms);
+    }
+  }};
+  const auto replaced = [&] {
+    const auto n = stats_field(stats(edge.port()), "times_replaced");
+    return n.empty() ? 0ull : std::stoull(n);
+  };
+  EXPECT_TRUE(mjpeg::test::eventually([&] { return replaced() >= 3; }, 10s)) << edge.error_output();
+  stream_reader viewer{edge.port()};
+  EXPECT_EQ(viewer.open(), 200);
+  for (int i = 0; i < 6; ++i) {
+    const auto part = viewer.next(5s);
+    ASSERT_TRUE(part) << "frame " << i;
+    const double age =
+        static_cast<double>(mjpeg::test::now_us()) / 1e6 - std::stod(part->headers.at("x-timestamp"));
+    EXPECT_LT(std::abs(age), 60.0) << "X-Timestamp " << part->headers.at("x-timestamp");
+  }
+  const std::string metrics = get(edge.port(), "/metrics").body;
+  EXPECT_NE(metrics.find("mjpeg_source_times_replaced_total "), std::string::npos) << metrics;
+  EXPECT_EQ(metrics.find("mjpeg_frame_age_seconds_sum -"), std::string::npos) << metrics;
+  stop.store(true);
+  sender.join();
+  EXPECT_EQ(occurrences(edge.error_output(), "sent a capture time over an hour"), 1u) << edge.error_output();
 }
 
 TEST(Bus, ASubscriberThatNeverReadsSlowsNothing) {

@@ -34,6 +34,9 @@ constexpr int handshake_events = ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVEN
                                  ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
 // A publisher says the same handshake failure at most this often: a refused peer retries forever.
 constexpr auto handshake_log_interval = std::chrono::seconds{60};
+// A forwarded capture time further than this from our clock is not believed (0, negative, int64
+// max, a publisher with a broken clock): the frame gets its arrival time instead.
+constexpr auto plausible_clock_skew = std::chrono::hours{1};
 
 // One event from a socket monitor: what happened, its value (a protocol error or ZAP status) and
 // the endpoint it concerns.
@@ -164,8 +167,15 @@ std::optional<message> decode_message(std::span<const std::uint8_t> bytes) {
     return std::nullopt;
   message m;
   m.seq = get_u64(bytes.data() + 4);
-  m.captured = wall_clock::time_point{std::chrono::duration_cast<wall_clock::duration>(
-      std::chrono::microseconds{static_cast<std::int64_t>(get_u64(bytes.data() + 12))})};
+  // Saturated, not overflowed, when the clock cannot hold it (int64 max µs is not a nanosecond count).
+  const auto us = std::chrono::microseconds{static_cast<std::int64_t>(get_u64(bytes.data() + 12))};
+  constexpr auto latest = std::chrono::duration_cast<std::chrono::microseconds>(wall_clock::duration::max());
+  constexpr auto earliest =
+      std::chrono::duration_cast<std::chrono::microseconds>(wall_clock::duration::min());
+  m.captured = us >= latest ? wall_clock::time_point::max()
+               : us <= earliest
+                   ? wall_clock::time_point::min()
+                   : wall_clock::time_point{std::chrono::duration_cast<wall_clock::duration>(us)};
   m.jpeg.assign(bytes.begin() + header_size, bytes.end());
   if (m.seq == 0 || !looks_like_jpeg(m.jpeg)) return std::nullopt;
   return m;
@@ -418,7 +428,17 @@ class bus_source final : public frame_source {
       out.pixels.release();
       out.jpeg = std::move(m->jpeg);
       out.seq = m->seq;
-      out.captured = m->captured;
+      const auto now = wall_clock::now();
+      if (m->captured < now - plausible_clock_skew || m->captured > now + plausible_clock_skew) {
+        if (times_replaced_.fetch_add(1, std::memory_order_relaxed) == 0)
+          log::write(log::level::warning,
+                     "bus: %s sent a capture time over an hour from our clock; using the arrival time "
+                     "(counted in times_replaced)",
+                     endpoint_.c_str());
+        out.captured = now;
+      } else {
+        out.captured = m->captured;
+      }
       return true;
     }
   }
@@ -429,6 +449,7 @@ class bus_source final : public frame_source {
   void interrupt() override { interrupted_.store(true); }
   std::string describe() const override { return "bus " + endpoint_; }
   bool forwards() const override { return true; }
+  std::uint64_t times_replaced() const override { return times_replaced_.load(std::memory_order_relaxed); }
 
  private:
   std::string spec_;
@@ -443,6 +464,7 @@ class bus_source final : public frame_source {
   std::optional<zmq::socket_t> events_;  // socket_'s handshake monitor
   std::vector<std::uint32_t> told_;      // handshake failures logged since the last frame
   std::atomic<bool> interrupted_{false};
+  std::atomic<std::uint64_t> times_replaced_{0};
 
   // Says why the publisher refused us, once until frames flow again (ZeroMQ retries every 100 ms).
   void tell(const monitor_event& e) {
