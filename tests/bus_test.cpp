@@ -4,12 +4,16 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <cmath>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <thread>
 #include <zmq.hpp>
 
 #include "client.hpp"
+#include "eventually.hpp"
 #include "every_variant.hpp"
 #include "mjpeg/bus.hpp"
 #include "server_process.hpp"
@@ -171,6 +175,149 @@ TEST(Bus, CurveKeysAdmitOnlyAuthorizedSubscribers) {
     EXPECT_EQ(get(intruder->port(), "/snapshot").status, 503);
   }
   EXPECT_NE(origin.error_output().find("not authorized"), std::string::npos) << origin.error_output();
+}
+
+// How often `needle` occurs in `text`.
+std::size_t occurrences(const std::string& text, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1))
+    ++n;
+  return n;
+}
+
+TEST(Bus, AKeyMismatchIsNamedOnceOnBothSides) {
+  const temp_dir keys;
+  const auto good = keys.path / "good";
+  const auto bad = keys.path / "bad";
+  ASSERT_EQ(run_command(origin_binary(), {"--bus-keygen", good}, 10s).exit_code, 0);
+  ASSERT_EQ(run_command(origin_binary(), {"--bus-keygen", bad}, 10s).exit_code, 0);
+  fs::copy_file(good / "server.pub", bad / "server.pub", fs::copy_options::overwrite_existing);
+
+  server_process keyed{origin_binary(), small_frames({"--publish", "0", "--bus-keys", good})};
+  server_process plain{origin_binary(), small_frames({"--publish", "0"})};
+  server_process keyless{origin_binary(), small_frames({"--source", "zmq+" + bus_of(keyed.port())})};
+  server_process refused{origin_binary(),
+                         small_frames({"--source", "zmq+" + bus_of(keyed.port()), "--bus-keys", bad})};
+  server_process curve_to_plain{
+      origin_binary(), small_frames({"--source", "zmq+" + bus_of(plain.port()), "--bus-keys", good})};
+
+  const std::string no_keys = "requires CurveZMQ keys (--bus-keys)";
+  const std::string not_authorized = "our key (client.pub) is not authorized there";
+  const std::string not_curve = "the publisher does not use CurveZMQ";
+  const std::string origin_no_keys = "failed the CurveZMQ handshake: it has no keys";
+  const std::string origin_refused = "failed the CurveZMQ handshake: its key is not authorized";
+  const std::string origin_not_curve = "it speaks CurveZMQ, but this publisher has no --bus-keys";
+  EXPECT_TRUE(mjpeg::test::eventually(
+      [&] {
+        return keyless.error_output().find(no_keys) != std::string::npos &&
+               refused.error_output().find(not_authorized) != std::string::npos &&
+               curve_to_plain.error_output().find(not_curve) != std::string::npos &&
+               keyed.error_output().find(origin_no_keys) != std::string::npos &&
+               keyed.error_output().find(origin_refused) != std::string::npos &&
+               plain.error_output().find(origin_not_curve) != std::string::npos;
+      },
+      10s))
+      << keyless.error_output() << refused.error_output() << curve_to_plain.error_output()
+      << keyed.error_output() << plain.error_output();
+  // The refused subscribers retry every 100 ms or so; each side still says it once.
+  std::this_thread::sleep_for(2s);
+  EXPECT_EQ(occurrences(keyless.error_output(), no_keys), 1u) << keyless.error_output();
+  EXPECT_EQ(occurrences(refused.error_output(), not_authorized), 1u) << refused.error_output();
+  EXPECT_EQ(occurrences(curve_to_plain.error_output(), not_curve), 1u) << curve_to_plain.error_output();
+  EXPECT_EQ(occurrences(keyed.error_output(), origin_no_keys), 1u) << keyed.error_output();
+  EXPECT_EQ(occurrences(keyed.error_output(), origin_refused), 1u) << keyed.error_output();
+  EXPECT_EQ(occurrences(plain.error_output(), origin_not_curve), 1u) << plain.error_output();
+}
+
+// One bus message that decodes as a frame: seq, now, and a JPEG-shaped body of `size` bytes.
+zmq::message_t rogue_frame(std::uint64_t seq, std::size_t size) {
+  std::vector<std::uint8_t> jpeg(size, 0x55);
+  jpeg[0] = 0xFF;
+  jpeg[1] = 0xD8;
+  jpeg[size - 2] = 0xFF;
+  jpeg[size - 1] = 0xD9;
+  const auto bytes = mjpeg::bus::encode_message(seq, mjpeg::wall_clock::now(), jpeg);
+  return zmq::message_t{bytes.data(), bytes.size()};
+}
+
+TEST(Bus, AnOversizedMessageNeverBecomesAFrame) {
+  zmq::context_t context;
+  zmq::socket_t rogue{context, zmq::socket_type::pub};
+  rogue.bind("tcp://127.0.0.1:*");
+  server_process edge{origin_binary(),
+                      small_frames({"--source", "zmq+" + rogue.get(zmq::sockopt::last_endpoint)})};
+  const auto seq = [&] { return std::stoull(stats_field(stats(edge.port()), "frame_seq")); };
+  std::uint64_t next = 1;
+  ASSERT_TRUE(mjpeg::test::eventually(
+      [&] {
+        rogue.send(rogue_frame(next++, 200), zmq::send_flags::none);
+        return seq() > 0;
+      },
+      10s))
+      << edge.error_output();
+
+  // One byte over the relay's 64 MiB JPEG limit, sent again and again (a reopened subscriber
+  // misses what was sent before it connected): the edge drops it, and the connection with it.
+  constexpr std::uint64_t huge_seq = 1'000'000;
+  zmq::message_t huge = rogue_frame(huge_seq, 64 * 1024 * 1024 + 1);
+  const auto flood_until = std::chrono::steady_clock::now() + 3s;
+  while (std::chrono::steady_clock::now() < flood_until) {
+    zmq::message_t copy;
+    copy.copy(huge);  // shares the bytes
+    rogue.send(copy, zmq::send_flags::none);
+    ASSERT_NE(seq(), huge_seq) << "the oversized message became a frame";
+    std::this_thread::sleep_for(100ms);
+  }
+  // The edge reconnects and frames flow again.
+  next = 2'000'000;
+  EXPECT_TRUE(mjpeg::test::eventually(
+      [&] {
+        rogue.send(rogue_frame(next++, 200), zmq::send_flags::none);
+        return seq() >= 2'000'000;
+      },
+      10s))
+      << edge.error_output();
+}
+
+TEST(Bus, ImplausibleCaptureTimesAreReplacedAndCounted) {
+  zmq::context_t context;
+  zmq::socket_t rogue{context, zmq::socket_type::pub};
+  rogue.bind("tcp://127.0.0.1:*");
+  server_process edge{origin_binary(),
+                      small_frames({"--source", "zmq+" + rogue.get(zmq::sockopt::last_endpoint)})};
+  // Capture times of the epoch, before it, and int64 max microseconds, in turn.
+  const std::int64_t bad_times[] = {0, -1'000'000, std::numeric_limits<std::int64_t>::max()};
+  std::atomic<bool> stop{false};
+  std::thread sender{[&] {
+    for (std::uint64_t seq = 1; !stop.load(); ++seq) {
+      zmq::message_t m = rogue_frame(seq, 200);
+      const auto us = static_cast<std::uint64_t>(bad_times[seq % 3]);
+      for (int i = 0; i < 8; ++i)  // the capture time: bytes 12..19, little-endian
+        static_cast<std::uint8_t*>(m.data())[12 + i] = static_cast<std::uint8_t>(us >> (8 * i));
+      rogue.send(m, zmq::send_flags::none);
+      std::this_thread::sleep_for(30ms);
+    }
+  }};
+  const auto replaced = [&] {
+    const auto n = stats_field(stats(edge.port()), "times_replaced");
+    return n.empty() ? 0ull : std::stoull(n);
+  };
+  EXPECT_TRUE(mjpeg::test::eventually([&] { return replaced() >= 3; }, 10s)) << edge.error_output();
+  stream_reader viewer{edge.port()};
+  EXPECT_EQ(viewer.open(), 200);
+  for (int i = 0; i < 6; ++i) {
+    const auto part = viewer.next(5s);
+    ASSERT_TRUE(part) << "frame " << i;
+    const double age =
+        static_cast<double>(mjpeg::test::now_us()) / 1e6 - std::stod(part->headers.at("x-timestamp"));
+    EXPECT_LT(std::abs(age), 60.0) << "X-Timestamp " << part->headers.at("x-timestamp");
+  }
+  const std::string metrics = get(edge.port(), "/metrics").body;
+  EXPECT_NE(metrics.find("mjpeg_source_times_replaced_total "), std::string::npos) << metrics;
+  EXPECT_EQ(metrics.find("mjpeg_frame_age_seconds_sum -"), std::string::npos) << metrics;
+  stop.store(true);
+  sender.join();
+  EXPECT_EQ(occurrences(edge.error_output(), "sent a capture time over an hour"), 1u) << edge.error_output();
 }
 
 TEST(Bus, ASubscriberThatNeverReadsSlowsNothing) {

@@ -107,6 +107,7 @@ mjpeg::stats_snapshot full_snapshot() {
   s.frame_bytes = 41234;
   s.total = {2, 5, 900, 37000000, 4, 1, 2};
   s.frames_captured = 370;
+  s.times_replaced = 2;
   s.accepted = 9;
   s.rejected_here = 1;
   s.publish = {"ipc:///tmp/mjpeg-workers-abc/bus"};
@@ -123,7 +124,7 @@ mjpeg::stats_snapshot full_snapshot() {
 TEST(StatsRenderers, JsonByteForByte) {
   EXPECT_EQ(
       mjpeg::render_json(full_snapshot()),
-      R"({"variant":"async","uptime_s":12.346,"source":"camera /dev/video-test","source_up":true,"source_state":"up","camera":{"device":"/dev/video-test","pixel_format":"MJPG","width":640,"height":480,"fps":30,"mode":"passthrough","why_encode":"","requested":{"width":640,"height":480,"fps":30},"bad_frames":3},"width":640,"height":480,"fps_target":30,"fps_capture":29.5,"frame_seq":370,"frame_bytes":41234,"viewers_now":2,"viewers_total":5,"frames_sent":900,"bytes_sent":37000000,"frames_skipped":4,"rejected":1,"bad_requests":2,"frames_captured":370,"publish":["ipc:///tmp/mjpeg-workers-abc/bus"],"workers":[{"index":0,"pid":101,"restarts":0,"viewers_now":2,"viewers_total":3,"frames_sent":600,"bytes_sent":25000000,"frames_skipped":4,"rejected":1,"bad_requests":0,"stale":false},{"index":1,"pid":102,"restarts":2,"viewers_now":0,"viewers_total":2,"frames_sent":300,"bytes_sent":12000000,"frames_skipped":0,"rejected":0,"bad_requests":2,"stale":true}],"viewers":[{"id":7,"peer":"127.0.0.1:5000","seconds":1.235,"last_seq":369,"frames_sent":37,"frames_skipped":4,"bytes_sent":1500000}]})");
+      R"({"variant":"async","uptime_s":12.346,"source":"camera /dev/video-test","source_up":true,"source_state":"up","camera":{"device":"/dev/video-test","pixel_format":"MJPG","width":640,"height":480,"fps":30,"mode":"passthrough","why_encode":"","requested":{"width":640,"height":480,"fps":30},"bad_frames":3},"width":640,"height":480,"fps_target":30,"fps_capture":29.5,"frame_seq":370,"frame_bytes":41234,"viewers_now":2,"viewers_total":5,"frames_sent":900,"bytes_sent":37000000,"frames_skipped":4,"rejected":1,"bad_requests":2,"frames_captured":370,"times_replaced":2,"publish":["ipc:///tmp/mjpeg-workers-abc/bus"],"workers":[{"index":0,"pid":101,"restarts":0,"viewers_now":2,"viewers_total":3,"frames_sent":600,"bytes_sent":25000000,"frames_skipped":4,"rejected":1,"bad_requests":0,"stale":false},{"index":1,"pid":102,"restarts":2,"viewers_now":0,"viewers_total":2,"frames_sent":300,"bytes_sent":12000000,"frames_skipped":0,"rejected":0,"bad_requests":2,"stale":true}],"viewers":[{"id":7,"peer":"127.0.0.1:5000","seconds":1.235,"last_seq":369,"frames_sent":37,"frames_skipped":4,"bytes_sent":1500000}]})");
 }
 
 TEST(StatsRenderers, JsonWithoutCameraOrWorkers) {
@@ -132,7 +133,7 @@ TEST(StatsRenderers, JsonWithoutCameraOrWorkers) {
   s.source = "pattern";
   EXPECT_EQ(
       mjpeg::render_json(s),
-      R"({"variant":"thread_pool","uptime_s":0,"source":"pattern","source_up":false,"source_state":"down","camera":null,"width":0,"height":0,"fps_target":0,"fps_capture":0,"frame_seq":0,"frame_bytes":0,"viewers_now":0,"viewers_total":0,"frames_sent":0,"bytes_sent":0,"frames_skipped":0,"rejected":0,"bad_requests":0,"frames_captured":0,"publish":[],"viewers":[]})");
+      R"({"variant":"thread_pool","uptime_s":0,"source":"pattern","source_up":false,"source_state":"down","camera":null,"width":0,"height":0,"fps_target":0,"fps_capture":0,"frame_seq":0,"frame_bytes":0,"viewers_now":0,"viewers_total":0,"frames_sent":0,"bytes_sent":0,"frames_skipped":0,"rejected":0,"bad_requests":0,"frames_captured":0,"times_replaced":0,"publish":[],"viewers":[]})");
 }
 
 TEST(StatsRenderers, PrometheusByteForByte) {
@@ -169,6 +170,9 @@ mjpeg_frame_bytes 41234
 # HELP mjpeg_frames_captured_total Frames captured and published.
 # TYPE mjpeg_frames_captured_total counter
 mjpeg_frames_captured_total 370
+# HELP mjpeg_source_times_replaced_total Forwarded frames whose capture time was over an hour from now, replaced with the arrival time.
+# TYPE mjpeg_source_times_replaced_total counter
+mjpeg_source_times_replaced_total 2
 # HELP mjpeg_frames_sent_total Frames written to viewers (one per viewer per frame).
 # TYPE mjpeg_frames_sent_total counter
 mjpeg_frames_sent_total 900

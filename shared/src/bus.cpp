@@ -8,12 +8,14 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <stdexcept>
 #include <thread>
 
 #include <zmq.hpp>
 
 #include "mjpeg/log.hpp"
+#include "mjpeg/multipart.hpp"
 
 namespace mjpeg::bus {
 namespace {
@@ -23,6 +25,51 @@ namespace fs = std::filesystem;
 constexpr std::string_view magic = "mjf1";
 constexpr std::size_t header_size = 4 + 8 + 8;
 constexpr int key_length = 40;  // Z85 text of a 32-byte CurveZMQ key
+// The largest message a subscriber takes: the relay's limit on one JPEG plus our header. A bigger
+// one drops the connection (libzmq) instead of growing the edge.
+constexpr std::int64_t max_message_bytes =
+    static_cast<std::int64_t>(header_size + http::multipart_parser::body_limit);
+// The handshake outcomes a socket monitor reports to us.
+constexpr int handshake_events = ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                 ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+// A publisher says the same handshake failure at most this often: a refused peer retries forever.
+constexpr auto handshake_log_interval = std::chrono::seconds{60};
+// A forwarded capture time further than this from our clock is not believed (0, negative, int64
+// max, a publisher with a broken clock): the frame gets its arrival time instead.
+constexpr auto plausible_clock_skew = std::chrono::hours{1};
+
+// One event from a socket monitor: what happened, its value (a protocol error or ZAP status) and
+// the endpoint it concerns.
+struct monitor_event {
+  std::uint16_t event = 0;
+  std::uint32_t value = 0;
+  std::string endpoint;
+};
+
+// Starts monitoring `socket`'s handshakes and returns the PAIR socket the events arrive on.
+zmq::socket_t watch_handshakes(zmq::context_t& context, zmq::socket_t& socket) {
+  static std::atomic<int> next{0};
+  const std::string address = "inproc://mjpeg-bus-monitor-" + std::to_string(next.fetch_add(1));
+  if (zmq_socket_monitor(socket.handle(), address.c_str(), handshake_events) != 0) throw zmq::error_t{};
+  zmq::socket_t events{context, zmq::socket_type::pair};
+  events.set(zmq::sockopt::linger, 0);
+  events.connect(address);
+  return events;
+}
+
+// The next event waiting on a monitor's PAIR socket, if any (two parts: event and value, endpoint).
+std::optional<monitor_event> next_event(zmq::socket_t& events) {
+  zmq::message_t head;
+  if (!events.recv(head, zmq::recv_flags::dontwait)) return std::nullopt;
+  zmq::message_t endpoint;
+  if (head.more() && !events.recv(endpoint)) return std::nullopt;
+  if (head.size() < 6) return std::nullopt;
+  monitor_event e;
+  std::memcpy(&e.event, head.data(), 2);
+  std::memcpy(&e.value, static_cast<const char*>(head.data()) + 2, 4);
+  e.endpoint = endpoint.to_string();
+  return e;
+}
 
 void put_u64(std::uint8_t* at, std::uint64_t v) {
   for (int i = 0; i < 8; ++i)
@@ -120,8 +167,15 @@ std::optional<message> decode_message(std::span<const std::uint8_t> bytes) {
     return std::nullopt;
   message m;
   m.seq = get_u64(bytes.data() + 4);
-  m.captured = wall_clock::time_point{std::chrono::duration_cast<wall_clock::duration>(
-      std::chrono::microseconds{static_cast<std::int64_t>(get_u64(bytes.data() + 12))})};
+  // Saturated, not overflowed, when the clock cannot hold it (int64 max µs is not a nanosecond count).
+  const auto us = std::chrono::microseconds{static_cast<std::int64_t>(get_u64(bytes.data() + 12))};
+  constexpr auto latest = std::chrono::duration_cast<std::chrono::microseconds>(wall_clock::duration::max());
+  constexpr auto earliest =
+      std::chrono::duration_cast<std::chrono::microseconds>(wall_clock::duration::min());
+  m.captured = us >= latest ? wall_clock::time_point::max()
+               : us <= earliest
+                   ? wall_clock::time_point::min()
+                   : wall_clock::time_point{std::chrono::duration_cast<wall_clock::duration>(us)};
   m.jpeg.assign(bytes.begin() + header_size, bytes.end());
   if (m.seq == 0 || !looks_like_jpeg(m.jpeg)) return std::nullopt;
   return m;
@@ -160,6 +214,7 @@ struct publisher::impl {
   std::optional<zmq::socket_t> remote;
   std::vector<std::string> allowed;  // binary public keys; empty without keys
   std::thread zap;
+  std::thread monitor;
 
   zmq::socket_t make_pub() {
     zmq::socket_t s{context, zmq::socket_type::pub};
@@ -170,7 +225,8 @@ struct publisher::impl {
 
   // The ZeroMQ Authentication Protocol handler: libzmq asks it about every CurveZMQ client.
   void run_zap(zmq::socket_t handler) {
-    bool refusal_told = false;  // said once: a refused subscriber retries every few seconds
+    // Said once a minute at most: a refused subscriber retries every few seconds.
+    std::optional<std::chrono::steady_clock::time_point> refusal_told;
     try {
       for (;;) {
         std::vector<zmq::message_t> request;
@@ -190,9 +246,43 @@ struct publisher::impl {
                      zmq::send_flags::sndmore);
         handler.send(zmq::buffer(std::string_view{}), zmq::send_flags::sndmore);
         handler.send(zmq::buffer(std::string_view{}), zmq::send_flags::none);
-        if (!ok && !refusal_told)
-          log::write(log::level::warning, "bus: refused a subscriber whose key is not authorized");
-        refusal_told = refusal_told || !ok;
+        const auto now = std::chrono::steady_clock::now();
+        if (!ok && (!refusal_told || now - *refusal_told >= handshake_log_interval)) {
+          log::write(log::level::warning,
+                     "bus: subscriber %s failed the CurveZMQ handshake: its key is not authorized "
+                     "(not in authorized/*.pub)",
+                     request[3].to_string().c_str());
+          refusal_told = now;
+        }
+      }
+    } catch (const zmq::error_t&) {
+      // ETERM: the context is shutting down.
+    }
+  }
+
+  // Names, once a minute at most per kind, the subscribers that fail the handshake for a reason
+  // the ZAP handler never sees (it only sees subscribers that speak CurveZMQ with our key).
+  void run_monitor(zmq::socket_t events, bool curve) {
+    std::map<std::uint32_t, std::chrono::steady_clock::time_point> told;
+    try {
+      for (;;) {
+        zmq::pollitem_t item{events.handle(), 0, ZMQ_POLLIN, 0};
+        zmq::poll(&item, 1, std::chrono::milliseconds{-1});
+        while (const auto e = next_event(events)) {
+          if (e->event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) continue;  // the ZAP handler said it
+          const auto now = std::chrono::steady_clock::now();
+          const auto last = told.find(e->value);
+          if (last != told.end() && now - last->second < handshake_log_interval) continue;
+          told[e->value] = now;
+          const char* why = e->value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
+                                ? (curve ? "it has no keys (start it with --bus-keys)"
+                                         : "it speaks CurveZMQ, but this publisher has no --bus-keys")
+                            : e->value == ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC
+                                ? "it holds another publisher's server.pub"
+                                : "protocol error";
+          log::write(log::level::warning, "bus: a subscriber on %s failed the %s handshake: %s (0x%x)",
+                     e->endpoint.c_str(), curve ? "CurveZMQ" : "ZeroMQ", why, e->value);
+        }
       }
     } catch (const zmq::error_t&) {
       // ETERM: the context is shutting down.
@@ -219,6 +309,10 @@ publisher::publisher(const std::vector<std::string>& endpoints, const std::optio
                            read_secret_key(fs::path{keys->dir} / "server.secret"));
         impl_->remote->set(zmq::sockopt::zap_domain, "mjpeg");
       }
+      impl_->monitor = std::thread{[this, curve = keys.has_value(),
+                                    events = watch_handshakes(impl_->context, *impl_->remote)]() mutable {
+        impl_->run_monitor(std::move(events), curve);
+      }};
       for (const auto& e : remote) {
         if (!keys && !is_loopback_tcp(e))
           log::write(
@@ -249,6 +343,7 @@ publisher::publisher(const std::vector<std::string>& endpoints, const std::optio
     impl_->remote.reset();
     impl_->context.shutdown();
     if (impl_->zap.joinable()) impl_->zap.join();
+    if (impl_->monitor.joinable()) impl_->monitor.join();
     throw;
   }
 }
@@ -298,14 +393,17 @@ class bus_source final : public frame_source {
     socket_->set(zmq::sockopt::linger, 0);
     socket_->set(zmq::sockopt::conflate, 1);  // latest frame wins: a frame is news, not a task
     socket_->set(zmq::sockopt::subscribe, "");
+    socket_->set(zmq::sockopt::maxmsgsize, max_message_bytes);
     if (keys_) {
       socket_->set(zmq::sockopt::curve_serverkey, server_key_);
       socket_->set(zmq::sockopt::curve_publickey, public_key_);
       socket_->set(zmq::sockopt::curve_secretkey, secret_key_);
     }
     try {
+      events_ = watch_handshakes(context_, *socket_);
       socket_->connect(endpoint_);
     } catch (const zmq::error_t& e) {
+      events_.reset();
       socket_.reset();
       throw std::runtime_error("--source " + spec_ + ": " + e.what());
     }
@@ -317,23 +415,41 @@ class bus_source final : public frame_source {
       const auto left =
           std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
       if (left.count() <= 0 || interrupted_.load()) return false;  // quiet publisher: a source loss
-      zmq::pollitem_t item{socket_->handle(), 0, ZMQ_POLLIN, 0};
-      zmq::poll(&item, 1, std::min(left, std::chrono::milliseconds{50}));
+      zmq::pollitem_t items[] = {{socket_->handle(), 0, ZMQ_POLLIN, 0},
+                                 {events_->handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::poll(items, 2, std::min(left, std::chrono::milliseconds{50}));
+      while (const auto e = next_event(*events_))
+        tell(*e);
       zmq::message_t message;
       if (!socket_->recv(message, zmq::recv_flags::dontwait)) continue;
       auto m = decode_message({static_cast<const std::uint8_t*>(message.data()), message.size()});
       if (!m) continue;  // not ours: ignore it
+      told_.clear();     // delivering: a later refusal is news again
       out.pixels.release();
       out.jpeg = std::move(m->jpeg);
       out.seq = m->seq;
-      out.captured = m->captured;
+      const auto now = wall_clock::now();
+      if (m->captured < now - plausible_clock_skew || m->captured > now + plausible_clock_skew) {
+        if (times_replaced_.fetch_add(1, std::memory_order_relaxed) == 0)
+          log::write(log::level::warning,
+                     "bus: %s sent a capture time over an hour from our clock; using the arrival time "
+                     "(counted in times_replaced)",
+                     endpoint_.c_str());
+        out.captured = now;
+      } else {
+        out.captured = m->captured;
+      }
       return true;
     }
   }
-  void close() override { socket_.reset(); }
+  void close() override {
+    events_.reset();
+    socket_.reset();
+  }
   void interrupt() override { interrupted_.store(true); }
   std::string describe() const override { return "bus " + endpoint_; }
   bool forwards() const override { return true; }
+  std::uint64_t times_replaced() const override { return times_replaced_.load(std::memory_order_relaxed); }
 
  private:
   std::string spec_;
@@ -345,7 +461,25 @@ class bus_source final : public frame_source {
   std::string secret_key_;
   zmq::context_t context_{1};
   std::optional<zmq::socket_t> socket_;
+  std::optional<zmq::socket_t> events_;  // socket_'s handshake monitor
+  std::vector<std::uint32_t> told_;      // handshake failures logged since the last frame
   std::atomic<bool> interrupted_{false};
+  std::atomic<std::uint64_t> times_replaced_{0};
+
+  // Says why the publisher refused us, once until frames flow again (ZeroMQ retries every 100 ms).
+  void tell(const monitor_event& e) {
+    const std::uint32_t kind = e.event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ? 0 : e.value;
+    if (std::find(told_.begin(), told_.end(), kind) != told_.end()) return;
+    told_.push_back(kind);
+    const char* why = e.event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+                          ? "our key (client.pub) is not authorized there"
+                      : e.value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
+                          ? (keys_ ? "the publisher does not use CurveZMQ (it has no --bus-keys)"
+                                   : "the publisher requires CurveZMQ keys (--bus-keys)")
+                          : "protocol error";
+    log::write(log::level::error, "bus: %s refused our handshake: %s (0x%x)", endpoint_.c_str(), why,
+               e.value);
+  }
 };
 
 }  // namespace

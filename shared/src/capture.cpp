@@ -140,6 +140,7 @@ void capture::run() {
     image.captured.reset();
     const bool got = source_->read(image);
     stats_.set_bad_frames(source_->bad_frames());
+    stats_.set_times_replaced(source_->times_replaced());
     if (!got && !sleep_until(steady_clock::now())) break;  // interrupted for shutdown: no failure
     if (!got) {
       // The source failed or ended: viewers keep the last frame while we reopen with backoff.

@@ -53,7 +53,7 @@ std::string render_json(const stats_snapshot& s) {
   j.number("fps_target", rounded(s.fps_target)).number("fps_capture", rounded(s.fps_capture));
   j.number("frame_seq", s.frame_seq).number("frame_bytes", s.frame_bytes);
   counter_fields_of(j, s.total);
-  j.number("frames_captured", s.frames_captured);
+  j.number("frames_captured", s.frames_captured).number("times_replaced", s.times_replaced);
   j.begin_array("publish");
   for (const auto& endpoint : s.publish)
     j.string({}, endpoint);
@@ -151,6 +151,9 @@ std::string render_prometheus(const stats_snapshot& s) {
 
   e.family("mjpeg_frames_captured_total", "counter", "Frames captured and published.");
   e.sample("mjpeg_frames_captured_total", "", u(s.frames_captured));
+  e.family("mjpeg_source_times_replaced_total", "counter",
+           "Forwarded frames whose capture time was over an hour from now, replaced with the arrival time.");
+  e.sample("mjpeg_source_times_replaced_total", "", u(s.times_replaced));
   e.family("mjpeg_frames_sent_total", "counter", "Frames written to viewers (one per viewer per frame).");
   e.sample("mjpeg_frames_sent_total", "", u(s.total.frames_sent));
   e.family("mjpeg_frames_skipped_total", "counter",

@@ -245,6 +245,7 @@ stats_snapshot server_stats::snapshot(std::uint64_t frame_seq, std::size_t frame
   s.state = source_state_;
   s.camera = camera_;
   s.bad_frames = bad_frames_.load(relaxed);
+  s.times_replaced = times_replaced_.load(relaxed);
   s.width = width_;
   s.height = height_;
   s.fps_target = fps_;

@@ -47,6 +47,9 @@ class frame_source {
   virtual std::optional<camera_info> camera() const { return std::nullopt; }
   /// Broken frames the source received and dropped so far (a camera's truncated JPEGs).
   virtual std::uint64_t bad_frames() const { return 0; }
+  /// Forwarded frames whose capture time was implausible (over an hour from now) and was replaced
+  /// with the time they arrived.
+  virtual std::uint64_t times_replaced() const { return 0; }
   /// Makes a read() in progress return soon (shutdown); from any thread.
   virtual void interrupt() {}
   /// True when every picture is another server's frame, forwarded as it arrives: neither paced

@@ -121,6 +121,7 @@ struct stats_snapshot {
   source_state state = source_state::down;          ///< What the source is doing.
   std::optional<camera_info> camera;                ///< What a camera negotiated.
   std::uint64_t bad_frames = 0;                     ///< Broken frames the source dropped.
+  std::uint64_t times_replaced = 0;                 ///< Implausible forwarded capture times replaced.
   int width = 0;                                    ///< Configured width.
   int height = 0;                                   ///< Configured height.
   double fps_target = 0;                            ///< --fps.
@@ -157,6 +158,8 @@ class server_stats {
   void set_camera(camera_info camera);
   /// Records how many broken frames the source has dropped so far.
   void set_bad_frames(std::uint64_t count) { bad_frames_.store(count, std::memory_order_relaxed); }
+  /// Records how many implausible forwarded capture times the source has replaced so far.
+  void set_times_replaced(std::uint64_t count) { times_replaced_.store(count, std::memory_order_relaxed); }
   /// Records the configured stream settings shown by /stats and the viewer page.
   void set_config(int width, int height, double fps);
   /// A connection accepted from the listening socket (served or turned away after).
@@ -214,6 +217,7 @@ class server_stats {
   std::atomic<std::uint64_t> rejected_{0};
   std::atomic<std::uint64_t> bad_requests_{0};
   std::atomic<std::uint64_t> bad_frames_{0};
+  std::atomic<std::uint64_t> times_replaced_{0};
   std::array<std::atomic<std::uint64_t>, 4> ended_{};                            // by end_reason
   std::array<std::atomic<std::uint64_t>, age_buckets.size() + 1> age_counts_{};  // last one: +Inf
   std::atomic<std::uint64_t> age_sum_us_{0};
