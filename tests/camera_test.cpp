@@ -21,6 +21,7 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "client.hpp"
+#include "eventually.hpp"
 #include "mjpeg/capture.hpp"
 #include "mjpeg/frame_source.hpp"
 #include "mjpeg/pattern.hpp"
@@ -271,11 +272,8 @@ TEST_F(Camera, DeviceThatDisappearsIsSurvivedAndRecovered) {
 
   // Unplugged: DQBUF fails with ENODEV, reopening fails; the viewer stays connected.
   std::ofstream{gone} << "x";
-  const auto until = std::chrono::steady_clock::now() + 10s;
-  while (stats(server.port()).find("\"source_state\":\"down\"") == std::string::npos &&
-         std::chrono::steady_clock::now() < until)
-    std::this_thread::sleep_for(100ms);
-  ASSERT_NE(stats(server.port()).find("\"source_state\":\"down\""), std::string::npos)
+  ASSERT_TRUE(mjpeg::test::eventually(
+      [&] { return stats(server.port()).find("\"source_state\":\"down\"") != std::string::npos; }, 10s))
       << server.error_output();
   while (viewer.next(500ms)) {
   }  // frames already in flight
@@ -436,10 +434,8 @@ TEST_F(Camera, ByIdLinkIsFollowedThroughUnplugAndReplug) {
   ASSERT_EQ(viewer.open(), 200) << server.error_output();
   ASSERT_TRUE(viewer.next()) << server.error_output();
   std::ofstream{gone} << "x";
-  const auto until = std::chrono::steady_clock::now() + 10s;
-  while (stats(server.port()).find("\"source_state\":\"down\"") == std::string::npos &&
-         std::chrono::steady_clock::now() < until)
-    std::this_thread::sleep_for(100ms);
+  mjpeg::test::eventually(
+      [&] { return stats(server.port()).find("\"source_state\":\"down\"") != std::string::npos; }, 10s);
   EXPECT_NE(server.error_output().find("camera " + by_id + ": unplugged (ENODEV)"), std::string::npos)
       << server.error_output();
   while (viewer.next(500ms)) {
