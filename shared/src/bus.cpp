@@ -351,8 +351,9 @@ publisher::publisher(const std::vector<std::string>& endpoints, const std::optio
 publisher::~publisher() {
   impl_->local.reset();
   impl_->remote.reset();
-  impl_->context.shutdown();
+  impl_->context.shutdown();  // ends the ZAP handler's and the monitor's blocking calls (ETERM)
   if (impl_->zap.joinable()) impl_->zap.join();
+  if (impl_->monitor.joinable()) impl_->monitor.join();
 }
 
 void publisher::send(const frame& f) {
