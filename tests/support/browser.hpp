@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,10 @@ enum class engine { chromium, firefox, webkit };
 
 /// The engine's name as tests and screenshots say it ("chromium", "firefox", "webkit").
 std::string engine_name(engine e);
+/// GoogleTest prints a parameter by its name, not as bytes.
+inline void PrintTo(engine e, std::ostream* os) {
+  *os << engine_name(e);
+}
 
 /// One browser with one session, driven over WebDriver (Marionette for Firefox: Debian packages
 /// no geckodriver). The page loading strategy is "none": the viewer's image never finishes.
