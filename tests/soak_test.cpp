@@ -91,7 +91,10 @@ TEST_P(EveryVariant, SoakOfTenThousandCyclesKeepsDescriptorsAndMemoryFlat) {
   RecordProperty("rss_kib_before", static_cast<int>(rss_before));
   RecordProperty("rss_kib_after", static_cast<int>(rss_after));
   EXPECT_LE(fds_after, fds_before + 2) << "descriptors leak";
-  EXPECT_LT(rss_after - rss_before, 20 * 1024) << "memory grows with connections";
+  // A sanitizer's allocator keeps freed blocks in quarantine and grows its shadow and metadata
+  // per thread and lock, so its RSS says little about ours: it gets a looser bound (ASan's leak
+  // checker still looks at the exit below), the plain build the strict one.
+  EXPECT_LT(rss_after - rss_before, (sanitized ? 64 : 20) * 1024) << "memory grows with connections";
   // A clean exit, so that under ASan the leak checker looks at the server after all those cycles.
   server.signal(SIGTERM);
   EXPECT_EQ(server.wait(10s), 0) << server.error_output();
