@@ -36,19 +36,6 @@ std::vector<unsigned char> base64_decode(const std::string& text) {
   return out;
 }
 
-// A loopback port free right now, for drivers that cannot be given port 0.
-unsigned short free_loopback_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 std::string mini_browser() {
   for (const char* candidate : {"/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser",
                                 "/usr/lib/aarch64-linux-gnu/webkit2gtk-4.1/MiniBrowser",
@@ -273,7 +260,7 @@ browser::browser(engine e, std::vector<std::string> chromium_extra) : engine_{e}
   } else {
     auto d = std::make_unique<w3c_driver>();
     d->profile = profile;
-    d->port = free_loopback_port();
+    d->port = free_port();  // drivers cannot be given port 0
     if (e == engine::chromium) {
       std::string args;
       for (const auto& flag : chromium_flags(profile.string(), chromium_extra))
