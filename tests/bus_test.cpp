@@ -151,14 +151,20 @@ TEST(Bus, LostPublisherIsASourceLossAndFramesResume) {
   EXPECT_EQ(stats_field(stats(edge.port()), "source_state"), "up");
 }
 
+// Two key sets under `keys`: good/ for the publisher and its allowed subscriber, and bad/, an
+// intruder that knows the publisher's public key but whose own key is not authorized.
+void make_good_and_bad_keys(const fs::path& keys) {
+  ASSERT_EQ(run_command(origin_binary(), {"--bus-keygen", keys / "good"}, 10s).exit_code, 0);
+  ASSERT_EQ(run_command(origin_binary(), {"--bus-keygen", keys / "bad"}, 10s).exit_code, 0);
+  fs::copy_file(keys / "good" / "server.pub", keys / "bad" / "server.pub",
+                fs::copy_options::overwrite_existing);
+}
+
 TEST(Bus, CurveKeysAdmitOnlyAuthorizedSubscribers) {
   const temp_dir keys;
   const auto good = keys.path / "good";
   const auto bad = keys.path / "bad";
-  ASSERT_EQ(run_command(origin_binary(), {"--bus-keygen", good}, 10s).exit_code, 0);
-  ASSERT_EQ(run_command(origin_binary(), {"--bus-keygen", bad}, 10s).exit_code, 0);
-  // The intruder knows the publisher's public key, but its own key is not authorized.
-  fs::copy_file(good / "server.pub", bad / "server.pub", fs::copy_options::overwrite_existing);
+  ASSERT_NO_FATAL_FAILURE(make_good_and_bad_keys(keys.path));
 
   server_process origin{origin_binary(), small_frames({"--publish", "0", "--bus-keys", good})};
   const std::string source = "zmq+" + bus_of(origin.port());
@@ -189,9 +195,7 @@ TEST(Bus, AKeyMismatchIsNamedOnceOnBothSides) {
   const temp_dir keys;
   const auto good = keys.path / "good";
   const auto bad = keys.path / "bad";
-  ASSERT_EQ(run_command(origin_binary(), {"--bus-keygen", good}, 10s).exit_code, 0);
-  ASSERT_EQ(run_command(origin_binary(), {"--bus-keygen", bad}, 10s).exit_code, 0);
-  fs::copy_file(good / "server.pub", bad / "server.pub", fs::copy_options::overwrite_existing);
+  ASSERT_NO_FATAL_FAILURE(make_good_and_bad_keys(keys.path));
 
   server_process keyed{origin_binary(), small_frames({"--publish", "0", "--bus-keys", good})};
   server_process plain{origin_binary(), small_frames({"--publish", "0"})};
