@@ -89,10 +89,17 @@ def sample(pid):
     tree = _tree(pid)
     for p in tree:
         try:
-            for t in os.listdir(f"/proc/{p}/task"):
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            tasks = []
+        for t in tasks:
+            try:  # a thread may exit while we look
                 with open(f"/proc/{p}/task/{t}/schedstat") as f:
                     cpu += int(f.read().split()[0]) / 1e9
                 threads += 1
+            except OSError:
+                pass
+        try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
             ticks += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
