@@ -53,6 +53,12 @@ bench: build
 	@scripts/install-deps bench
 	bench/compare --preset $(PRESET) $(ARGS)
 
+## make table [ARGS=--quick]: the one table of chapter 5: every model on one client, against the floor, into bench/results/<date>-five-models/.
+.PHONY: table
+table: build
+	@scripts/install-deps bench
+	bench/table --preset $(PRESET) $(ARGS)
+
 ## make package: the Debian package (build/<preset>/mjpeg-concurrency_<version>_<arch>.deb).
 package: build
 	@scripts/install-deps package

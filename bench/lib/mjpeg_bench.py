@@ -6,8 +6,9 @@
 Server     one launcher: our servers (--port 0, ready at their URL line) and peers (ready when a
            probe answers), pinned to a core, optionally inside a network namespace; stop() is
            SIGTERM, then SIGKILL after 5 s.
-sample     one /proc sampler: CPU seconds (schedstat, nanoseconds) and RSS of a process and its
-           children (worker processes), threads.
+sample     one /proc sampler: CPU seconds (schedstat, nanoseconds; and ticks, which keep exited
+           threads) and RSS of a process and its children (worker processes), threads;
+           cpu_between the CPU between two samples.
 http_get   one HTTP GET on loopback, bounded in time.
 frame_set  one fixed JPEG frame set per size, made once by mjpeg-frames: identical bytes every run.
 """
@@ -81,21 +82,39 @@ def _tree(pid):
 
 
 def sample(pid):
-    """{cpu_s, rss_mb, threads} of `pid` and its children, now: CPU from every thread's schedstat
-    (nanoseconds, unlike the 10 ms ticks of /proc/PID/stat)."""
-    cpu, rss, threads = 0.0, 0.0, 0
-    for p in _tree(pid):
+    """{cpu_s, ticks_s, rss_mb, threads} of `pid` and its children, now: CPU from every live
+    thread's schedstat (nanoseconds, unlike the 10 ms ticks of /proc/PID/stat), and the processes'
+    utime + stime in ticks (which keep the time of threads that have exited)."""
+    cpu, ticks, rss, threads = 0.0, 0.0, 0.0, 0
+    tree = _tree(pid)
+    for p in tree:
         try:
-            for t in os.listdir(f"/proc/{p}/task"):
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            tasks = []
+        for t in tasks:
+            try:  # a thread may exit while we look
                 with open(f"/proc/{p}/task/{t}/schedstat") as f:
                     cpu += int(f.read().split()[0]) / 1e9
                 threads += 1
+            except OSError:
+                pass
+        try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
+            ticks += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
             rss += int(fields[21]) * os.sysconf("SC_PAGE_SIZE") / 1e6
         except OSError:
             pass
-    return {"cpu_s": cpu, "rss_mb": rss, "threads": threads}
+    return {"cpu_s": cpu, "ticks_s": ticks, "rss_mb": rss, "threads": threads, "processes": len(tree)}
+
+
+def cpu_between(before, after):
+    """CPU seconds between two samples: schedstat's, unless threads exited in between (their time
+    is gone from the sum, and the ticks, which keep it, exceed it by more than two ticks a process)."""
+    sched = after["cpu_s"] - before["cpu_s"]
+    ticks = after["ticks_s"] - before["ticks_s"]
+    return ticks if ticks > sched + 0.02 * max(1, after.get("processes", 1)) else sched
 
 
 def idle_sample(pid, seconds=5.0):

@@ -1,9 +1,14 @@
 // Micro-benchmarks of the per-frame and per-request costs every variant shares: the hub's wake-up
 // fan-out, JPEG encoding, part-header formatting, request parsing and routing, and the floor of
-// the per-frame send cost (one gather write over loopback); and the price of one access to a
-// viewer's own state, kept in each of the four places chapter 2b compares.
+// the per-frame send cost (one gather write over loopback), one system call and the freshness
+// gate's TCP_INFO; and the price of one access to a viewer's own state, kept in each of the four
+// places chapter 2b compares.
 
 #include <benchmark/benchmark.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -163,6 +168,31 @@ void gather_write(benchmark::State& state) {
   state.counters["frame_bytes"] = static_cast<double>(f.wire_size());
 }
 BENCHMARK(gather_write)->Args({640, 480})->Args({1280, 720})->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+// What one system call costs on this machine (the cheapest there is, getppid), and the freshness
+// gate's look at the kernel before each frame (getsockopt TCP_INFO on a connected loopback TCP
+// socket): what every readiness-based stream loop pays per viewer-frame on top of its send.
+void syscall_getppid(benchmark::State& state) {
+  for (auto _ : state)
+    benchmark::DoNotOptimize(::getppid());
+}
+BENCHMARK(syscall_getppid)->Unit(benchmark::kMicrosecond);
+
+void freshness_tcp_info(benchmark::State& state) {
+  namespace asio = boost::asio;
+  using tcp = asio::ip::tcp;
+  asio::io_context io;
+  tcp::acceptor acceptor{io, {asio::ip::address_v4::loopback(), 0}};
+  tcp::socket client{io};
+  client.connect(acceptor.local_endpoint());
+  tcp::socket server = acceptor.accept();
+  for (auto _ : state) {
+    tcp_info ti{};
+    socklen_t len = sizeof ti;
+    benchmark::DoNotOptimize(::getsockopt(server.native_handle(), IPPROTO_TCP, TCP_INFO, &ti, &len));
+  }
+}
+BENCHMARK(freshness_tcp_info)->Unit(benchmark::kMicrosecond);
 
 // Where a viewer's own state lives (docs/02b-context-locals.md): one access counts one frame, from
 // 1, 2 and 64 threads at once, each thread its own viewer. The global is shared by every thread,

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <list>
 #include <mutex>
@@ -109,6 +110,15 @@ class deadline_stream : private hub_waiter {
   template <class MutableBuffers, class Token>
   auto async_read_some(const MutableBuffers& buffers, Token&& token) {
     return socket_.async_read_some(buffers, std::forward<Token>(token));
+  }
+  /// Sends what the kernel takes right now, without waiting or going through the io_context
+  /// (one non-blocking sendmsg); returns the bytes sent, 0 when the socket has no room.
+  template <class ConstBuffers>
+  std::size_t send_now(const ConstBuffers& buffers, boost::system::error_code& ec) {
+    if (!socket_.non_blocking()) socket_.non_blocking(true, ec);
+    const std::size_t n = ec ? 0 : socket_.write_some(buffers, ec);
+    if (ec == boost::asio::error::would_block) ec = {};
+    return n;
   }
   /// AsyncWriteStream: sends some bytes; the peer has the write timeout to take them.
   template <class ConstBuffers, class Token>
