@@ -67,18 +67,22 @@ const two = (n) => String(n).padStart(2, "0");
 const blank = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7";
 const clock = (t) => two(t.getHours()) + ":" + two(t.getMinutes()) + ":" + two(t.getSeconds());
 
-// How the live picture is read. Where the browser can read a response as it arrives (fetch()
-// with a ReadableStream body: Chromium, Firefox ESR 115, WebKitGTK), the page reads the multipart
-// stream itself, splits it into JPEGs by each part's Content-Length and shows each through a Blob
-// URL in the same <img>. Three reasons, all measured in the browser tests: aborting that fetch
-// closes the TCP connection in every engine, where dropping a multipart <img>'s src closes it in
-// Chromium only (Firefox ESR and WebKitGTK keep streaming to a hidden tab); each part's
-// X-Frame-Seq says when the picture stops changing, so a stalled stream is noticed; and the
-// page can count the frames it gets. The browser's own multipart <img> is the fallback where
-// streaming fetch is missing: there the stream reconnects on errors and the server's restarts,
-// but a hidden tab may keep it and a stall goes unnoticed.
-const can_fetch_stream = typeof ReadableStream === "function" && typeof AbortController === "function" &&
-    typeof Response === "function" && "body" in Response.prototype;
+// How the live picture is read. Where the browser lets a script read a multipart response as it
+// arrives (fetch() with a streaming body: Chromium, Firefox ESR 115), the page reads the stream
+// itself, splits it into JPEGs by each part's Content-Length and shows each through a Blob URL in
+// the same <img>. Aborting that fetch closes the TCP connection, where dropping a multipart
+// <img>'s src closes it in Chromium only (Firefox ESR keeps streaming to a hidden tab); and each
+// part's X-Frame-Seq tells a new frame from the old one again, so a frozen stream is noticed.
+// WebKit (WebKitGTK, Safari) fails any fetch() of multipart/x-mixed-replace ("Load failed": it
+// takes multipart only for images), so there the tile keeps the browser's multipart <img> and
+// notices a freeze from /stats's frame count. Its limits, measured in WebKitGTK 2.50: the <img>
+// fires "load" once per connection, not per frame, and keeps its connection open after its src
+// changes, after it leaves the page and after window.stop(), so a hidden tab stops polling /stats
+// but its stream stays until the tab closes. So does any browser without streaming fetch().
+const ua = navigator.userAgent;
+const webkit = /AppleWebKit\//.test(ua) && !/Chrome\/|Chromium\//.test(ua);
+const can_fetch_stream = !webkit && typeof ReadableStream === "function" &&
+    typeof AbortController === "function" && typeof Response === "function" && "body" in Response.prototype;
 // A visible picture that has not changed for this long is stale: reconnect (with the backoff).
 // Three frame periods of the camera at the least, for a slow one.
 const stale_after = Math.max(4000, 3000 / Math.max(@FPS@, 0.1));
@@ -132,7 +136,13 @@ class tile {
     img.width = this.options.width;
     img.height = this.options.height;
     img.alt = this.name ? "camera " + this.name : "live stream";
-    img.addEventListener("load", () => { if (img === this.img) this.fetching ? this.decoded() : this.loaded(); });
+    img.addEventListener("load", () => {
+      if (img !== this.img) return;
+      if (this.fetching) return this.decoded();
+      // Counts connections more than frames: WebKit's multipart <img> fires "load" once.
+      if (!this.snapshot) img.dataset.frames = ++this.frames;
+      this.loaded();
+    });
     img.addEventListener("error", () => {
       if (img !== this.img) return;
       if (this.fetching) this.decoded(); else this.failed("the stream broke");
@@ -253,9 +263,18 @@ class tile {
     this.decoding = false;
     if (this.next_jpeg) this.show_next();
   }
-  // The picture froze while we watch: say since when, and connect again.
+  // The server's frame count from /stats (the <img> path's only sign of new frames).
+  server_frame(seq) {
+    this.stats_at = performance.now();
+    if (this.fetching || seq === this.server_seq) return;
+    this.server_seq = seq;
+    this.changed_at = this.stats_at;
+  }
+  // The picture froze while we watch: say since when, and connect again. The <img> path judges by
+  // /stats, and only while /stats answers (the single-threaded server's does not while it streams).
   check_stale() {
-    if (!this.fetching || !this.running || this.pending || document.hidden) return;
+    if (this.snapshot || !this.running || this.pending || document.hidden) return;
+    if (!this.fetching && !(performance.now() - (this.stats_at || -1e9) < 2500)) return;
     const last = Math.max(this.changed_at, this.started);
     if (performance.now() - last < stale_after) return;
     if (!this.since) this.since = new Date(Date.now() - (performance.now() - last));
@@ -322,6 +341,7 @@ async function refresh() {
         c.bad_frames + " bad frames dropped" : "";
     // Back after being unreachable, or restarted in between (its frame count began again): our
     // streams went with the old server, so connect again now.
+    for (const t of tiles) t.server_frame(s.frame_seq);
     const restarted = s.frame_seq < last_seq;
     if (server_gone || restarted) for (const t of tiles) t.start();
     last_seq = s.frame_seq;
