@@ -77,8 +77,9 @@ const clock = (t) => two(t.getHours()) + ":" + two(t.getMinutes()) + ":" + two(t
 // takes multipart only for images), so there the tile keeps the browser's multipart <img> and
 // notices a freeze from /stats's frame count. Its limits, measured in WebKitGTK 2.50: the <img>
 // fires "load" once per connection, not per frame, and keeps its connection open after its src
-// changes, after it leaves the page and after window.stop(), so a hidden tab stops polling /stats
-// but its stream stays until the tab closes. So does any browser without streaming fetch().
+// changes, after it leaves the page, after window.stop(), and inside an <iframe> removed, so a
+// hidden tab stops polling /stats but its stream stays until the tab closes. So does any browser
+// without streaming fetch().
 const ua = navigator.userAgent;
 const webkit = /AppleWebKit\//.test(ua) && !/Chrome\/|Chromium\//.test(ua);
 const can_fetch_stream = !webkit && typeof ReadableStream === "function" &&
@@ -165,7 +166,8 @@ class tile {
     url += (url.includes("?") ? "&" : "?") + (!this.snapshot && fps ? "fps=" + fps + "&" : "") + "_=" + Date.now();
     if (this.fetching) {
       this.abort();
-      this.read(url);
+      // Against location.origin, not the page's URL: fetch() refuses URLs with credentials in them.
+      this.read(new URL(url, stats_url).href);
       return;
     }
     if (!this.snapshot) this.fresh_img();  // the old stream, if any, goes with the old element
@@ -379,7 +381,10 @@ function visibility() {
   }
 }
 document.addEventListener("visibilitychange", visibility);
-visibility();
+// The streams start once the page itself has loaded, so the page's own connection is free again:
+// the single-threaded server answers one connection at a time, and a stream fetch() started
+// earlier takes a second connection that it never serves.
+if (document.readyState === "complete") visibility(); else window.addEventListener("load", visibility);
 </script>
 </body>
 </html>
