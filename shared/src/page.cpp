@@ -89,7 +89,7 @@ const can_fetch_stream = !webkit && typeof ReadableStream === "function" &&
 const stale_after = Math.max(4000, 3000 / Math.max(@FPS@, 0.1));
 
 // One camera's viewer: an <img> in `container`, fed from `stream_url` (or polled from
-// `snapshot_url`); options: { id, name, snapshot, fps, snapshot_period }. It connects on its own,
+// `snapshot_url`); options: { id, name, snapshot, fps, snapshot_period, width, height }. It connects on its own,
 // notices on its own when its picture breaks or freezes, and reconnects on its own with backoff,
 // so one dead camera never stalls the others. start() and stop() follow the tab's visibility.
 class tile {
@@ -128,9 +128,9 @@ class tile {
     this.decoding = false;
     this.watchdog = setInterval(() => this.check_stale(), 1000);
   }
-  // A new, empty <img> in place of the old one, whose stream (the fallback's) is closed on the way:
-  // Chromium closes it when the src changes, WebKit only when the element then leaves the page as
-  // well. Events of an element already replaced are ignored.
+  // A new, empty <img> in place of the old one, whose multipart stream (WebKit's, the fallback's)
+  // is dropped on the way: Chromium closes it when the src changes, WebKitGTK 2.50 not even when
+  // the element leaves the page (above). Events of an element already replaced are ignored.
   fresh_img() {
     const img = document.createElement("img");
     img.id = this.id;
