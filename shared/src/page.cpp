@@ -91,7 +91,8 @@ const stale_after = Math.max(4000, 3000 / Math.max(@FPS@, 0.1));
 // One camera's viewer: an <img> in `container`, fed from `stream_url` (or polled from
 // `snapshot_url`); options: { id, name, snapshot, fps, snapshot_period, width, height }. It
 // connects on its own, notices on its own when its picture breaks or freezes, and reconnects on
-// its own with backoff, so one dead camera never stalls the others. start() and stop() follow the tab's visibility.
+// its own with backoff, so one dead camera never stalls the others. start() and stop() follow
+// the tab's visibility.
 class tile {
   constructor(container, stream_url, snapshot_url, options) {
     this.stream_url = stream_url;
