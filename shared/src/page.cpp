@@ -67,42 +67,88 @@ const two = (n) => String(n).padStart(2, "0");
 const blank = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7";
 const clock = (t) => two(t.getHours()) + ":" + two(t.getMinutes()) + ":" + two(t.getSeconds());
 
-// One camera's tile. It connects on its own, notices on its own when its picture breaks, and
-// reconnects on its own with backoff, so one dead camera never stalls the others.
+// How the live picture is read. Where the browser lets a script read a multipart response as it
+// arrives (fetch() with a streaming body: Chromium, Firefox ESR 115), the page reads the stream
+// itself, splits it into JPEGs by each part's Content-Length and shows each through a Blob URL in
+// the same <img>. Aborting that fetch closes the TCP connection, where dropping a multipart
+// <img>'s src closes it in Chromium only (Firefox ESR keeps streaming to a hidden tab); and each
+// part's X-Frame-Seq tells a new frame from the old one again, so a frozen stream is noticed.
+// WebKit (WebKitGTK, Safari) fails any fetch() of multipart/x-mixed-replace ("Load failed": it
+// takes multipart only for images), so there the tile keeps the browser's multipart <img> and
+// notices a freeze from /stats's frame count. Its limits, measured in WebKitGTK 2.50: the <img>
+// fires "load" once per connection, not per frame, and keeps its connection open after its src
+// changes, after it leaves the page, after window.stop(), and inside an <iframe> removed, so a
+// hidden tab stops polling /stats but its stream stays until the tab closes. So does any browser
+// without streaming fetch().
+const ua = navigator.userAgent;
+const webkit = /AppleWebKit\//.test(ua) && !/Chrome\/|Chromium\//.test(ua);
+const can_fetch_stream = !webkit && typeof ReadableStream === "function" &&
+    typeof AbortController === "function" && typeof Response === "function" && "body" in Response.prototype;
+// A visible picture that has not changed for this long is stale: reconnect (with the backoff).
+// Three frame periods of the camera at the least, for a slow one.
+const stale_after = Math.max(4000, 3000 / Math.max(@FPS@, 0.1));
+
+// One camera's viewer: an <img> in `container`, fed from `stream_url` (or polled from
+// `snapshot_url`); options: { id, name, snapshot, fps, snapshot_period, width, height }. It
+// connects on its own, notices on its own when its picture breaks or freezes, and reconnects on
+// its own with backoff, so one dead camera never stalls the others. start() and stop() follow
+// the tab's visibility.
 class tile {
-  constructor(camera, index) {
-    this.camera = camera;
-    this.id = index === 0 ? "stream" : "stream-" + index;
+  constructor(container, stream_url, snapshot_url, options) {
+    this.stream_url = stream_url;
+    this.snapshot_url = snapshot_url;
+    this.options = options;
+    this.id = options.id;
+    this.name = options.name || "";
+    this.snapshot = !!options.snapshot;
+    this.fetching = !this.snapshot && can_fetch_stream;
     this.state = document.createElement("div");
     this.state.className = "state";
     const figure = document.createElement("figure");
     this.img = null;
     this.fresh_img();
     figure.append(this.img, this.state);
-    if (camera.name) {
+    if (this.name) {
       const caption = document.createElement("figcaption");
-      caption.textContent = camera.name;
+      caption.textContent = this.name;
       figure.append(caption);
     }
-    $("grid").append(figure);
+    container.append(figure);
     this.running = false;  // false while the tab is hidden
     this.timer = 0;        // the next connect or poll
     this.pending = false;  // a reconnect is scheduled
     this.attempt = 0;      // failures in a row
     this.since = null;     // when the picture broke
     this.taken = 0;        // snapshots loaded
+    this.reader = null;    // the running fetch: { abort }
+    this.seq = null;       // the last part's X-Frame-Seq
+    this.changed_at = 0;   // when the picture last changed (performance.now())
+    this.frames = 0;       // new frames received
+    this.shown_url = "";   // the Blob URL on screen
+    this.next_jpeg = null; // the newest part, waiting for the <img> to finish the one before
+    this.decoding = false;
+    this.watchdog = setInterval(() => this.check_stale(), 1000);
   }
-  // A new, empty <img> in place of the old one, whose stream is closed on the way: Chromium closes
-  // it when the src changes, WebKit only when the element then leaves the page as well. Events
-  // of an element already replaced are ignored.
+  // A new, empty <img> in place of the old one, whose multipart stream (WebKit's, the fallback's)
+  // is dropped on the way: Chromium closes it when the src changes, WebKitGTK 2.50 not even when
+  // the element leaves the page (above). Events of an element already replaced are ignored.
   fresh_img() {
     const img = document.createElement("img");
     img.id = this.id;
-    img.width = @WIDTH@;
-    img.height = @HEIGHT@;
-    img.alt = this.camera.name ? "camera " + this.camera.name : "live stream";
-    img.addEventListener("load", () => { if (img === this.img) this.loaded(); });
-    img.addEventListener("error", () => { if (img === this.img) this.failed("the stream broke"); });
+    img.width = this.options.width;
+    img.height = this.options.height;
+    img.alt = this.name ? "camera " + this.name : "live stream";
+    img.addEventListener("load", () => {
+      if (img !== this.img) return;
+      if (this.fetching) return this.decoded();
+      // Counts connections more than frames: WebKit's multipart <img> fires "load" once.
+      if (!this.snapshot) img.dataset.frames = ++this.frames;
+      this.loaded();
+    });
+    img.addEventListener("error", () => {
+      if (img !== this.img) return;
+      if (this.fetching) this.decoded(); else this.failed("the stream broke");
+    });
     if (this.img) {
       this.img.src = blank;
       this.img.replaceWith(img);
@@ -116,9 +162,16 @@ class tile {
     this.running = true;
     this.pending = false;
     this.started = performance.now();
-    let url = snapshot_mode ? this.camera.snapshot : this.camera.stream;
-    url += (url.includes("?") ? "&" : "?") + (!snapshot_mode && fps ? "fps=" + fps + "&" : "") + "_=" + Date.now();
-    if (!snapshot_mode) this.fresh_img();  // the old stream, if any, goes with the old element
+    let url = this.snapshot ? this.snapshot_url : this.stream_url;
+    const fps = this.options.fps;
+    url += (url.includes("?") ? "&" : "?") + (!this.snapshot && fps ? "fps=" + fps + "&" : "") + "_=" + Date.now();
+    if (this.fetching) {
+      this.abort();
+      // Against location.origin, not the page's URL: fetch() refuses URLs with credentials in them.
+      this.read(new URL(url, stats_url).href);
+      return;
+    }
+    if (!this.snapshot) this.fresh_img();  // the old stream, if any, goes with the old element
     this.img.src = url;
   }
   // Hidden tab: drop the connection (the server sees the viewer leave and frees its slot).
@@ -126,7 +179,110 @@ class tile {
     this.running = false;
     this.pending = false;
     clearTimeout(this.timer);
-    this.fresh_img();
+    if (this.fetching) this.abort(); else this.fresh_img();
+  }
+  abort() {
+    if (this.reader) this.reader.abort();
+    this.reader = null;
+  }
+  // Reads the multipart stream at `url` until it ends, fails or is aborted.
+  async read(url) {
+    const ctl = new AbortController();
+    const me = { abort: () => ctl.abort() };
+    this.reader = me;
+    // No answer within 5 s is a failure too; the stream itself may then take as long as it runs.
+    const connect_timer = setTimeout(() => ctl.abort(), 5000);
+    let why = "the stream ended";
+    try {
+      const r = await fetch(url, { cache: "no-store", credentials: "same-origin", signal: ctl.signal });
+      clearTimeout(connect_timer);
+      if (!r.ok) throw new Error("HTTP " + r.status + " " + r.statusText);
+      const body = r.body.getReader();
+      let buf = new Uint8Array(0);
+      for (;;) {
+        const { value, done } = await body.read();
+        if (done) break;
+        const joined = new Uint8Array(buf.length + value.length);
+        joined.set(buf);
+        joined.set(value, buf.length);
+        buf = this.parts(joined);
+      }
+    } catch (e) {
+      why = e.name === "AbortError" ? "no answer within 5 s" : "the stream broke (" + e.message + ")";
+    } finally {
+      clearTimeout(connect_timer);
+    }
+    // An abort of ours (stop, reconnect) is not a failure; the end of the stream we still read is.
+    if (this.reader === me) {
+      this.reader = null;
+      this.failed(why);
+    }
+  }
+  // Takes the whole parts off the front of `buf` and returns what is left: the start of the next.
+  // A part is its header lines (the boundary line before them), an empty line, then exactly
+  // Content-Length bytes of JPEG.
+  parts(buf) {
+    let at = 0;
+    for (;;) {
+      let end = -1;
+      for (let i = at; i + 3 < buf.length; ++i)
+        if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) { end = i; break; }
+      if (end < 0) break;
+      let head = "";
+      for (let i = at; i < end; ++i) head += String.fromCharCode(buf[i]);
+      const length = /content-length:\s*(\d+)/i.exec(head);
+      if (!length) throw new Error("a part without Content-Length");
+      const size = Number(length[1]);
+      if (buf.length < end + 4 + size) break;
+      const seq = /x-frame-seq:\s*(\d+)/i.exec(head);
+      this.part(buf.slice(end + 4, end + 4 + size), seq ? seq[1] : null);
+      at = end + 4 + size;
+    }
+    return buf.slice(at);
+  }
+  // One JPEG from the stream. The <img> shows the newest: parts that arrive while it decodes the
+  // one before replace each other.
+  part(jpeg, seq) {
+    // A new connection begins with the frame we may have seen already: only a new seq is news.
+    if (seq === null || seq !== this.seq) {
+      this.seq = seq;
+      this.changed_at = performance.now();
+      this.img.dataset.frames = ++this.frames;  // for people and tests to read
+      this.loaded();
+    }
+    this.next_jpeg = jpeg;
+    if (!this.decoding) this.show_next();
+  }
+  show_next() {
+    const jpeg = this.next_jpeg;
+    this.next_jpeg = null;
+    this.decoding = true;
+    this.img.src = URL.createObjectURL(new Blob([jpeg], { type: "image/jpeg" }));
+  }
+  // The <img> is done with a Blob: the one before it goes, and the newest waiting is next.
+  decoded() {
+    if (this.shown_url) URL.revokeObjectURL(this.shown_url);
+    this.shown_url = this.img.src;
+    this.decoding = false;
+    if (this.next_jpeg) this.show_next();
+  }
+  // The server's frame count from /stats (the <img> path's only sign of new frames).
+  server_frame(seq) {
+    this.stats_at = performance.now();
+    if (this.fetching || seq === this.server_seq) return;
+    this.server_seq = seq;
+    this.changed_at = this.stats_at;
+  }
+  // The picture froze while we watch: say since when, and connect again. The <img> path judges by
+  // /stats, and only while /stats answers (the single-threaded server's does not while it streams).
+  check_stale() {
+    if (this.snapshot || !this.running || this.pending || document.hidden) return;
+    if (!this.fetching && !(performance.now() - (this.stats_at || -1e9) < 2500)) return;
+    const last = Math.max(this.changed_at, this.started);
+    if (performance.now() - last < stale_after) return;
+    if (!this.since) this.since = new Date(Date.now() - (performance.now() - last));
+    this.abort();
+    this.failed("no new frame for " + Math.round((performance.now() - last) / 1000) + " s");
   }
   loaded() {
     if (!this.running) return;
@@ -134,10 +290,11 @@ class tile {
     this.attempt = 0;
     this.since = null;
     this.state.textContent = "";
-    if (!snapshot_mode) return;
+    if (!this.snapshot) return;
     // One snapshot request at a time: the next one starts when this one is done, at the rate asked.
     this.img.dataset.taken = ++this.taken;  // for people and tests to read
-    this.timer = setTimeout(() => this.start(), Math.max(0, snapshot_period - (performance.now() - this.started)));
+    this.timer = setTimeout(() => this.start(),
+        Math.max(0, this.options.snapshot_period - (performance.now() - this.started)));
   }
   failed(why) {
     if (!this.running || this.pending) return;
@@ -151,7 +308,9 @@ class tile {
   }
 }
 
-const tiles = cameras.map((camera, index) => new tile(camera, index));
+const tiles = cameras.map((camera, index) => new tile($("grid"), camera.stream, camera.snapshot, {
+  id: index === 0 ? "stream" : "stream-" + index, name: camera.name, snapshot: snapshot_mode, fps: fps,
+  snapshot_period: snapshot_period, width: @WIDTH@, height: @HEIGHT@ }));
 if (tiles.length === 1) $("grid").className = "one"; else document.querySelector("main").className = "wall";
 $("mode").textContent = snapshot_mode ? "snapshots, " + (1000 / snapshot_period) + " a second per camera" :
     "live" + (fps ? ", at most " + fps + " frames a second" : "");
@@ -185,6 +344,7 @@ async function refresh() {
         c.bad_frames + " bad frames dropped" : "";
     // Back after being unreachable, or restarted in between (its frame count began again): our
     // streams went with the old server, so connect again now.
+    for (const t of tiles) t.server_frame(s.frame_seq);
     const restarted = s.frame_seq < last_seq;
     if (server_gone || restarted) for (const t of tiles) t.start();
     last_seq = s.frame_seq;
@@ -222,7 +382,10 @@ function visibility() {
   }
 }
 document.addEventListener("visibilitychange", visibility);
-visibility();
+// The streams start once the page itself has loaded, so the page's own connection is free again:
+// the single-threaded server answers one connection at a time, and a stream fetch() started
+// earlier takes a second connection that it never serves.
+if (document.readyState === "complete") visibility(); else window.addEventListener("load", visibility);
 </script>
 </body>
 </html>
