@@ -206,7 +206,9 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
     auto first_frame_wait = std::chrono::seconds{10};
     for (const auto& core : cores) {
       source_config config = role.source();
-      if (cores.size() > 1 || !core->spec.name.empty()) config.spec = core->spec.source;
+      // One camera's source is the role's (a worker reads its parent's bus); several cameras are
+      // served by a single process, each from its own.
+      if (cores.size() > 1) config.spec = core->spec.source;
       auto source = make_source(config);
       if (!open_source(*source, shutdown)) return 0;
       if (source->forwards()) first_frame_wait = std::chrono::seconds{1};
