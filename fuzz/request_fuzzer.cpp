@@ -49,6 +49,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   options.expected_authorization = http::basic_authorization("user:secret");
   options.loopback_only = true;
   options.allowed_hosts = {"camera.example"};
+  options.cameras = {"front", "yard", "door_2"};  // three named cameras: their URLs are routed too
   const http::route_result plan =
       ec ? http::route_error(ec, parser, buffered) : http::route(http::head_of(parser), options);
 
@@ -60,6 +61,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   } else if (plan.what != http::resource::none) {
     check(plan.code == http::status::ok);
     check(parser.is_header_done());
+    check(plan.camera < options.cameras.size());
   }
   return 0;
 }

@@ -31,26 +31,13 @@ namespace {
 
 using namespace std::chrono_literals;
 using mjpeg::test::get;
+using mjpeg::test::sanitizer_runtime;
 using mjpeg::test::server_process;
 using mjpeg::test::small_frames;
 using mjpeg::test::stream_reader;
 namespace fs = std::filesystem;
 
 constexpr const char* device = "/dev/video-test";
-
-// The sanitizer runtime must come first in LD_PRELOAD, before the fake camera; a sanitized test
-// binary finds its own runtime in its memory map and the servers (built alike) get the same.
-std::string sanitizer_runtime() {
-  std::ifstream maps{"/proc/self/maps"};
-  for (std::string line; std::getline(maps, line);) {
-    const auto at = line.find('/');
-    if (at == std::string::npos) continue;
-    const std::string path = line.substr(at);
-    const auto name = fs::path{path}.filename().string();
-    if (name.starts_with("libasan.so") || name.starts_with("libtsan.so")) return path;
-  }
-  return {};
-}
 
 // A folder of distinct JPEGs (the test card, frames 1..n) and the camera's settings, set in the
 // environment the servers inherit; removed again at the end.

@@ -338,6 +338,47 @@ TEST(Route, MjpgStreamerUrlVariants) {
     EXPECT_EQ(handle(get(target)).code, status::not_found) << target;
 }
 
+TEST(Route, NamedCamerasHaveTheirOwnUrls) {
+  http::route_options options;
+  options.cameras = {"front", "back", "door_2"};
+  const auto expect = [&](const std::string& target, resource what, std::size_t camera) {
+    const auto r = handle({get(target)}, options);
+    EXPECT_EQ(r.what, what) << target;
+    EXPECT_EQ(r.camera, camera) << target;
+  };
+  expect("/back/stream", resource::stream, 1);
+  expect("/back/stream?fps=2&_=1", resource::stream, 1);
+  expect("/door_2/snapshot", resource::snapshot, 2);
+  expect("/front/", resource::page, 0);
+  expect("/stream", resource::stream, 0);
+  expect("/snapshot", resource::snapshot, 0);
+  expect("/", resource::page, 0);
+  expect("/cameras", resource::cameras, 0);
+  expect("/?action=stream_2", resource::stream, 2);
+  expect("/?action=snapshot_1&1700000000000", resource::snapshot, 1);
+  EXPECT_TRUE(handle({get("/back/")}, options).one_camera);
+  EXPECT_FALSE(handle({get("/")}, options).one_camera);
+  // Unknown cameras and inputs: 404, with the reason in the body where it helps.
+  for (const char* target :
+       {"/side/stream", "/Front/stream", "/front/streamx", "/front", "/?action=stream_3",
+        "/?action=stream_01", "/?action=snapshot_99999", "/front/stream/x", "//stream"}) {
+    const auto r = handle({get(target)}, options);
+    EXPECT_EQ(r.code, status::not_found) << target;
+  }
+  EXPECT_NE(handle({get("/side/stream")}, options).reason.find("/cameras lists them"), std::string::npos);
+  EXPECT_NE(handle({get("/?action=stream_3")}, options).reason.find("numbered 0 to 2"), std::string::npos);
+  // Without named cameras, none of this exists.
+  EXPECT_EQ(handle(get("/cameras")).code, status::not_found);
+  EXPECT_EQ(handle(get("/front/stream")).code, status::not_found);
+}
+
+TEST(Route, CameraNames) {
+  for (const char* good : {"a", "front", "door_2", "cam-1", "0", "abcdefghijklmnopqrstuvwxyz012345"})
+    EXPECT_TRUE(http::valid_camera_name(good)) << good;
+  for (const char* bad : {"", "Front", "a b", "a/b", "a?b", "a.b", "abcdefghijklmnopqrstuvwxyz0123456", "é"})
+    EXPECT_FALSE(http::valid_camera_name(bad)) << bad;
+}
+
 http::route_options camera_at(double fps) {
   http::route_options options;
   options.camera_fps = fps;

@@ -113,6 +113,40 @@ std::string auth_of(const std::variant<mjpeg::options, int>& parsed) {
   return std::holds_alternative<mjpeg::options>(parsed) ? std::get<mjpeg::options>(parsed).auth : "<exit>";
 }
 
+TEST(Options, CamerasAreNamedSources) {
+  const auto parsed = parse({"--camera", "front=/dev/video0", "--camera", "yard=http://10.0.0.2:8080/stream",
+                             "--camera", "door=/srv/jpegs"});
+  ASSERT_TRUE(std::holds_alternative<mjpeg::options>(parsed));
+  const auto& cameras = std::get<mjpeg::options>(parsed).cameras;
+  ASSERT_EQ(cameras.size(), 3u);
+  EXPECT_EQ(cameras[1].name, "yard");
+  EXPECT_EQ(cameras[1].source, "http://10.0.0.2:8080/stream");
+  // Without --camera: the one unnamed camera on --source.
+  const auto plain = parse({"--source", "/srv/jpegs"});
+  ASSERT_TRUE(std::holds_alternative<mjpeg::options>(plain));
+  ASSERT_EQ(std::get<mjpeg::options>(plain).cameras.size(), 1u);
+  EXPECT_EQ(std::get<mjpeg::options>(plain).cameras[0].name, "");
+  EXPECT_EQ(std::get<mjpeg::options>(plain).cameras[0].source, "/srv/jpegs");
+  // Bad names, a repeated name, an empty source, two cameras on one device, --source beside them.
+  for (const std::vector<std::string>& bad : std::vector<std::vector<std::string>>{
+           {"--camera", "pattern"},
+           {"--camera", "=pattern"},
+           {"--camera", "a b=pattern"},
+           {"--camera", "a/b=pattern"},
+           {"--camera", "a?=pattern"},
+           {"--camera", "Front=pattern"},
+           {"--camera", "a="},
+           {"--camera", "a=pattern", "--camera", "a=/srv/jpegs"},
+           {"--camera", "a=/dev/video0", "--camera", "b=/dev/video0"},
+           {"--camera", "a=0", "--camera", "b=0"},
+           {"--camera", "a=pattern", "--source", "pattern"},
+           {"--camera", "a=pattern", "--camera", "b=pattern", "--workers", "2"}})
+    EXPECT_EQ(std::get<int>(parse(bad)), 2) << bad.back();
+  // The same folder or test card twice is fine: nothing is held open.
+  EXPECT_TRUE(
+      std::holds_alternative<mjpeg::options>(parse({"--camera", "a=pattern", "--camera", "b=pattern"})));
+}
+
 TEST(Options, EmptyUserOrPasswordIsRefused) {
   ::unsetenv(mjpeg::auth_variable);
   for (const char* bad : {":", "user:", ":pass", "nocolon", "user:pa\nss"})

@@ -115,6 +115,26 @@ TEST_P(EveryVariant, MetricsPassPromtoolAndCountWhatHappened) {
   EXPECT_NE(page.find("mjpeg_build_info{variant=\""), std::string::npos) << page;
 }
 
+// With several cameras every camera's series carry its name, and promtool still has no remarks.
+TEST(Metrics, SeveralCamerasAreLabelledAndPassPromtool) {
+  scratch_dir dir;
+  server_process server{mjpeg::test::variant_binary("mjpeg_async"),
+                        small_frames({"--camera", "front=pattern", "--camera", "yard=pattern"})};
+  {
+    stream_reader viewer{server.port(), "/yard/stream"};
+    ASSERT_EQ(viewer.open(), 200);
+    ASSERT_TRUE(viewer.next());
+  }
+  const std::string page = get(server.port(), "/metrics").body;
+  const auto check = promtool_check(dir, page);
+  EXPECT_EQ(check.exit_code, 0) << check.out << check.err << page;
+  EXPECT_EQ(check.out + check.err, "") << "promtool has remarks";
+  EXPECT_EQ(sample(page, "mjpeg_source_up{camera=\"front\"}"), 1) << page;
+  EXPECT_GE(sample(page, "mjpeg_frames_sent_total{camera=\"yard\"}"), 1) << page;
+  EXPECT_EQ(sample(page, "mjpeg_frames_sent_total{camera=\"front\"}"), 0) << page;
+  EXPECT_GT(sample(page, "mjpeg_frames_captured_total{camera=\"front\"}"), 0) << page;
+}
+
 TEST(Metrics, SameAccessControlAsEveryEndpoint) {
   server_process server{mjpeg::test::variant_binary("mjpeg_async"), small_frames({"--auth", "user:secret"})};
   EXPECT_EQ(get(server.port(), "/metrics").status, 401);

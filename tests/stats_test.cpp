@@ -136,6 +136,52 @@ TEST(StatsRenderers, JsonWithoutCameraOrWorkers) {
       R"({"variant":"thread_pool","uptime_s":0,"source":"pattern","source_up":false,"source_state":"down","camera":null,"width":0,"height":0,"fps_target":0,"fps_capture":0,"frame_seq":0,"frame_bytes":0,"viewers_now":0,"viewers_total":0,"frames_sent":0,"bytes_sent":0,"frames_skipped":0,"rejected":0,"bad_requests":0,"frames_captured":0,"times_replaced":0,"publish":[],"viewers":[]})");
 }
 
+// Several cameras: one row each in /stats, their totals on top, and each camera's series labelled.
+TEST(StatsRenderers, SeveralCamerasHaveARowAndALabelEach) {
+  mjpeg::stats_snapshot front;
+  front.variant = "async";
+  front.source = "camera /dev/video0";
+  front.state = mjpeg::source_state::up;
+  front.fps_capture = 30;
+  front.frames_captured = 300;
+  front.frame_seq = 300;
+  front.total = {2, 3, 500, 1000, 1, 1, 4};
+  front.ended = {1, 0, 0, 0};
+  front.age_counts = {1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  front.accepted = 9;
+  mjpeg::stats_snapshot yard;
+  yard.source = "relay http://10.0.0.2/stream";
+  yard.state = mjpeg::source_state::down;
+  yard.frames_captured = 7;
+  yard.total = {1, 1, 40, 200, 0, 0, 0};
+  yard.ended = {0, 2, 0, 0};
+  yard.age_counts = {0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0};
+  const auto all = mjpeg::combine_cameras({{"front", front, 0.25}, {"yard", yard, -1}});
+  EXPECT_EQ(all.total.viewers_now, 3u);
+  EXPECT_EQ(all.total.frames_sent, 540u);
+  EXPECT_EQ(all.total.bad_requests, 4u) << "counted by the server, not by a camera";
+  EXPECT_EQ(all.frames_captured, 307u);
+  EXPECT_EQ(all.ended[1], 2u);
+  EXPECT_EQ(all.age_counts[2], 3u);
+  EXPECT_EQ(all.accepted, 9u);
+  const std::string json = mjpeg::render_json(all);
+  EXPECT_NE(
+      json.find(
+          R"("cameras":[{"name":"front","source":"camera /dev/video0","source_state":"up","fps_capture":30,"frames_captured":300,"frame_seq":300,"frame_bytes":0,"frame_age_s":0.25,"viewers_now":2,"viewers_total":3,"frames_sent":500,"bytes_sent":1000,"frames_skipped":1,"rejected":1,"bad_requests":4},{"name":"yard","source":"relay http://10.0.0.2/stream","source_state":"down","fps_capture":0,"frames_captured":7,"frame_seq":0,"frame_bytes":0,"frame_age_s":null,"viewers_now":1,"viewers_total":1,"frames_sent":40,"bytes_sent":200,"frames_skipped":0,"rejected":0,"bad_requests":0}])"),
+      std::string::npos)
+      << json;
+  const std::string page = mjpeg::render_prometheus(all);
+  for (const char* line :
+       {"\nmjpeg_source_up{camera=\"front\"} 1\n", "\nmjpeg_source_up{camera=\"yard\"} 0\n",
+        "\nmjpeg_source_state{camera=\"yard\",state=\"down\"} 1\n",
+        "\nmjpeg_frames_sent_total{camera=\"front\"} 500\n", "\nmjpeg_viewers{camera=\"yard\"} 1\n",
+        "\nmjpeg_frames_captured_total{camera=\"yard\"} 7\n", "\nmjpeg_frame_age_seconds_count 6\n",
+        "\nmjpeg_connections_accepted_total 9\n"})
+    EXPECT_NE(page.find(line), std::string::npos) << line << page;
+  EXPECT_EQ(page.find("\nmjpeg_source_up "), std::string::npos) << "no unlabelled series beside the cameras'";
+  EXPECT_EQ(page.find("\nmjpeg_viewers "), std::string::npos);
+}
+
 TEST(StatsRenderers, PrometheusByteForByte) {
   auto s = full_snapshot();
   s.variant = "as\"ync\\\n";  // label values are escaped

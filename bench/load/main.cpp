@@ -63,6 +63,12 @@ void add_options(CLI::App& app, config& cfg) {
         const auto a = boost::asio::ip::make_address(v, ec);
         return !ec && a.is_loopback() ? std::string{} : std::string{"must be a loopback address"};
       });
+  app.add_option("--path", cfg.paths,
+                 "Spread the viewers over these paths in turn instead of the URL's (repeatable; e.g. "
+                 "/front/stream /yard/stream for several cameras)")
+      ->check([](const std::string& v) {
+        return v.starts_with("/") ? std::string{} : std::string{"must start with /"};
+      });
   app.add_option("--threads", cfg.threads, "Load generator threads")->check(CLI::Range(1, 64));
   app.add_option("--stall-ms", cfg.stall_ms, "A gap between frames longer than this is a stall")
       ->check(CLI::Range(1.0, 1e6));

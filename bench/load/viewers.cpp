@@ -73,7 +73,11 @@ void viewer::on_connect(const error_code& ec) {
     wait_readable();
     return;
   }
-  request_ = "GET " + w_.cfg_.target + " HTTP/1.1\r\nHost: " + w_.cfg_.host + ":" + w_.cfg_.port +
+  // Several paths (several cameras): the viewers are spread over them in turn, by id.
+  const auto& paths = w_.cfg_.paths;
+  const std::string& target =
+      paths.empty() ? w_.cfg_.target : paths[static_cast<std::size_t>(id_) % paths.size()];
+  request_ = "GET " + target + " HTTP/1.1\r\nHost: " + w_.cfg_.host + ":" + w_.cfg_.port +
              "\r\nUser-Agent: mjpeg-load\r\nAccept: multipart/x-mixed-replace, */*\r\n\r\n";
   asio::async_write(socket_, asio::buffer(request_), [this](const error_code& e, std::size_t) {
     if (e) return finish(e);

@@ -49,6 +49,7 @@ struct config {
   bool per_viewer = true;       ///< List every viewer in the report.
   std::string launch;           ///< Server command to start (--launch).
   std::vector<std::string> source_addresses;  ///< Loopback addresses viewers connect from, in turn.
+  std::vector<std::string> paths;  ///< Paths viewers ask for, viewer i the (i mod n)-th; empty: target.
 };
 
 /// The phases of a run, shared by every thread.

@@ -125,16 +125,28 @@ bool open_source(frame_source& source, const shutdown_signal& shutdown) {
   return !shutdown.triggered();
 }
 
-// Stops capture on the way out: a capture thread stuck in its source's driver cannot be joined;
-// leave without it rather than hang past the promised second.
-struct stop_capture {
-  capture& camera;
-  ~stop_capture() {
-    if (camera.stop_within(std::chrono::milliseconds{500})) return;
-    log::write(log::level::error, "the source does not return; leaving without it");
-    std::fflush(nullptr);
-    std::_Exit(0);
+// Stops every camera's capture on the way out, all at once: a capture thread stuck in its
+// source's driver cannot be joined; leave without it rather than hang past the promised second.
+struct stop_captures {
+  std::vector<std::unique_ptr<capture>>& cameras;
+  ~stop_captures() {
+    for (const auto& camera : cameras)
+      camera->stop();
+    for (const auto& camera : cameras) {
+      if (camera->stop_within(std::chrono::milliseconds{500})) continue;
+      log::write(log::level::error, "the source does not return; leaving without it");
+      std::fflush(nullptr);
+      std::_Exit(0);
+    }
   }
+};
+
+// One camera's own core: counters and hub (its capture thread is started later, beside the others).
+struct camera_core {
+  camera_core(camera_spec camera, std::string variant) : spec{std::move(camera)}, stats{std::move(variant)} {}
+  camera_spec spec;
+  server_stats stats;
+  frame_hub hub;
 };
 
 // What the router needs: credentials, and the Host policy of the address we are bound to.
@@ -148,6 +160,9 @@ http::route_options routes_for(const options& opts, const boost::asio::ip::tcp::
   for (const std::string& proxy : opts.trusted_proxies)
     routes.trusted_proxies.push_back(boost::asio::ip::make_address(proxy));  // checked by parse_options
   routes.camera_fps = opts.fps;  // the most a viewer may ask for with ?fps=N
+  if (opts.cameras.size() > 1 || (opts.cameras.size() == 1 && !opts.cameras.front().name.empty()))
+    for (const camera_spec& camera : opts.cameras)
+      routes.cameras.push_back(camera.name);
   return routes;
 }
 
@@ -166,28 +181,47 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
     // The role: a single server, the parent of --workers (captures, supervises) or a worker.
     workers::role role{opts};
     role.set_process_title();
-    // The core: counters, the broadcast hub, the one shutdown signal and its watcher.
-    server_stats stats{std::string{info.name}};
-    stats.set_config(opts.width, opts.height, opts.fps);
-    frame_hub hub;
+    // The core: one set of counters and one broadcast hub per camera (the first camera's counters
+    // are also the server's), the one shutdown signal and its watcher.
+    std::vector<std::unique_ptr<camera_core>> cores;
+    for (const camera_spec& spec : opts.cameras) {
+      cores.push_back(std::make_unique<camera_core>(spec, std::string{info.name}));
+      cores.back()->stats.set_config(opts.width, opts.height, opts.fps);
+    }
+    server_stats& stats = cores.front()->stats;
     shutdown_signal shutdown;
-    shutdown.on_trigger([&hub] { hub.close(); });
+    shutdown.on_trigger([&cores] {
+      for (const auto& core : cores)
+        core->hub.close();
+    });
     const signal_watcher watcher{shutdown, role.duration()};
     const auto reporting = role.share(stats);
     // The publisher: every --publish endpoint, and the parent's private one for its workers.
     publishing publish{role.publish_endpoints(), opts, stats};
-    // The source, open before we listen: a camera that is not there is an error at start, not a
+    // The sources, open before we listen: a camera that is not there is an error at start, not a
     // blank page. Another server's frames may not flow yet (an origin that starts later): do not
-    // wait long for them.
-    auto source = make_source(role.source());
-    if (!open_source(*source, shutdown)) return 0;
-    const auto first_frame_wait = source->forwards() ? std::chrono::seconds{1} : std::chrono::seconds{10};
-    capture camera{std::move(source), {opts.fps, opts.quality, opts.idle_stop}, hub, stats, publish.sink};
-    const stop_capture stopping{camera};
-    // Listen once the first frame exists, so the URL line means "ready" (a snapshot works at once).
-    // A signal closes the hub and ends this wait too.
-    if (!hub.wait_newer_for(0, first_frame_wait) && !shutdown.triggered())
-      log::write(log::level::warning, "no frame from the source yet; serving anyway");
+    // wait long for them. Each camera has its own capture thread.
+    std::vector<std::unique_ptr<capture>> captures;
+    const stop_captures stopping{captures};
+    auto first_frame_wait = std::chrono::seconds{10};
+    for (const auto& core : cores) {
+      source_config config = role.source();
+      // One camera's source is the role's (a worker reads its parent's bus); several cameras are
+      // served by a single process, each from its own.
+      if (cores.size() > 1) config.spec = core->spec.source;
+      auto source = make_source(config);
+      if (!open_source(*source, shutdown)) return 0;
+      if (source->forwards()) first_frame_wait = std::chrono::seconds{1};
+      captures.push_back(std::make_unique<capture>(std::move(source),
+                                                   capture_config{opts.fps, opts.quality, opts.idle_stop},
+                                                   core->hub, core->stats, publish.sink));
+    }
+    // Listen once the first frames exist, so the URL line means "ready" (a snapshot works at once).
+    // A signal closes the hubs and ends this wait too.
+    for (const auto& core : cores)
+      if (!core->hub.wait_newer_for(0, first_frame_wait) && !shutdown.triggered())
+        log::write(log::level::warning, "no frame from the source%s%s yet; serving anyway",
+                   core->spec.name.empty() ? "" : " of camera ", core->spec.name.c_str());
     if (shutdown.triggered()) return 0;
     // The listener: workers all bind the port their parent reserved (SO_REUSEPORT).
     boost::asio::io_context io;
@@ -197,8 +231,12 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
     // Serve.
     acceptor.listen(4096);  // room for a burst of connects; the kernel caps it at somaxconn
     login_limiter logins;
-    server_context ctx{info.name, name,     opts,  hub, stats, shutdown, routes_for(opts, acceptor),
-                       io,        acceptor, logins};
+    std::vector<camera_feed> feeds;
+    for (const auto& core : cores)
+      feeds.push_back({core->spec.name, core->spec.source, core->hub, core->stats});
+    server_context ctx{
+        info.name, name,     opts,   cores.front()->hub, stats, shutdown, routes_for(opts, acceptor),
+        io,        acceptor, logins, std::move(feeds)};
     listener::print_url_line(name, acceptor);
 
     try {

@@ -74,7 +74,9 @@ void sessions::pass() {
   // reset leave the hub with null, and their coroutines end.
   if (waiting.empty() || ::poll(waiting.data(), waiting.size(), 0) <= 0) return;
   for (std::size_t i = 0; i < waiting.size(); ++i)
-    if ((waiting[i].revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0) hub_.cancel(*waiting_streams[i]);
+    if ((waiting[i].revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0)
+      for (frame_hub* hub : hubs_)  // it waits in its camera's hub; cancel is a no-op in the others
+        hub->cancel(*waiting_streams[i]);
 }
 
 void sessions::stop() {

@@ -162,20 +162,21 @@ bool accept_next(server_context& ctx, connection& c) {
 namespace {
 
 // The stream: preamble, then whatever frame is newest each time the viewer can take one.
-void stream_frames(server_context& ctx, deadline_stream& stream, viewer_state& viewer, std::string peer) {
-  const viewer_scope scope{ctx.stats, viewer, std::move(peer)};
+void stream_frames(server_context& ctx, camera_feed& camera, deadline_stream& stream, viewer_state& viewer,
+                   std::string peer) {
+  const viewer_scope scope{camera.stats, viewer, std::move(peer)};
   error_code ec;
   const std::string preamble = http::stream_preamble();
   boost::asio::write(stream, boost::asio::buffer(preamble), ec);
   freshness_gate gate{stream.native_handle(), seconds(ctx.opts.send_timeout)};
   while (!ec) {
-    frame_ptr f = wait_newer(ctx.hub, gate.after(viewer.last_seq.load(std::memory_order_relaxed)), stream);
+    frame_ptr f = wait_newer(camera.hub, gate.after(viewer.last_seq.load(std::memory_order_relaxed)), stream);
     if (!f) break;  // shutdown, or the viewer left
     // Wait until the kernel has taken the previous frame, then send the newest one: frames
     // published meanwhile are skipped rather than queued, so a slow viewer sees fresh frames.
     stream.wait_writable(ec);
     if (ec) break;
-    f = ctx.hub.latest();
+    f = camera.hub.latest();
     // Only a whole frame the path can deliver fresh; otherwise a newer one later (freshness.hpp).
     if (const auto v = gate.check(*f); v != freshness_gate::verdict::send) {
       if (v == freshness_gate::verdict::stalled) {
@@ -185,7 +186,7 @@ void stream_frames(server_context& ctx, deadline_stream& stream, viewer_state& v
       continue;
     }
     boost::asio::write(stream, f->buffers(), ec);
-    if (!ec) ctx.stats.frame_sent(viewer, *f);
+    if (!ec) camera.stats.frame_sent(viewer, *f);
   }
   viewer.ended = end_reason_of(ec);
 }
@@ -209,7 +210,7 @@ void serve_client(server_context& ctx, connection c, viewer_state& viewer) {
   stream.max_fps(plan.max_fps);
   if (plan.what == http::resource::none) return;
   if (plan.what == http::resource::stream && !plan.head_only) {
-    stream_frames(ctx, stream, viewer, peer_name(c.socket));
+    stream_frames(ctx, ctx.camera(plan), stream, viewer, peer_name(c.socket));
     return;
   }
   const reply r = make_reply(plan, ctx);

@@ -135,11 +135,12 @@ std::optional<target_parts> split_target(std::string_view target) {
   return out;
 }
 
-// mjpg-streamer's "/?action=stream" family: the action may carry an input number ("stream_0"; we
-// have one input) and other parameters may follow, such as OctoPrint's cache buster
-// ("action=stream&1700000000000"). Returns the action without its input number, "" when the query
-// names no action, or "?" for an input we do not have.
-std::string_view mjpg_streamer_action(std::string_view query) {
+// mjpg-streamer's "/?action=stream" family: the action may carry an input number ("stream_1": the
+// camera of that index, from 0) and other parameters may follow, such as OctoPrint's cache buster
+// ("action=stream&1700000000000"). Returns the action without its input number (into `input`),
+// "" when the query names no action, or "?" for an input we do not have out of `inputs`.
+std::string_view mjpg_streamer_action(std::string_view query, std::size_t inputs, std::size_t& input) {
+  input = 0;
   while (!query.empty()) {
     const auto amp = query.find('&');
     const std::string_view param = query.substr(0, amp);
@@ -147,7 +148,13 @@ std::string_view mjpg_streamer_action(std::string_view query) {
     if (param.rfind("action=", 0) != 0) continue;
     std::string_view action = param.substr(7);
     if (const auto underscore = action.find('_'); underscore != std::string_view::npos) {
-      if (action.substr(underscore + 1) != "0") return "?";
+      const std::string_view number = action.substr(underscore + 1);
+      if (number.empty() || number.size() > 3 || !std::all_of(number.begin(), number.end(), is_digit) ||
+          (number.size() > 1 && number.front() == '0'))
+        return "?";
+      for (const char c : number)
+        input = input * 10 + static_cast<std::size_t>(c - '0');
+      if (input >= inputs) return "?";
       action = action.substr(0, underscore);
     }
     return action.empty() ? "?" : action;
@@ -261,6 +268,12 @@ std::string basic_authorization(std::string_view user_colon_pass) {
   return "Basic " + encoded;
 }
 
+bool valid_camera_name(std::string_view name) {
+  return !name.empty() && name.size() <= 32 && std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || is_digit(c) || c == '_' || c == '-';
+  });
+}
+
 bool valid_host(std::string_view value) {
   return split_host(value).has_value();
 }
@@ -330,19 +343,47 @@ route_result route(const request_head& head, const route_options& options) {
   };
   const auto not_found = route_result{resource::error, status::not_found, false, login};
   const std::string_view path = target->path;
+  const std::size_t camera_count = std::max<std::size_t>(1, options.cameras.size());
   if (path == "/") {
-    const std::string_view action = mjpg_streamer_action(target->query);
-    if (action.empty()) return found(resource::page);
-    if (action == "stream") return found(resource::stream);
-    if (action == "snapshot") return found(resource::snapshot);
-    return not_found;
+    std::size_t input = 0;
+    const std::string_view action = mjpg_streamer_action(target->query, camera_count, input);
+    auto result = action.empty()         ? found(resource::page)
+                  : action == "stream"   ? found(resource::stream)
+                  : action == "snapshot" ? found(resource::snapshot)
+                                         : not_found;
+    if (action == "?" && options.cameras.size() > 1)
+      result.reason = "there are " + std::to_string(camera_count) + " cameras, numbered 0 to " +
+                      std::to_string(camera_count - 1);
+    result.camera = input;
+    return result;
   }
   if (path == "/stream") return found(resource::stream);
   if (path == "/snapshot") return found(resource::snapshot);
   if (path == "/stats") return found(resource::stats);
   if (path == "/metrics") return found(resource::metrics);
   if (path == "/healthz") return found(resource::health);
-  return not_found;
+  if (options.cameras.empty()) return not_found;
+  if (path == "/cameras") return found(resource::cameras);
+  // "/NAME/…": one named camera's stream, snapshot or page (whose status line asks "stats").
+  const auto slash = path.find('/', 1);
+  const std::string_view name = path.substr(1, slash == std::string_view::npos ? path.size() : slash - 1);
+  const auto known = std::find(options.cameras.begin(), options.cameras.end(), name);
+  if (known == options.cameras.end()) {
+    auto unknown = not_found;
+    if (valid_camera_name(name) && slash != std::string_view::npos)
+      unknown.reason = "no camera of that name; /cameras lists them";
+    return unknown;
+  }
+  const std::string_view rest = slash == std::string_view::npos ? std::string_view{} : path.substr(slash);
+  auto result = rest == "/stream"     ? found(resource::stream)
+                : rest == "/snapshot" ? found(resource::snapshot)
+                : rest == "/stats"    ? found(resource::stats)
+                : rest == "/"         ? found(resource::page)
+                                      : not_found;
+  result.camera = static_cast<std::size_t>(known - options.cameras.begin());
+  result.one_camera = result.what == resource::page;
+  if (rest.empty()) result.reason = "a camera's page is its name with a slash after it";
+  return result;
 }
 
 route_result route_error(const boost::beast::error_code& ec, const request_parser& parser,

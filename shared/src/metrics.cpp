@@ -58,6 +58,23 @@ std::string render_json(const stats_snapshot& s) {
   for (const auto& endpoint : s.publish)
     j.string({}, endpoint);
   j.end_array();
+  if (!s.cameras.empty()) {
+    // Several cameras: one row each; the counters above are their totals.
+    j.begin_array("cameras");
+    for (const auto& c : s.cameras) {
+      j.begin_object().string("name", c.name).string("source", c.source);
+      j.string("source_state", source_state_name(c.state)).number("fps_capture", rounded(c.fps_capture));
+      j.number("frames_captured", c.frames_captured).number("frame_seq", c.frame_seq);
+      j.number("frame_bytes", c.frame_bytes);
+      if (c.frame_age_s >= 0)
+        j.number("frame_age_s", rounded(c.frame_age_s));
+      else
+        j.null("frame_age_s");
+      counter_fields_of(j, c.counters);
+      j.end_object();
+    }
+    j.end_array();
+  }
   if (s.workers) {
     j.begin_array("workers");
     for (const auto& r : *s.workers) {
@@ -133,39 +150,55 @@ std::string render_prometheus(const stats_snapshot& s) {
   e.family("mjpeg_uptime_seconds", "gauge", "Seconds since the server started.");
   e.sample("mjpeg_uptime_seconds", "", num(s.uptime_s));
 
-  e.family("mjpeg_source_up", "gauge", "1 while the source delivers frames, 0 while it is down or idle.");
-  e.sample("mjpeg_source_up", "", s.state == source_state::up ? "1" : "0");
+  // With several cameras, each camera's series carry its name as a label, camera="NAME"; with one
+  // camera they have no label, as before cameras had names.
+  const auto per_camera = [&](const char* name, const char* type, const char* help, auto value) {
+    e.family(name, type, help);
+    if (s.cameras.empty())
+      return e.sample(name, "",
+                      value(camera_row{"", s.source, s.state, s.fps_capture, s.frames_captured, s.frame_seq,
+                                       s.frame_bytes, -1, s.total}));
+    for (const auto& c : s.cameras)
+      e.sample(name, "camera=\"" + escape(c.name) + "\"", value(c));
+  };
+  per_camera("mjpeg_source_up", "gauge", "1 while the source delivers frames, 0 while it is down or idle.",
+             [](const camera_row& c) { return std::string{c.state == source_state::up ? "1" : "0"}; });
   e.family("mjpeg_source_state", "gauge",
            "1 for the source's current state (up, down, idle), 0 for the others.");
-  for (const auto state : {source_state::up, source_state::down, source_state::idle})
-    e.sample("mjpeg_source_state", std::string{"state=\""} + source_state_name(state) + "\"",
-             state == s.state ? "1" : "0");
-  e.family("mjpeg_capture_fps", "gauge", "Measured capture rate, frames per second.");
-  e.sample("mjpeg_capture_fps", "", num(s.fps_capture));
+  const auto states = [&](std::string_view labels, source_state now) {
+    for (const auto state : {source_state::up, source_state::down, source_state::idle})
+      e.sample("mjpeg_source_state", std::string{labels} + "state=\"" + source_state_name(state) + "\"",
+               state == now ? "1" : "0");
+  };
+  if (s.cameras.empty()) states("", s.state);
+  for (const auto& c : s.cameras)
+    states("camera=\"" + escape(c.name) + "\",", c.state);
+  per_camera("mjpeg_capture_fps", "gauge", "Measured capture rate, frames per second.",
+             [](const camera_row& c) { return num(c.fps_capture); });
   e.family("mjpeg_target_fps", "gauge", "Configured frame rate (--fps).");
   e.sample("mjpeg_target_fps", "", num(s.fps_target));
-  e.family("mjpeg_frame_seq", "gauge", "Sequence number of the latest frame.");
-  e.sample("mjpeg_frame_seq", "", u(s.frame_seq));
-  e.family("mjpeg_frame_bytes", "gauge", "JPEG size of the latest frame in bytes.");
-  e.sample("mjpeg_frame_bytes", "", u(s.frame_bytes));
+  per_camera("mjpeg_frame_seq", "gauge", "Sequence number of the latest frame.",
+             [](const camera_row& c) { return u(c.frame_seq); });
+  per_camera("mjpeg_frame_bytes", "gauge", "JPEG size of the latest frame in bytes.",
+             [](const camera_row& c) { return u(c.frame_bytes); });
 
-  e.family("mjpeg_frames_captured_total", "counter", "Frames captured and published.");
-  e.sample("mjpeg_frames_captured_total", "", u(s.frames_captured));
+  per_camera("mjpeg_frames_captured_total", "counter", "Frames captured and published.",
+             [](const camera_row& c) { return u(c.frames_captured); });
   e.family("mjpeg_source_times_replaced_total", "counter",
            "Forwarded frames whose capture time was over an hour from now, replaced with the arrival time.");
   e.sample("mjpeg_source_times_replaced_total", "", u(s.times_replaced));
-  e.family("mjpeg_frames_sent_total", "counter", "Frames written to viewers (one per viewer per frame).");
-  e.sample("mjpeg_frames_sent_total", "", u(s.total.frames_sent));
-  e.family("mjpeg_frames_skipped_total", "counter",
-           "Frames a viewer missed because it was still taking an earlier one.");
-  e.sample("mjpeg_frames_skipped_total", "", u(s.total.frames_skipped));
-  e.family("mjpeg_sent_bytes_total", "counter", "Bytes written to viewers, part headers included.");
-  e.sample("mjpeg_sent_bytes_total", "", u(s.total.bytes_sent));
+  per_camera("mjpeg_frames_sent_total", "counter", "Frames written to viewers (one per viewer per frame).",
+             [](const camera_row& c) { return u(c.counters.frames_sent); });
+  per_camera("mjpeg_frames_skipped_total", "counter",
+             "Frames a viewer missed because it was still taking an earlier one.",
+             [](const camera_row& c) { return u(c.counters.frames_skipped); });
+  per_camera("mjpeg_sent_bytes_total", "counter", "Bytes written to viewers, part headers included.",
+             [](const camera_row& c) { return u(c.counters.bytes_sent); });
 
-  e.family("mjpeg_viewers", "gauge", "Viewers streaming now.");
-  e.sample("mjpeg_viewers", "", u(s.total.viewers_now));
-  e.family("mjpeg_viewers_total", "counter", "Viewers that started a stream.");
-  e.sample("mjpeg_viewers_total", "", u(s.total.viewers_total));
+  per_camera("mjpeg_viewers", "gauge", "Viewers streaming now.",
+             [](const camera_row& c) { return u(c.counters.viewers_now); });
+  per_camera("mjpeg_viewers_total", "counter", "Viewers that started a stream.",
+             [](const camera_row& c) { return u(c.counters.viewers_total); });
   e.family("mjpeg_viewers_ended_total", "counter", "Streams that ended, by reason.");
   for (std::size_t r = 0; r < s.ended.size(); ++r)
     e.sample("mjpeg_viewers_ended_total", std::string{"reason=\""} + end_reason_names[r] + "\"",

@@ -344,6 +344,13 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
          "zmq+ipc:///PATH (frame bus) | http://HOST:PORT/PATH (MJPEG relay, no re-encoding) | file or "
          "rtsp:// URL for OpenCV")
       ->capture_default_str();
+  std::vector<std::string> camera_args;
+  auto* camera_option =
+      app.add_option(
+             "--camera", camera_args,
+             "A named camera: NAME=SOURCE, SOURCE as --source takes it, NAME of a-z 0-9 _ - (at most 32); "
+             "repeatable, each served at /NAME/stream, /NAME/snapshot and /NAME/ (not with --source)")
+          ->type_name("NAME=SOURCE");
   app.add_option("--width", o.width, "Frame width")->check(CLI::Range(16, 7680))->capture_default_str();
   app.add_option("--height", o.height, "Frame height")->check(CLI::Range(16, 4320))->capture_default_str();
   app.add_option("--fps", o.fps, "Frames per second")->check(CLI::Range(0.1, 240.0))->capture_default_str();
@@ -476,6 +483,31 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
     if (const std::string problem = credentials_problem(o.auth); !problem.empty())
       return fail(std::string{auth_variable} + ": " + problem);
   }
+  if (!camera_args.empty() && app.count("--source") > 0)
+    return fail("--source and --camera: give every camera with --camera NAME=SOURCE");
+  for (const std::string& arg : camera_args) {
+    const auto equals = arg.find('=');
+    camera_spec camera{arg.substr(0, equals), equals == std::string::npos ? "" : arg.substr(equals + 1)};
+    if (equals == std::string::npos) return fail("--camera " + printable(arg) + ": must be NAME=SOURCE");
+    if (!http::valid_camera_name(camera.name))
+      return fail("--camera " + printable(arg) + ": the name '" + printable(camera.name) +
+                  "' must be 1 to 32 of a-z, 0-9, _ and -");
+    if (camera.source.empty()) return fail("--camera " + printable(arg) + ": the source is empty");
+    for (const camera_spec& other : o.cameras) {
+      if (other.name == camera.name) return fail("--camera " + camera.name + ": the name is given twice");
+      // One device can be opened by one capture at a time; the second would fail as busy.
+      if (other.source == camera.source &&
+          (camera.source.starts_with("/dev/") ||
+           camera.source.find_first_not_of("0123456789") == std::string::npos))
+        return fail("--camera " + camera.name + " and " + other.name + ": both on " +
+                    printable(camera.source));
+    }
+    o.cameras.push_back(std::move(camera));
+  }
+  if (o.cameras.size() > 1 && o.workers > 0) return fail("--workers serves one camera; give one --camera");
+  if (o.cameras.size() > 1 && !o.publish.empty())
+    return fail("--publish carries one camera; give one --camera");
+  if (o.cameras.empty()) o.cameras.push_back({"", o.source});
   o.log_level = quiet ? log::level::warning : *log::parse_level(log_level);
   log::set_level(o.log_level);
   // A cap above what this process may open would only fail later, at accept time: lower it to

@@ -3,8 +3,10 @@
 #include <chrono>
 #include <string>
 
+#include "mjpeg/json.hpp"
 #include "mjpeg/metrics.hpp"
 #include "mjpeg/page.hpp"
+#include "mjpeg/source_factory.hpp"
 
 namespace mjpeg {
 
@@ -13,30 +15,75 @@ std::array<boost::asio::const_buffer, 2> reply::buffers() const noexcept {
   return {boost::asio::buffer(head), boost::asio::buffer(image->jpeg().data(), image->jpeg().size())};
 }
 
+namespace {
+
+// The page's tiles: the grid of every named camera at "/", one camera at "/NAME/", or the one
+// unnamed camera; URLs relative to the page.
+std::vector<page_camera> tiles_for(const http::route_result& plan, const server_context& ctx) {
+  if (ctx.cameras.size() == 1 && ctx.cameras.front().name.empty()) return {{"", "stream", "snapshot"}};
+  if (plan.one_camera) return {{ctx.cameras.at(plan.camera).name, "stream", "snapshot"}};
+  std::vector<page_camera> tiles;
+  for (const camera_feed& c : ctx.cameras)
+    tiles.push_back({c.name, c.name + "/stream", c.name + "/snapshot"});
+  return tiles;
+}
+
+// /cameras: what the grid and an operator need to know of each camera.
+std::string camera_list(const server_context& ctx) {
+  const auto now = wall_clock::now();
+  json_writer j;
+  j.begin_array();
+  for (const camera_feed& c : ctx.cameras) {
+    const frame_ptr latest = c.hub.latest();
+    j.begin_object().string("name", c.name).string("source", source_kind(c.source));
+    j.number("width", ctx.opts.width).number("height", ctx.opts.height).number("fps", ctx.opts.fps);
+    j.string("state", source_state_name(c.stats.snapshot(0, 0).state));
+    j.number("fps_capture", c.stats.capture_fps()).number("viewers", c.stats.viewers_now());
+    if (latest)
+      j.number("frame_age_s", std::chrono::duration<double>(now - latest->captured()).count());
+    else
+      j.null("frame_age_s");
+    j.end_object();
+  }
+  j.end_array();
+  return j.str();
+}
+
+// What /stats and /metrics show: the one camera's counters, or with named cameras one row each
+// and their totals.
+stats_snapshot server_snapshot(const server_context& ctx) {
+  const auto now = wall_clock::now();
+  std::vector<camera_snapshot> cameras;
+  for (const camera_feed& c : ctx.cameras) {
+    const frame_ptr latest = c.hub.latest();
+    cameras.push_back({c.name,
+                       c.stats.snapshot(latest ? latest->seq() : 0, latest ? latest->jpeg().size() : 0),
+                       latest ? std::chrono::duration<double>(now - latest->captured()).count() : -1.0});
+  }
+  if (cameras.size() == 1 && cameras.front().name.empty()) return std::move(cameras.front().snapshot);
+  return combine_cameras(std::move(cameras));
+}
+
+}  // namespace
+
 reply make_reply(const http::route_result& plan, const server_context& ctx) {
   using http::resource;
   switch (plan.what) {
     case resource::page:
       return {http::document_response("text/html; charset=utf-8",
-                                      viewer_page(ctx.variant, ctx.opts.width, ctx.opts.height, ctx.opts.fps),
+                                      viewer_page(ctx.variant, ctx.opts.width, ctx.opts.height, ctx.opts.fps,
+                                                  tiles_for(plan, ctx)),
                                       plan.head_only),
               nullptr};
-    case resource::stats: {
-      const frame_ptr latest = ctx.hub.latest();
-      return {http::document_response("application/json",
-                                      render_json(ctx.stats.snapshot(latest ? latest->seq() : 0,
-                                                                     latest ? latest->jpeg().size() : 0)),
-                                      plan.head_only),
+    case resource::cameras:
+      return {http::document_response("application/json", camera_list(ctx), plan.head_only), nullptr};
+    case resource::stats:
+      return {http::document_response("application/json", render_json(server_snapshot(ctx)), plan.head_only),
               nullptr};
-    }
-    case resource::metrics: {
-      const frame_ptr latest = ctx.hub.latest();
+    case resource::metrics:
       return {http::document_response("text/plain; version=0.0.4; charset=utf-8",
-                                      render_prometheus(ctx.stats.snapshot(
-                                          latest ? latest->seq() : 0, latest ? latest->jpeg().size() : 0)),
-                                      plan.head_only),
+                                      render_prometheus(server_snapshot(ctx)), plan.head_only),
               nullptr};
-    }
     case resource::health: {
       // Down longer than --max-source-down: a load balancer should send viewers elsewhere.
       const double down =
@@ -48,7 +95,7 @@ reply make_reply(const http::route_result& plan, const server_context& ctx) {
               nullptr};
     }
     case resource::snapshot: {
-      frame_ptr latest = ctx.hub.latest();
+      frame_ptr latest = ctx.cameras.at(plan.camera).hub.latest();
       if (!latest) return {http::error_response(http::status::service_unavailable), nullptr};
       std::string head = http::snapshot_head(*latest);
       if (plan.head_only) latest.reset();

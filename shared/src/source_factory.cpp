@@ -48,4 +48,16 @@ std::unique_ptr<frame_source> make_source(const source_config& config) {
   return make_opencv_source(config.spec);
 }
 
+std::string_view source_kind(const std::string& spec) {
+  int index = 0;
+  std::error_code ec;
+  if (bus::is_bus_source(spec)) return "bus";
+  if (is_http_relay(spec)) return "relay";
+  if (spec == "pattern") return "pattern";
+  if (is_camera_index(spec, index) || (spec.starts_with("/dev/") && !fs::is_directory(spec, ec)))
+    return "device";
+  if (is_jpeg_path(spec)) return "jpegs";
+  return "opencv";
+}
+
 }  // namespace mjpeg

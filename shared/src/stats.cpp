@@ -271,4 +271,31 @@ stats_snapshot server_stats::snapshot(std::uint64_t frame_seq, std::size_t frame
   return s;
 }
 
+stats_snapshot combine_cameras(std::vector<camera_snapshot> cameras) {
+  if (cameras.empty()) return {};
+  stats_snapshot all = cameras.front().snapshot;
+  all.total = {};
+  all.frames_captured = 0;
+  all.ended = {};
+  all.age_counts = {};
+  all.age_sum_s = 0;
+  all.viewers.clear();
+  for (const camera_snapshot& c : cameras) {
+    const stats_snapshot& s = c.snapshot;
+    all.cameras.push_back({c.name, s.source, s.state, s.fps_capture, s.frames_captured, s.frame_seq,
+                           s.frame_bytes, c.frame_age_s, s.total});
+    for (const auto& field : counter_fields)
+      all.total.*field.value += s.total.*field.value;
+    all.frames_captured += s.frames_captured;
+    for (std::size_t r = 0; r < all.ended.size(); ++r)
+      all.ended[r] += s.ended[r];
+    for (std::size_t i = 0; i < all.age_counts.size(); ++i)
+      all.age_counts[i] += s.age_counts[i];
+    all.age_sum_s += s.age_sum_s;
+    for (const viewer_row& v : s.viewers)
+      if (all.viewers.size() < 100) all.viewers.push_back(v);
+  }
+  return all;
+}
+
 }  // namespace mjpeg

@@ -448,7 +448,8 @@ std::vector<std::string> role::publish_endpoints() const {
 source_config role::source() const {
   if (worker_)
     return {"zmq+" + bus_endpoint(opts_.worker_of), opts_.width, opts_.height, opts_.fps, false, {}};
-  return {opts_.source, opts_.width, opts_.height, opts_.fps, opts_.encode, opts_.bus_keys};
+  const std::string& spec = opts_.cameras.empty() ? opts_.source : opts_.cameras.front().source;
+  return {spec, opts_.width, opts_.height, opts_.fps, opts_.encode, opts_.bus_keys};
 }
 
 unsigned short role::port() const noexcept {

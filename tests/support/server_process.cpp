@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -149,6 +150,18 @@ std::string scratch_dir::write(const std::string& name, const std::string& text)
   const std::string file = path_ + "/" + name;
   std::ofstream{file} << text;
   return file;
+}
+
+std::string sanitizer_runtime() {
+  std::ifstream maps{"/proc/self/maps"};
+  for (std::string line; std::getline(maps, line);) {
+    const auto at = line.find('/');
+    if (at == std::string::npos) continue;
+    const std::string path = line.substr(at);
+    const auto name = std::filesystem::path{path}.filename().string();
+    if (name.starts_with("libasan.so") || name.starts_with("libtsan.so")) return path;
+  }
+  return {};
 }
 
 }  // namespace mjpeg::test

@@ -92,6 +92,10 @@ class background_process {
   std::string output_path_;
 };
 
+/// The sanitizer runtime this test binary runs with ("" in a plain build): it must come first in
+/// LD_PRELOAD, before the fake camera, and the servers (built alike) need the same one.
+std::string sanitizer_runtime();
+
 /// Runs `binary args…` to completion (up to `timeout`); returns exit code and stderr.
 struct run_result {
   int exit_code = -1;  ///< Exit code, or -1 on timeout.

@@ -40,18 +40,18 @@ using async::deadline_stream;
 using boost::system::error_code;
 
 // The stream: preamble, then whatever frame is newest each time the viewer can take one.
-awaitable<void> stream_frames(server_context& ctx, deadline_stream& stream, viewer_state& viewer,
-                              std::string peer) {
-  const viewer_scope scope{ctx.stats, viewer, std::move(peer)};
+awaitable<void> stream_frames(server_context& ctx, camera_feed& camera, deadline_stream& stream,
+                              viewer_state& viewer, std::string peer) {
+  const viewer_scope scope{camera.stats, viewer, std::move(peer)};
   error_code ec;
   const std::string preamble = http::stream_preamble();
   co_await asio::async_write(stream, asio::buffer(preamble), asio::redirect_error(use_awaitable, ec));
   freshness_gate gate{stream.native_handle(), seconds(ctx.opts.send_timeout)};
   while (!ec) {
     frame_ptr f = co_await async::wait_newer(
-        ctx.hub, gate.after(viewer.last_seq.load(std::memory_order_relaxed)), stream);
-    if (!f) break;         // shutdown, or the viewer left
-    f = ctx.hub.latest();  // the newest by now: the wake-up may have waited in the executor's queue
+        camera.hub, gate.after(viewer.last_seq.load(std::memory_order_relaxed)), stream);
+    if (!f) break;            // shutdown, or the viewer left
+    f = camera.hub.latest();  // the newest by now: the wake-up may have waited in the executor's queue
     // Only a whole frame the path can deliver fresh; otherwise a newer one later (freshness.hpp).
     // A viewer that keeps up has taken everything before the next frame comes: the gate's look
     // at the kernel finds nothing queued, so the socket has room and we send at once.
@@ -61,7 +61,7 @@ awaitable<void> stream_frames(server_context& ctx, deadline_stream& stream, view
       // frames published meanwhile are skipped rather than queued, so a slow viewer sees fresh frames.
       co_await stream.wait_writable(ec);
       if (ec) break;
-      f = ctx.hub.latest();
+      f = camera.hub.latest();
       v = gate.check(*f);
     }
     if (v != freshness_gate::verdict::send) {
@@ -80,7 +80,7 @@ awaitable<void> stream_frames(server_context& ctx, deadline_stream& stream, view
       rest.consume(sent);
       co_await asio::async_write(stream, rest, asio::redirect_error(use_awaitable, ec));
     }
-    if (!ec) ctx.stats.frame_sent(viewer, *f);
+    if (!ec) camera.stats.frame_sent(viewer, *f);
   }
   viewer.ended = stream.timed_out()         ? end_reason::send_timeout
                  : ctx.shutdown.triggered() ? end_reason::shutdown
@@ -111,7 +111,7 @@ awaitable<void> serve_client(server_context& ctx, async::sessions& all, connecti
   stream.max_fps(plan.max_fps);
   if (plan.what == http::resource::none) co_return;
   if (plan.what == http::resource::stream && !plan.head_only) {
-    co_await stream_frames(ctx, stream, viewer, peer_name(c.socket));
+    co_await stream_frames(ctx, ctx.camera(plan), stream, viewer, peer_name(c.socket));
     co_return;
   }
   const reply r = make_reply(plan, ctx);
@@ -136,7 +136,7 @@ awaitable<void> accept_loop(server_context& ctx, async::sessions& all) {
 }
 
 void serve(server_context& ctx) {
-  async::sessions all{ctx.hub};
+  async::sessions all{ctx.hubs()};
 
   // The acceptor is used by the accept loop and by the stop below, which may run on different
   // threads: a strand takes them in turn. Sessions need no strand: each is a single chain of

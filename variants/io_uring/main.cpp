@@ -53,24 +53,34 @@ struct client {
   uring::gather out;
   frame_ptr sending;  // the frame in flight, kept alive until its completion
   steady_clock::time_point waiting_since;
+  std::size_t camera = 0;  // whose stream it is
   viewer_state viewer;
   std::optional<viewer_scope> scope;
   std::optional<freshness_gate> gate;
   rate_cap pace;  // /stream?fps=N
 };
 
-// User data of the ring's own operations; clients are 0 … N-1.
-constexpr std::uint64_t accept_tag = ~0ULL, bell_tag = ~1ULL, tick_tag = ~2ULL, stop_tag = ~3ULL;
+// User data of the ring's own operations; clients are 0 … N-1, camera k's bell is bell_tag(k).
+constexpr std::uint64_t accept_tag = ~0ULL, tick_tag = ~2ULL, stop_tag = ~3ULL;
+constexpr std::uint64_t bell_tag(std::size_t camera) {
+  return ~4ULL - camera;
+}
 
 class server {
  public:
   explicit server(server_context& ctx)
-      : ctx_{ctx}, fd_{ctx.acceptor.native_handle()}, protocol_{ctx.acceptor.local_endpoint().protocol()} {}
+      : ctx_{ctx}, fd_{ctx.acceptor.native_handle()}, protocol_{ctx.acceptor.local_endpoint().protocol()} {
+    // One bell and one list of waiting viewers per camera.
+    for (camera_feed& camera : ctx.cameras)
+      bells_.push_back(std::make_unique<uring::hub_bell>(camera.hub));
+    waiting_.resize(ctx.cameras.size());
+  }
 
   void run() {
     ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) & ~O_NONBLOCK);  // the ring waits, never EAGAIN
     accept();
-    bell_.arm(ring_, bell_tag, 0);
+    for (std::size_t k = 0; k < bells_.size(); ++k)
+      bells_[k]->arm(ring_, bell_tag(k), 0);
     tick();
     io_uring_prep_poll_add(&ring_.prepare(stop_tag), ctx_.shutdown.fd(), POLLIN);
     // One system call submits what the last round queued and waits for the next completions.
@@ -81,7 +91,7 @@ class server {
  private:
   void complete(std::uint64_t tag, int res) {
     if (tag == accept_tag) return accepted(res);
-    if (tag == bell_tag) return new_frame();
+    if (tag <= bell_tag(0) && tag > bell_tag(bells_.size())) return new_frame(bell_tag(0) - tag);
     if (tag == tick_tag) return on_tick();
     if (tag == stop_tag) return stop();
     client& c = *clients_[tag];
@@ -141,8 +151,9 @@ class server {
     if (plan.what == http::resource::none) return finish(tag);
     c.deadline = steady_clock::time_point::max();
     c.pace.set(plan.max_fps);
+    c.camera = plan.camera;
     if (plan.what == http::resource::stream && !plan.head_only) {
-      c.scope.emplace(ctx_.stats, c.viewer, peer_name(c.socket));
+      c.scope.emplace(ctx_.camera(plan).stats, c.viewer, peer_name(c.socket));
       tune_for_streaming(c.fd);
       c.preamble = http::stream_preamble();
       c.now = client::phase::preamble;
@@ -172,27 +183,28 @@ class server {
         c.gate.emplace(c.fd, seconds(ctx_.opts.send_timeout));
         break;
       default:
-        ctx_.stats.frame_sent(c.viewer, *c.sending);
+        ctx_.cameras[c.camera].stats.frame_sent(c.viewer, *c.sending);
         c.sending.reset();
     }
     // Ready for the next frame: the newest, if it is one this viewer has not had.
     c.now = client::phase::waiting;
     c.waiting_since = steady_clock::now();
-    if (const frame_ptr f = ctx_.hub.latest(); f && offer(c, tag, f)) return;
-    waiting_.push_back(tag);
+    if (const frame_ptr f = ctx_.cameras[c.camera].hub.latest(); f && offer(c, tag, f)) return;
+    waiting_[c.camera].push_back(tag);
   }
 
-  // The bell: a frame newer than the last one rung for. One pass queues a send to every waiting
-  // viewer the frame is for; the loop submits them all in one system call.
-  void new_frame() {
-    const frame_ptr f = ctx_.hub.latest();
-    if (ctx_.hub.closed() || !f) return;
+  // A camera's bell: a frame newer than the last one rung for. One pass queues a send to every
+  // viewer waiting for that camera; the loop submits them all in one system call.
+  void new_frame(std::size_t camera) {
+    frame_hub& hub = ctx_.cameras[camera].hub;
+    const frame_ptr f = hub.latest();
+    if (hub.closed() || !f) return;
     std::vector<std::uint64_t> still;
-    for (const std::uint64_t tag : waiting_)
+    for (const std::uint64_t tag : waiting_[camera])
       if (clients_[tag] && clients_[tag]->now == client::phase::waiting && !offer(*clients_[tag], tag, f))
         still.push_back(tag);
-    waiting_.swap(still);
-    bell_.arm(ring_, bell_tag, f->seq());
+    waiting_[camera].swap(still);
+    bells_[camera]->arm(ring_, bell_tag(camera), f->seq());
   }
 
   // The one place a viewer meets a frame: it wants a frame newer than the one it was sent (or
@@ -291,14 +303,14 @@ class server {
   int fd_;  // the listening socket
   boost::asio::ip::tcp::acceptor::protocol_type protocol_;
   std::vector<std::unique_ptr<client>> clients_;
-  std::vector<std::uint64_t> free_;     // slots to reuse
-  std::vector<std::uint64_t> waiting_;  // viewers waiting for a frame
+  std::vector<std::uint64_t> free_;                  // slots to reuse
+  std::vector<std::vector<std::uint64_t>> waiting_;  // per camera: viewers waiting for a frame
   int live_ = 0;
   bool stopping_ = false;
   bool accept_paused_ = false;
   __kernel_timespec tick_period_{0, 100'000'000};
-  std::array<char, 4096> sink_{};  // what draining reads is thrown away
-  uring::hub_bell bell_{ctx_.hub};
+  std::array<char, 4096> sink_{};                        // what draining reads is thrown away
+  std::vector<std::unique_ptr<uring::hub_bell>> bells_;  // one per camera
   uring::ring ring_{4096};  // destroyed first: the kernel cancels what is still pending
 };
 

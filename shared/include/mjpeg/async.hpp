@@ -11,6 +11,7 @@
 #include <mutex>
 #include <optional>
 #include <utility>  // before Boost 1.74's awaitable.hpp, which uses std::exchange without it
+#include <vector>
 
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -42,8 +43,8 @@ class deadline_stream;
 /// watchdog pass enforces.
 class sessions {
  public:
-  /// Sessions whose viewers wait on `hub`.
-  explicit sessions(frame_hub& hub) : hub_{hub} {}
+  /// Sessions whose viewers wait on one of `hubs` (one per camera).
+  explicit sessions(std::vector<frame_hub*> hubs) : hubs_{std::move(hubs)} {}
   sessions(const sessions&) = delete;
   sessions& operator=(const sessions&) = delete;
 
@@ -64,7 +65,7 @@ class sessions {
   void leave(deadline_stream& s);
   void pass();
 
-  frame_hub& hub_;
+  std::vector<frame_hub*> hubs_;
   mutable std::mutex mutex_;  // guards everything below
   bool stopping_ = false;
   std::size_t admitted_ = 0;

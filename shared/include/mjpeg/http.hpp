@@ -58,6 +58,7 @@ enum class resource {
   stats,     ///< JSON counters.
   metrics,   ///< The same counters in Prometheus text format.
   health,    ///< The health check: 200, or 503 once the source has been down too long.
+  cameras,   ///< The JSON list of cameras (name, source kind, size, rate, viewers, frame age).
 };
 
 /// What the router found out about the request's credentials.
@@ -76,7 +77,9 @@ struct route_result {
   credentials login = credentials::not_checked;  ///< What the credentials check found.
   unsigned retry_after = 0;                      ///< Seconds for Retry-After (429), 0 for none.
   unsigned max_fps = 0;                          ///< The stream's ?fps=N cap for this viewer, 0 for none.
-  std::string reason{};                          ///< Why a 400 was given, for its body (may be empty).
+  std::string reason{};                          ///< Why a 400 or 404 was given, for its body (may be empty).
+  std::size_t camera = 0;                        ///< The camera a stream, snapshot or page is for.
+  bool one_camera = false;                       ///< The page of one named camera (/NAME/), not the grid.
 };
 
 /// Access control for every endpoint.
@@ -94,6 +97,8 @@ struct route_options {
   std::vector<boost::asio::ip::address> trusted_proxies;
   /// The camera's frame rate: the highest ?fps=N a viewer may ask for (0: no upper bound).
   double camera_fps = 0;
+  /// The cameras' names (--camera), in order; empty for a server's one unnamed camera.
+  std::vector<std::string> cameras;
 };
 
 /// Builds the Authorization value `user:pass` must arrive as.
@@ -107,7 +112,10 @@ std::string basic_authorization(std::string_view user_colon_pass);
 /// one), Host not allowed 421 (see route_options::loopback_only), credentials 401, path 404, then
 /// the query 400 with a reason: `fps=N` on the stream and the page (a whole number from 1 to the
 /// camera's rate; the stream then sends this viewer at most N frames a second), `mode=stream` or
-/// `mode=snapshot` on the page. Other parameters (cache busters) are ignored.
+/// `mode=snapshot` on the page. Other parameters (cache busters) are ignored. With named cameras,
+/// `/NAME/stream`, `/NAME/snapshot` and `/NAME/` (its page) are that camera's, `?action=stream_N`
+/// and `snapshot_N` the N-th camera's (from 0), the plain URLs the first camera's; an unknown
+/// camera is 404 with a reason.
 route_result route(const request_head& head, const route_options& options);
 
 /// The status for a request whose header could not be read: `ec` from Beast's read_header (or
@@ -115,6 +123,9 @@ route_result route(const request_head& head, const route_options& options);
 /// the buffer read_header filled). resource::none when the peer simply left.
 route_result route_error(const boost::beast::error_code& ec, const request_parser& parser,
                          std::string_view unparsed = {});
+
+/// True when `name` may name a camera (--camera NAME=SOURCE): [a-z0-9_-], 1 to 32 characters.
+bool valid_camera_name(std::string_view name);
 
 /// True when `value` is a well-formed Host header value: uri-host [ ":" port ] (RFC 9110 §7.2).
 bool valid_host(std::string_view value);

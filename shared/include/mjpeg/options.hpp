@@ -11,21 +11,31 @@
 
 namespace mjpeg {
 
+/// One camera a server serves: its name (empty for the one camera of a server without --camera)
+/// and its source spec (anything --source takes).
+struct camera_spec {
+  std::string name;    ///< [a-z0-9_-]{1,32}, or empty for the unnamed only camera.
+  std::string source;  ///< Frame source spec (see make_source).
+};
+
 /// Every command-line option. The common ones exist in every variant; the model options only
 /// where the variant's concurrency model gives them a meaning (see model_options).
 struct options {
   std::string host = "127.0.0.1";  ///< Address to bind; loopback unless told otherwise.
   int port = 8080;                 ///< TCP port; 0 picks a free one.
   std::string source = "pattern";  ///< Frame source spec (see make_source).
-  int width = 640;                 ///< Frame width in pixels.
-  int height = 480;                ///< Frame height in pixels.
-  double fps = 30;                 ///< Frames per second.
-  int quality = 80;                ///< JPEG quality.
-  bool encode = false;             ///< Re-encode a camera's MJPEG at --quality instead of passing it through.
-  double duration = 0;             ///< Stop after this many seconds; 0 runs until a signal.
-  double header_timeout = 10;      ///< Seconds a client has to send its request head.
-  double send_timeout = 10;        ///< Seconds a viewer may stall a send before it is dropped.
-  std::string auth;                ///< "user:pass" for HTTP Basic on every endpoint; empty = open.
+  /// The cameras served, in order: each --camera NAME=SOURCE, or without any the one unnamed
+  /// camera on --source.
+  std::vector<camera_spec> cameras;
+  int width = 640;             ///< Frame width in pixels.
+  int height = 480;            ///< Frame height in pixels.
+  double fps = 30;             ///< Frames per second.
+  int quality = 80;            ///< JPEG quality.
+  bool encode = false;         ///< Re-encode a camera's MJPEG at --quality instead of passing it through.
+  double duration = 0;         ///< Stop after this many seconds; 0 runs until a signal.
+  double header_timeout = 10;  ///< Seconds a client has to send its request head.
+  double send_timeout = 10;    ///< Seconds a viewer may stall a send before it is dropped.
+  std::string auth;            ///< "user:pass" for HTTP Basic on every endpoint; empty = open.
   std::vector<std::string> allow_hosts;  ///< Host names accepted besides loopback ones (loopback bind).
   double idle_stop = 0;                  ///< Close the source after this long without viewers; 0 = never.
   int threads = 1;                       ///< Worker threads (thread_pool, async).

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -50,18 +51,37 @@ class shutdown_signal {
   std::vector<std::function<void()>> callbacks_;
 };
 
+/// One camera as the serving code sees it: its own hub and counters. Cameras share nothing else.
+struct camera_feed {
+  std::string name;     ///< --camera NAME; empty for the only camera of a server without --camera.
+  std::string source;   ///< Its source spec, as given.
+  frame_hub& hub;       ///< Where its frames come from.
+  server_stats& stats;  ///< Its capture and viewer counters.
+};
+
 /// Everything a variant's serving code needs; built by run_variant.
 struct server_context {
   std::string_view variant;     ///< The variant's name ("thread_pool").
   std::string_view name;        ///< The binary's name ("mjpeg-thread-pool"), every log line's prefix.
   const options& opts;          ///< Parsed options.
-  frame_hub& hub;               ///< Where frames come from.
-  server_stats& stats;          ///< Counters behind /stats.
+  frame_hub& hub;               ///< Where the first camera's frames come from.
+  server_stats& stats;          ///< Counters behind /stats: the server's, and the first camera's.
   shutdown_signal& shutdown;    ///< Set when the server must stop.
   http::route_options routes;   ///< Access control for the router.
   boost::asio::io_context& io;  ///< The io_context the acceptor belongs to.
   boost::asio::ip::tcp::acceptor& acceptor;  ///< Bound and listening.
   login_limiter& logins;                     ///< Wrong credentials per client address.
+  std::vector<camera_feed> cameras;          ///< Every camera, in --camera order; the first is hub and stats.
+
+  /// The camera a routed request is for (the router has checked the index).
+  camera_feed& camera(const http::route_result& plan) { return cameras.at(plan.camera); }
+  /// Every camera's hub (what waits on frames must be woken in all of them).
+  std::vector<frame_hub*> hubs() const {
+    std::vector<frame_hub*> all;
+    for (const camera_feed& c : cameras)
+      all.push_back(&c.hub);
+    return all;
+  }
 };
 
 /// The variant's serving loop: returns once ctx.shutdown is triggered.

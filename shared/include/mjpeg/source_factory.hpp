@@ -3,6 +3,8 @@
 #pragma once
 
 #include <memory>
+#include <string>
+#include <string_view>
 
 #include "mjpeg/frame_source.hpp"
 
@@ -13,5 +15,9 @@ namespace mjpeg {
 /// subscribes to the frame bus; "http://…" relays another MJPEG server's stream without
 /// re-encoding; anything else goes to cv::VideoCapture (file, RTSP).
 std::unique_ptr<frame_source> make_source(const source_config& config);
+
+/// The kind of source make_source would pick for `spec`, as /cameras names it: "bus", "relay",
+/// "pattern", "device", "jpegs" or "opencv".
+std::string_view source_kind(const std::string& spec);
 
 }  // namespace mjpeg

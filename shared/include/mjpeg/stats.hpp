@@ -113,6 +113,19 @@ struct viewer_row {
   std::uint64_t bytes_sent = 0;      ///< Bytes written to it.
 };
 
+/// One camera of a server with --camera, as /stats and /metrics list it.
+struct camera_row {
+  std::string name;                         ///< --camera NAME.
+  std::string source;                       ///< Its source's description.
+  source_state state = source_state::down;  ///< What its source is doing.
+  double fps_capture = 0;                   ///< Its measured capture rate.
+  std::uint64_t frames_captured = 0;        ///< Frames it captured and published.
+  std::uint64_t frame_seq = 0;              ///< Sequence number of its latest frame.
+  std::uint64_t frame_bytes = 0;            ///< JPEG size of its latest frame.
+  double frame_age_s = -1;                  ///< Age of its latest frame in seconds; -1 before the first.
+  stats_counters counters;                  ///< Its viewers and what they were sent.
+};
+
 /// Everything /stats and /metrics show, taken at one moment: plain data for the renderers.
 struct stats_snapshot {
   std::string variant;                              ///< The variant's name.
@@ -139,7 +152,21 @@ struct stats_snapshot {
   std::map<unsigned, std::uint64_t> bad_by_status;  ///< Error statuses answered, by code.
   std::array<std::uint64_t, age_buckets.size() + 1> age_counts{};  ///< Frame ages per bucket, +Inf last.
   double age_sum_s = 0;                                            ///< Sum of the frame ages.
+  std::vector<camera_row> cameras;  ///< One row per camera with --camera (the totals above sum them).
 };
+
+/// One camera's own snapshot, with its name and the age of its latest frame (-1 before the first).
+struct camera_snapshot {
+  std::string name;         ///< --camera NAME.
+  stats_snapshot snapshot;  ///< Its counters (the first camera's also hold the server's).
+  double frame_age_s = -1;  ///< Age of its latest frame.
+};
+
+/// The snapshot of a server with several cameras: the first camera's (which holds the server-wide
+/// counters: connections, bad requests), with one row per camera, and the viewer counters, the
+/// frames captured, the streams ended, the frame-age histogram and the viewer list summed over
+/// every camera.
+stats_snapshot combine_cameras(std::vector<camera_snapshot> cameras);
 
 /// Server-wide counters behind /stats (JSON) and /metrics (Prometheus text format).
 class server_stats {

@@ -1,0 +1,196 @@
+// Several cameras behind one server (--camera NAME=SOURCE): every camera at its own URLs and at
+// mjpg-streamer's numbered ones, each playing its own source's bytes in every variant; one camera
+// failing never disturbs the others; --idle-stop stops each camera on its own.
+
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "client.hpp"
+#include "eventually.hpp"
+#include "every_variant.hpp"
+#include "mjpeg/capture.hpp"
+#include "mjpeg/pattern.hpp"
+#include "server_process.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using mjpeg::test::eventually;
+using mjpeg::test::EveryVariant;
+using mjpeg::test::get;
+using mjpeg::test::scratch_dir;
+using mjpeg::test::server_process;
+using mjpeg::test::small_frames;
+using mjpeg::test::stream_reader;
+namespace fs = std::filesystem;
+
+constexpr const char* device = "/dev/video-cameras-test";
+
+// `count` distinct JPEGs of the test card (frame numbers from `first`) written into a new folder
+// `dir`; returns them byte for byte. Each camera gets its own, so a camera serving another's
+// frames cannot pass.
+std::set<std::string> write_jpegs(const fs::path& dir, std::uint64_t first, int count) {
+  fs::create_directories(dir);
+  const cv::Mat background = mjpeg::pattern_background(320, 240);
+  cv::Mat image;
+  std::set<std::string> jpegs;
+  for (int n = 0; n < count; ++n) {
+    mjpeg::draw_pattern(image, background, first + static_cast<std::uint64_t>(n) * 7);
+    const auto jpeg = mjpeg::encode_jpeg(image, 70);
+    std::ofstream{dir / ("frame" + std::to_string(n) + ".jpg"), std::ios::binary}.write(
+        reinterpret_cast<const char*>(jpeg.data()), static_cast<std::streamsize>(jpeg.size()));
+    jpegs.emplace(jpeg.begin(), jpeg.end());
+  }
+  return jpegs;
+}
+
+// The fake V4L2 camera (tests/support/fake_v4l2.cpp) at `device`, serving the JPEGs in `folder`
+// with zero padding after EOI on every third frame, as some USB cameras do: set in the
+// environment the next server inherits, and unset again when this goes.
+class fake_camera {
+ public:
+  explicit fake_camera(const fs::path& folder) {
+    const std::string runtime = mjpeg::test::sanitizer_runtime();
+    set("LD_PRELOAD", (runtime.empty() ? "" : runtime + ":") + MJPEG_FAKE_V4L2);
+    set("FAKE_V4L2_PATH", device);
+    set("FAKE_V4L2_JPEGS", folder.string());
+    set("FAKE_V4L2_SIZE", "320x240");
+    set("FAKE_V4L2_FPS", "30");
+    set("FAKE_V4L2_PAD_EVERY", "3");
+  }
+  ~fake_camera() {
+    for (const auto& name : set_)
+      ::unsetenv(name.c_str());
+  }
+  fake_camera(const fake_camera&) = delete;
+  fake_camera& operator=(const fake_camera&) = delete;
+
+ private:
+  void set(const std::string& name, const std::string& value) {
+    ::setenv(name.c_str(), value.c_str(), 1);
+    set_.push_back(name);
+  }
+  std::vector<std::string> set_;
+};
+
+// `count` frames read from `path`, each required to be one of `jpegs` byte for byte.
+void expect_frames_from(unsigned short port, const std::string& path, const std::set<std::string>& jpegs,
+                        int count) {
+  stream_reader viewer{port, path};
+  ASSERT_EQ(viewer.open(), 200) << path;
+  for (int i = 0; i < count; ++i) {
+    const auto part = viewer.next();
+    ASSERT_TRUE(part) << path << " part " << i;
+    EXPECT_EQ(jpegs.count(part->body), 1u) << path << " part " << i << ": not this camera's bytes";
+  }
+}
+
+// The "state" /cameras gives the camera `name`, or "" when it is not listed.
+std::string state_of(unsigned short port, const std::string& name) {
+  const std::string list = get(port, "/cameras", 3s).body;
+  const auto at = list.find("{\"name\":\"" + name + "\"");
+  if (at == std::string::npos) return "";
+  const auto state = list.find("\"state\":\"", at);
+  if (state == std::string::npos) return "";
+  const auto begin = state + 9;
+  return list.substr(begin, list.find('"', begin) - begin);
+}
+
+TEST_P(EveryVariant, EveryCameraOfAThreeCameraServerPlaysItsOwnBytes) {
+  const scratch_dir dir;
+  const auto device_jpegs = write_jpegs(fs::path{dir.path()} / "device", 1, 4);
+  const auto folder_jpegs = write_jpegs(fs::path{dir.path()} / "folder", 100, 4);
+  const auto origin_jpegs = write_jpegs(fs::path{dir.path()} / "origin", 200, 4);
+  // The relayed camera is a second server's stream.
+  server_process origin{binary(), small_frames({"--source", dir.path() + "/origin"})};
+  const std::string relay = "http://127.0.0.1:" + std::to_string(origin.port()) + "/stream";
+  const auto server = [&] {
+    const fake_camera camera{fs::path{dir.path()} / "device"};
+    return std::make_unique<server_process>(
+        binary(), small_frames({"--camera", std::string{"dev="} + device, "--camera",
+                                "folder=" + dir.path() + "/folder", "--camera", "relay=" + relay}));
+  }();
+  const unsigned short port = server->port();
+
+  const std::vector<std::pair<std::string, const std::set<std::string>*>> cameras{
+      {"dev", &device_jpegs}, {"folder", &folder_jpegs}, {"relay", &origin_jpegs}};
+  for (std::size_t n = 0; n < cameras.size(); ++n) {
+    const auto& [name, jpegs] = cameras[n];
+    // Its own URLs, and mjpg-streamer's numbered ones (OctoPrint, Mainsail, Home Assistant).
+    expect_frames_from(port, "/" + name + "/stream", *jpegs, 3);
+    expect_frames_from(port, "/?action=stream_" + std::to_string(n), *jpegs, 1);
+    for (const std::string& snapshot : {"/" + name + "/snapshot", "/?action=snapshot_" + std::to_string(n)}) {
+      const auto r = get(port, snapshot);
+      EXPECT_EQ(r.status, 200) << snapshot;
+      EXPECT_EQ(jpegs->count(r.body), 1u) << snapshot << ": not this camera's bytes";
+    }
+  }
+  // The plain URLs are the first camera's.
+  expect_frames_from(port, "/stream", device_jpegs, 1);
+  // The list the page's grid is made from; the grid itself; unknown cameras.
+  const auto list = get(port, "/cameras");
+  EXPECT_EQ(list.status, 200);
+  for (const char* entry : {R"({"name":"dev","source":"device")", R"({"name":"folder","source":"jpegs")",
+                            R"({"name":"relay","source":"relay")"})
+    EXPECT_NE(list.body.find(entry), std::string::npos) << list.body;
+  const auto page = get(port, "/");
+  EXPECT_NE(page.body.find(R"("stream":"relay/stream")"), std::string::npos);
+  EXPECT_EQ(get(port, "/relay/").status, 200);
+  const auto unknown = get(port, "/porch/stream");
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_NE(unknown.body.find("/cameras lists them"), std::string::npos) << unknown.body;
+  EXPECT_EQ(get(port, "/?action=stream_3").status, 404);
+}
+
+// The relayed camera's upstream dies: the other camera's viewer keeps getting new frames, and
+// the dead one is reported down in /cameras while the healthy one stays up.
+TEST(SeveralCameras, OneCameraFailingLeavesTheOthersStreaming) {
+  auto origin = std::make_unique<server_process>(mjpeg::test::variant_binary("mjpeg_async"), small_frames());
+  const std::string relay = "http://127.0.0.1:" + std::to_string(origin->port()) + "/stream";
+  server_process server{mjpeg::test::variant_binary("mjpeg_async"),
+                        small_frames({"--camera", "card=pattern", "--camera", "relay=" + relay})};
+  stream_reader card{server.port(), "/card/stream"};
+  ASSERT_EQ(card.open(), 200);
+  ASSERT_TRUE(card.next());
+  origin->signal(SIGKILL);
+  origin.reset();
+  EXPECT_TRUE(eventually([&] { return state_of(server.port(), "relay") == "down"; }, 10s))
+      << get(server.port(), "/cameras").body;
+  // Meanwhile, and after, the test card flows on at its rate.
+  std::uint64_t last = 0;
+  for (int i = 0; i < 10; ++i) {
+    const auto part = card.next(2s);
+    ASSERT_TRUE(part) << "frame " << i << " after the other camera failed";
+    EXPECT_GT(mjpeg::test::seq_of(*part), last);
+    last = mjpeg::test::seq_of(*part);
+  }
+  EXPECT_EQ(state_of(server.port(), "card"), "up");
+}
+
+// --idle-stop per camera: the camera nobody watches stops capturing, the watched one does not.
+TEST(SeveralCameras, IdleStopStopsEachUnwatchedCameraOnItsOwn) {
+  server_process server{
+      mjpeg::test::variant_binary("mjpeg_async"),
+      small_frames({"--idle-stop", "0.5", "--camera", "watched=pattern", "--camera", "alone=pattern"})};
+  stream_reader viewer{server.port(), "/watched/stream"};
+  ASSERT_EQ(viewer.open(), 200);
+  EXPECT_TRUE(eventually([&] { return state_of(server.port(), "alone") == "idle"; }, 10s))
+      << get(server.port(), "/cameras").body;
+  ASSERT_TRUE(viewer.next());
+  EXPECT_EQ(state_of(server.port(), "watched"), "up");
+  // A viewer of the idle camera wakes it (its first frame is the last one from before).
+  stream_reader second{server.port(), "/alone/stream"};
+  ASSERT_EQ(second.open(), 200);
+  EXPECT_TRUE(second.next(5s));
+  EXPECT_TRUE(second.next(5s));
+  EXPECT_TRUE(eventually([&] { return state_of(server.port(), "alone") == "up"; }, 5s));
+}
+
+}  // namespace
