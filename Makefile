@@ -53,9 +53,9 @@ bench: build
 	@scripts/install-deps bench
 	bench/compare --preset $(PRESET) $(ARGS)
 
-## make package: the Debian package (build/<preset>/mjpeg-concurrency_<version>_<arch>.deb).
+## make package: the Debian packages (build/<preset>/mjpeg-concurrency{,-opencv}_<version>_<arch>.deb).
+package: DEPS = package
 package: build
-	@scripts/install-deps package
 	cd $(BUILD_DIR) && cpack -G DEB
 
 format:
