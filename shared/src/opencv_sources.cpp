@@ -91,6 +91,10 @@ class opencv_source final : public frame_source {
     // Timeouts keep a network source that hangs from stalling capture (and shutdown) for long;
     // at start-up the open watchdog (source_open_timeout) speaks first, a second earlier.
     const auto& spec = request_.spec;
+    // A path that does not exist (and is no GStreamer pipeline, "a ! b") fails at once: probing
+    // every backend for it (GStreamer's plugins, gphoto2's camera drivers) takes seconds.
+    if (std::error_code ec; !is_url(spec) && spec.find('!') == std::string::npos && !fs::exists(spec, ec))
+      throw std::runtime_error("cannot open source '" + request_.shown + "': no such file");
     const std::vector<int> timeouts{cv::CAP_PROP_OPEN_TIMEOUT_MSEC,
                                     static_cast<int>(source_open_timeout.count()) + 1000,
                                     cv::CAP_PROP_READ_TIMEOUT_MSEC, 2000};
