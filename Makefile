@@ -59,9 +59,9 @@ table: build
 	@scripts/install-deps bench
 	bench/table --preset $(PRESET) $(ARGS)
 
-## make package: the Debian package (build/<preset>/mjpeg-concurrency_<version>_<arch>.deb).
+## make package: the Debian packages (build/<preset>/mjpeg-concurrency{,-opencv}_<version>_<arch>.deb).
+package: DEPS = package
 package: build
-	@scripts/install-deps package
 	cd $(BUILD_DIR) && cpack -G DEB
 
 format:

@@ -46,8 +46,8 @@ class Camera : public testing::Test {
   void SetUp() override {
     folder_ = fs::temp_directory_path() / ("mjpeg-camera-test-" + std::to_string(::getpid()));
     fs::create_directories(folder_);
-    const cv::Mat background = mjpeg::pattern_background(width, height);
-    cv::Mat image;
+    const mjpeg::image background = mjpeg::pattern_background(width, height);
+    mjpeg::image image;
     for (std::uint64_t n = 1; n <= 5; ++n) {
       mjpeg::draw_pattern(image, background, n * 10);
       const auto jpeg = mjpeg::encode_jpeg(image, 70);
@@ -218,6 +218,26 @@ TEST_F(Camera, RawCameraIsEncoded) {
   const auto s = stats(server.port());
   EXPECT_NE(s.find("\"pixel_format\":\"YUYV\""), std::string::npos) << s;
   EXPECT_NE(s.find("\"mode\":\"encode\",\"why_encode\":\"camera offers no MJPEG\""), std::string::npos) << s;
+}
+
+// Passthrough never touches a pixel, so it runs without the OpenCV module; a raw camera needs it,
+// and without it the server says which package to install and exits 1.
+TEST_F(Camera, PassthroughNeedsNoOpenCvModuleARawCameraNamesItsPackage) {
+  const fs::path no_module = folder_ / "no-module";
+  fs::create_directories(no_module);
+  set("MJPEG_MODULE_DIR", no_module.string());
+  {
+    server_process server{binary(), {"--source", device, "--width", "320", "--height", "240"}};
+    const auto snapshot = get(server.port(), "/snapshot", 5s);
+    EXPECT_EQ(snapshot.status, 200) << server.error_output();
+    EXPECT_TRUE(jpegs_.count(snapshot.body)) << "the camera's own bytes";
+  }
+  set("FAKE_V4L2_MODE", "yuyv");
+  const auto raw = mjpeg::test::run_command(binary(), {"--source", device, "--port", "0"}, 20s);
+  EXPECT_EQ(raw.exit_code, 1) << raw.err;
+  EXPECT_NE(raw.err.find("needs the OpenCV module"), std::string::npos) << raw.err;
+  EXPECT_NE(raw.err.find((no_module / "libmjpeg-opencv.so").string()), std::string::npos) << raw.err;
+  EXPECT_NE(raw.err.find("apt install mjpeg-concurrency-opencv"), std::string::npos) << raw.err;
 }
 
 TEST_F(Camera, EncodeFlagReencodesTheCamerasMjpeg) {

@@ -113,7 +113,7 @@ TEST(Install, AnyPrefixAndTheUnitsVerify) {
   runs_from(prefix + "/bin", prefix + "/etc/mjpeg-concurrency/mjpeg-concurrency.conf");
 }
 
-TEST(Package, DebHasItsLibrariesAsDependenciesAndRuns) {
+TEST(Package, DebsHaveTheirLibrariesAsDependenciesAndRun) {
   scratch_dir dir;
   const std::string d = dir.path();
   const auto built = run_command("/bin/sh",
@@ -123,17 +123,34 @@ TEST(Package, DebHasItsLibrariesAsDependenciesAndRuns) {
                                             d + "'"},
                                  240s);
   ASSERT_EQ(built.exit_code, 0) << built.out << built.err;
-  std::string deb;
-  for (const auto& name : listing(d))
-    if (name.ends_with(".deb")) deb = d + "/" + name;
+  std::string deb, module_deb;
+  for (const auto& name : listing(d)) {
+    if (name.starts_with("mjpeg-concurrency_") && name.ends_with(".deb")) deb = d + "/" + name;
+    if (name.starts_with("mjpeg-concurrency-opencv_") && name.ends_with(".deb")) module_deb = d + "/" + name;
+  }
   ASSERT_FALSE(deb.empty()) << built.out;
+  ASSERT_FALSE(module_deb.empty()) << built.out;
+  const auto field = [](const std::string& package, const char* name) {
+    const auto r = run_command("/usr/bin/dpkg-deb", {"-f", package, name}, 30s);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.out;
+  };
 
-  // Depends comes from dpkg-shlibdeps: the real runtime libraries, by Debian package name.
-  const auto depends = run_command("/usr/bin/dpkg-deb", {"-f", deb, "Depends"}, 30s);
-  ASSERT_EQ(depends.exit_code, 0) << depends.err;
-  for (const char* library :
-       {"libc6", "libstdc++6", "libopencv-core4", "libopencv-videoio4", "libopencv-imgcodecs4", "liburing2"})
-    EXPECT_NE(depends.out.find(library), std::string::npos) << library << " in " << depends.out;
+  // Depends comes from dpkg-shlibdeps: the real runtime libraries, by Debian package name. The
+  // servers' package has no OpenCV and recommends the module's, which has OpenCV and needs it.
+  const auto depends = field(deb, "Depends");
+  for (const char* library : {"libc6", "libstdc++6", "libturbojpeg0", "liburing2", "libzmq5"})
+    EXPECT_NE(depends.find(library), std::string::npos) << library << " in " << depends;
+  EXPECT_EQ(depends.find("opencv"), std::string::npos) << depends;
+  EXPECT_EQ(field(deb, "Recommends"), "mjpeg-concurrency-opencv\n");
+  const auto module_depends = field(module_deb, "Depends");
+  for (const char* library : {"mjpeg-concurrency (= ", "libopencv-core", "libopencv-videoio"})
+    EXPECT_NE(module_depends.find(library), std::string::npos) << library << " in " << module_depends;
+  // A maintainer that is not root@localhost, and no placeholder home page.
+  for (const auto& package : {deb, module_deb}) {
+    EXPECT_EQ(field(package, "Maintainer").find("localhost"), std::string::npos);
+    EXPECT_EQ(field(package, "Homepage").find("example.org"), std::string::npos);
+  }
 
   const auto control = run_command("/usr/bin/dpkg-deb", {"-e", deb, d + "/control"}, 30s);
   ASSERT_EQ(control.exit_code, 0) << control.err;
@@ -147,6 +164,17 @@ TEST(Package, DebHasItsLibrariesAsDependenciesAndRuns) {
   const auto unpacked = run_command("/usr/bin/dpkg-deb", {"-x", deb, d + "/root"}, 60s);
   ASSERT_EQ(unpacked.exit_code, 0) << unpacked.err;
   EXPECT_EQ(listing(d + "/root/usr/bin"), servers) << "tests and benchmarks are not packaged";
+  // A man page per server, made from its --help: every option is in it.
+  if (exists("/usr/bin/help2man")) {
+    std::vector<std::string> pages;
+    for (const auto& server : servers)
+      pages.push_back(server + ".1.gz");
+    EXPECT_EQ(listing(d + "/root/usr/share/man/man1"), pages);
+    const auto page =
+        run_command("/bin/sh", {"-c", "zcat '" + d + "/root/usr/share/man/man1/mjpeg-async.1.gz'"}, 10s);
+    for (const char* option : {"\\-\\-source", "\\-\\-workers", "\\-\\-max\\-clients"})
+      EXPECT_NE(page.out.find(option), std::string::npos) << option;
+  }
   EXPECT_TRUE(exists(d + "/root/usr/lib/systemd/system/mjpeg-concurrency.service"));
   const std::string unit = slurp(d + "/root/usr/lib/systemd/system/mjpeg-concurrency.service");
   EXPECT_NE(
@@ -155,10 +183,21 @@ TEST(Package, DebHasItsLibrariesAsDependenciesAndRuns) {
       << unit;
   runs_from(d + "/root/usr/bin", d + "/root/etc/mjpeg-concurrency/mjpeg-concurrency.conf");
 
+  // The module lands where the installed servers look for it (../lib/<triplet>/mjpeg-concurrency).
+  const auto module_unpacked = run_command("/usr/bin/dpkg-deb", {"-x", module_deb, d + "/module"}, 60s);
+  ASSERT_EQ(module_unpacked.exit_code, 0) << module_unpacked.err;
+  EXPECT_TRUE(exists(d + "/module/usr/" MJPEG_MODULE_RELDIR "/libmjpeg-opencv.so"));
+
   // apt resolves every dependency by name (a simulation: nothing is installed).
   if (::geteuid() == 0 && exists("/usr/bin/apt-get")) {
-    const auto apt = run_command("/usr/bin/apt-get", {"install", "--simulate", "-q", deb}, 120s);
+    const auto apt = run_command("/usr/bin/apt-get", {"install", "--simulate", "-q", deb, module_deb}, 120s);
     EXPECT_EQ(apt.exit_code, 0) << apt.out << apt.err;
+  }
+
+  // lintian finds nothing but what deploy/debian/*.lintian-overrides explains.
+  if (exists("/usr/bin/lintian")) {
+    const auto lint = run_command("/usr/bin/lintian", {"--fail-on", "error,warning", deb, module_deb}, 240s);
+    EXPECT_EQ(lint.exit_code, 0) << lint.out << lint.err;
   }
 }
 

@@ -231,7 +231,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   pin(sender_cpu);
-  cv::Mat pixels;
+  mjpeg::image pixels;
   mjpeg::draw_pattern(pixels, mjpeg::pattern_background(640, 480), 1);
   const mjpeg::frame f{1, mjpeg::wall_clock::now(), mjpeg::encode_jpeg(pixels, 50)};
   io_uring ring{};

@@ -4,18 +4,10 @@
 #include <cstdio>
 #include <exception>
 
-#include <opencv2/imgcodecs.hpp>
-
 #include "mjpeg/clock.hpp"
 #include "mjpeg/log.hpp"
 
 namespace mjpeg {
-
-std::vector<std::uint8_t> encode_jpeg(const cv::Mat& pixels, int quality) {
-  std::vector<std::uint8_t> jpeg;
-  cv::imencode(".jpg", pixels, jpeg, {cv::IMWRITE_JPEG_QUALITY, quality});
-  return jpeg;
-}
 
 capture::capture(std::unique_ptr<frame_source> source, capture_config config, frame_hub& hub,
                  server_stats& stats, frame_sink sink)

@@ -12,11 +12,8 @@
 #include <mutex>
 #include <stdexcept>
 
-#include <opencv2/core/utils/logger.hpp>
-#include <opencv2/imgproc.hpp>
-#include <opencv2/videoio.hpp>
-
 #include "mjpeg/frame.hpp"
+#include "mjpeg/opencv_module.hpp"
 
 namespace mjpeg {
 namespace {
@@ -68,64 +65,6 @@ class replay_source final : public frame_source {
   std::size_t next_ = 0;
 };
 
-// OpenCV, and FFmpeg and GStreamer beneath it, print a dozen warnings each time a network source
-// fails to open (and would print a URL's credentials with them); the capture loop logs one line of
-// its own instead. Settings a user made in the environment, for debugging, are left alone.
-void quiet_video_backends() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    if (std::getenv("OPENCV_LOG_LEVEL") == nullptr)
-      cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
-    ::setenv("OPENCV_FFMPEG_LOGLEVEL", "-8", 0);  // AV_LOG_QUIET, read when OpenCV loads FFmpeg
-    ::setenv("GST_DEBUG", "0", 0);
-  });
-}
-
-// "scheme://…": a network stream rather than a file or a pipeline.
-bool is_url(std::string_view spec) {
-  const auto separator = spec.find("://");
-  return separator != std::string_view::npos && separator > 0 &&
-         std::isalpha(static_cast<unsigned char>(spec[0])) &&
-         std::all_of(spec.begin(), spec.begin() + static_cast<std::ptrdiff_t>(separator),
-                     [](unsigned char c) { return std::isalnum(c) || c == '+' || c == '-' || c == '.'; });
-}
-
-// A video file or a network stream: whatever cv::VideoCapture opens (cameras: camera.cpp).
-class opencv_source final : public frame_source {
- public:
-  explicit opencv_source(std::string spec) : spec_{std::move(spec)} { quiet_video_backends(); }
-  void open() override {
-    // Files and network streams go to FFmpeg first (fast, and it covers RTSP and HTTP); for files
-    // and pipelines, other backends (GStreamer, image sequences) get their turn if it fails. A URL
-    // FFmpeg cannot open is a stream that is down: the others would only fail again, noisily.
-    // Timeouts keep a network source that hangs from stalling capture (and shutdown) for long;
-    // at start-up the open watchdog (source_open_timeout) speaks first, a second earlier.
-    const std::vector<int> timeouts{cv::CAP_PROP_OPEN_TIMEOUT_MSEC,
-                                    static_cast<int>(source_open_timeout.count()) + 1000,
-                                    cv::CAP_PROP_READ_TIMEOUT_MSEC, 2000};
-    const bool ok = capture_.open(spec_, cv::CAP_FFMPEG, timeouts) ||
-                    (!is_url(spec_) && capture_.open(spec_, cv::CAP_ANY));
-    if (!ok || !capture_.isOpened()) {
-      std::error_code ec;
-      const char* why = is_url(spec_)                    ? ""
-                        : !fs::exists(spec_, ec)         ? ": no such file"
-                        : fs::is_regular_file(spec_, ec) ? ": not a video file OpenCV can read"
-                                                         : ": neither a video file nor a camera";
-      throw std::runtime_error("cannot open source '" + redact_source(spec_) + "'" + why);
-    }
-  }
-  bool read(source_image& out) override {
-    out.jpeg.clear();
-    return capture_.read(out.pixels) && !out.pixels.empty();
-  }
-  void close() override { capture_.release(); }
-  std::string describe() const override { return redact_source(spec_); }
-
- private:
-  std::string spec_;
-  cv::VideoCapture capture_;
-};
-
 }  // namespace
 
 std::unique_ptr<frame_source> make_replay_source(std::string path) {
@@ -133,7 +72,11 @@ std::unique_ptr<frame_source> make_replay_source(std::string path) {
 }
 
 std::unique_ptr<frame_source> make_opencv_source(std::string spec) {
-  return std::make_unique<opencv_source>(std::move(spec));
+  opencv_request request;
+  request.what = opencv_request::kind::video;
+  request.shown = redact_source(spec);
+  request.spec = std::move(spec);
+  return make_module_source(std::move(request));
 }
 
 std::string redact_source(std::string_view spec) {

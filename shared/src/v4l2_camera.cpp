@@ -36,6 +36,7 @@
 #include <ctime>
 #include <stdexcept>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include "mjpeg/clock.hpp"

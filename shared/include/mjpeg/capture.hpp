@@ -65,7 +65,4 @@ class capture {
   std::thread thread_;
 };
 
-/// Encodes pixels as JPEG at `quality`.
-std::vector<std::uint8_t> encode_jpeg(const cv::Mat& pixels, int quality);
-
 }  // namespace mjpeg

@@ -10,16 +10,15 @@
 #include <string_view>
 #include <vector>
 
-#include <opencv2/core/mat.hpp>
-
 #include "mjpeg/camera_info.hpp"
 #include "mjpeg/frame.hpp"
+#include "mjpeg/image.hpp"
 
 namespace mjpeg {
 
 /// One picture from a source: either raw pixels to encode, or JPEG bytes to send as they are.
 struct source_image {
-  cv::Mat pixels;                  ///< BGR image to encode; empty when `jpeg` is set.
+  image pixels;                    ///< BGR picture to encode; empty when `jpeg` is set.
   std::vector<std::uint8_t> jpeg;  ///< Ready JPEG (replay, relay, bus): sent without re-encoding.
   std::uint64_t seq = 0;           ///< The origin's sequence number (relay, bus); 0 = count here.
   std::optional<wall_clock::time_point> captured;  ///< The origin's capture time (relay, bus).
@@ -70,13 +69,16 @@ struct source_config {
 /// JPEG files replayed as they are: `path` is one .jpg/.jpeg file or a folder of them.
 std::unique_ptr<frame_source> make_replay_source(std::string path);
 
-/// A video file or network stream through cv::VideoCapture (FFmpeg first), decoded for encoding.
+/// A video file or network stream through cv::VideoCapture (FFmpeg first), decoded for encoding:
+/// made by the OpenCV module (opencv_module.hpp), loaded now if it is not yet. Throws, naming the
+/// package to install, when the module is missing.
 std::unique_ptr<frame_source> make_opencv_source(std::string spec);
 
 /// A V4L2 camera (`device` is "/dev/videoN" or any device path, /dev/v4l/by-id/… links included):
 /// read directly when it offers MJPEG, its own JPEG bytes published and broken ones dropped and
-/// counted (v4l2_camera.hpp); through OpenCV's V4L2 backend, pixels + encode, when it has no MJPEG
-/// or `config.encode` asks for it. Throws with the reason when `device` is no capture device.
+/// counted (v4l2_camera.hpp); through OpenCV's V4L2 backend in the OpenCV module, pixels + encode,
+/// when it has no MJPEG or `config.encode` asks for it. Throws with the reason when `device` is no capture
+/// device.
 std::unique_ptr<frame_source> make_camera_source(std::string device, const source_config& config);
 
 /// True when `bytes` can be a whole JPEG from a camera of `width`×`height`: SOI first, EOI last

@@ -1,12 +1,11 @@
-/// The synthetic test card: the default source, drawn and encoded without a camera.
+/// The synthetic test card: the default source, drawn in plain C++ and encoded without a camera.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 
-#include <opencv2/core/mat.hpp>
-
 #include "mjpeg/frame_source.hpp"
+#include "mjpeg/image.hpp"
 
 namespace mjpeg {
 
@@ -14,9 +13,9 @@ namespace mjpeg {
 std::unique_ptr<frame_source> make_pattern_source(int width, int height);
 
 /// Draws test-card frame `n`, stamped with the current wall-clock time, into `out`.
-void draw_pattern(cv::Mat& out, const cv::Mat& background, std::uint64_t n);
+void draw_pattern(image& out, const image& background, std::uint64_t n);
 
 /// The static, textured part of the test card, drawn once per size.
-cv::Mat pattern_background(int width, int height);
+image pattern_background(int width, int height);
 
 }  // namespace mjpeg
