@@ -22,11 +22,14 @@ set(MJPEG_ARM64_SYSROOT "${MJPEG_ARM64_SYSROOT}" CACHE PATH "An arm64 root to bu
 if(MJPEG_ARM64_SYSROOT)
   set(CMAKE_SYSROOT "${MJPEG_ARM64_SYSROOT}")
   set(CMAKE_FIND_ROOT_PATH "${MJPEG_ARM64_SYSROOT}")
-  # A root unpacked without running maintainer scripts has no ld.so.conf: name the multiarch
-  # directories for the linker's search of libraries' own dependencies.
-  string(APPEND CMAKE_EXE_LINKER_FLAGS_INIT
-         " -Wl,-rpath-link,${MJPEG_ARM64_SYSROOT}/usr/lib/aarch64-linux-gnu"
-         " -Wl,-rpath-link,${MJPEG_ARM64_SYSROOT}/lib/aarch64-linux-gnu")
+  # A root unpacked without running maintainer scripts has no ld.so.conf and no alternatives
+  # (libblas.so.3 and liblapack.so.3 stay in their own folders): name those directories for the
+  # linker's search of libraries' own dependencies, and for qemu's loader (MJPEG_ARM64_LIBRARY_PATH).
+  set(MJPEG_ARM64_LIBRARY_PATH "${MJPEG_ARM64_SYSROOT}/usr/lib/aarch64-linux-gnu:${MJPEG_ARM64_SYSROOT}/lib/aarch64-linux-gnu:${MJPEG_ARM64_SYSROOT}/usr/lib/aarch64-linux-gnu/blas:${MJPEG_ARM64_SYSROOT}/usr/lib/aarch64-linux-gnu/lapack")
+  string(REPLACE ":" ";" dirs "${MJPEG_ARM64_LIBRARY_PATH}")
+  foreach(dir IN LISTS dirs)
+    string(APPEND CMAKE_EXE_LINKER_FLAGS_INIT " -Wl,-rpath-link,${dir}")
+  endforeach()
   set(ENV{PKG_CONFIG_SYSROOT_DIR} "${MJPEG_ARM64_SYSROOT}")
   set(ENV{PKG_CONFIG_LIBDIR}
       "${MJPEG_ARM64_SYSROOT}/usr/lib/aarch64-linux-gnu/pkgconfig:${MJPEG_ARM64_SYSROOT}/usr/share/pkgconfig")
@@ -40,5 +43,18 @@ set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
 set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
 set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)
 
-# The package's architecture and dpkg-shlibdeps' view of the arm64 libraries.
+# What runs an arm64 program at build time (the man pages run each server's --help): qemu-user,
+# without binfmt, with the same library prefix scripts/arm64-check uses.
+find_program(MJPEG_QEMU_AARCH64 qemu-aarch64-static)
+if(MJPEG_QEMU_AARCH64)
+  if(MJPEG_ARM64_SYSROOT)
+    set(CMAKE_CROSSCOMPILING_EMULATOR env "LD_LIBRARY_PATH=${MJPEG_ARM64_LIBRARY_PATH}" ${MJPEG_QEMU_AARCH64}
+        -L ${MJPEG_ARM64_SYSROOT})
+  else()
+    set(CMAKE_CROSSCOMPILING_EMULATOR env "LD_LIBRARY_PATH=/usr/aarch64-linux-gnu/lib:/usr/lib/aarch64-linux-gnu:/lib/aarch64-linux-gnu"
+        ${MJPEG_QEMU_AARCH64} -L /usr/aarch64-linux-gnu)
+  endif()
+endif()
+
+# The Debian package is arm64 (CPack would ask dpkg, which answers amd64 here).
 set(CPACK_DEBIAN_PACKAGE_ARCHITECTURE arm64)
