@@ -1,5 +1,13 @@
 # Thin wrapper over CMake presets: `make run` and `make test` do all set-up on a fresh Debian 12.
 PRESET  ?= default
+# ARCH=arm64 cross-builds the servers for 64-bit ARM (Raspberry Pi OS 64-bit) in build/arm64.
+ARCH    ?=
+ifeq ($(ARCH),arm64)
+PRESET  = arm64
+DEPS_ARCH = cross-arm64
+else ifneq ($(ARCH),)
+$(error ARCH=$(ARCH): only arm64 is cross-built; leave ARCH unset for this machine's own)
+endif
 VARIANT ?= async
 ARGS    ?=
 
@@ -8,7 +16,7 @@ BINARY    = $(BUILD_DIR)/variants/$(subst -,_,$(VARIANT))/mjpeg-$(VARIANT)
 
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps configure build run test bench fuzz package format format-check clean cluster
+.PHONY: all deps configure build run test bench fuzz package package-check arm64-check format format-check clean cluster
 
 all: build
 
@@ -16,7 +24,7 @@ all: build
 # tests drive (browsers, nginx, HAProxy, Prometheus, …), `make format-check` clang-format.
 DEPS ?=
 deps:
-	@scripts/install-deps $(DEPS)
+	@scripts/install-deps $(DEPS) $(DEPS_ARCH)
 
 configure: deps
 	cmake --preset $(PRESET)
@@ -63,6 +71,17 @@ table: build
 package: DEPS = package
 package: build
 	cd $(BUILD_DIR) && cpack -G DEB
+
+## make package-check: installs the package on a fresh minimal Debian 12 root (mmdebstrap), serves a frame, purges it.
+package-check: package
+	@scripts/install-deps package-check
+	scripts/package-check $(BUILD_DIR)
+
+## make arm64-check: the arm64 servers under qemu-aarch64-static, frames checked byte for byte.
+arm64-check:
+	$(MAKE) package ARCH=arm64
+	@scripts/install-deps cross-arm64
+	scripts/arm64-check build/arm64
 
 format:
 	@scripts/format
