@@ -1,6 +1,6 @@
 // Exercise 1.1 (docs/01-single-thread.md): the single-thread server's accept-and-serve loop run
-// by two threads at once, each calling accept on the one listening socket (UNP's "prethreaded
-// server, each thread calls accept"). Two viewers are then served at once; a third still waits.
+// by two threads at once, taking turns to accept from the one listening socket (UNP's
+// prethreaded server). Two viewers are then served at once; a third still waits.
 
 #include <gtest/gtest.h>
 
