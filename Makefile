@@ -69,10 +69,12 @@ demo: configure
 	bench/demo $(CHAPTER) --seconds $(SECONDS) --preset $(PRESET)
 
 ## make exercise N [ANSWER=1]: the checks of exercise N (1.1, 3.2, …) against your change (ANSWER=1: the answer's).
+exercise: DEPS = exercises
 exercise: deps
 	scripts/exercise $(if $(ANSWER),--answer )$(EXERCISE)
 
 ## make exercises-check: every exercise's checks fail on the unchanged code and pass with its answer.
+exercises-check: DEPS = exercises
 exercises-check: deps
 	scripts/exercise --check
 
