@@ -16,7 +16,14 @@ BINARY    = $(BUILD_DIR)/variants/$(subst -,_,$(VARIANT))/mjpeg-$(VARIANT)
 
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps configure build run test bench fuzz package package-check arm64-check format format-check clean cluster
+.PHONY: all deps configure build run test bench fuzz package package-check arm64-check table format format-check clean cluster demo exercise \
+        exercises-check
+
+# `make exercise 1.1`: the word after `exercise` is the exercise's number, not a target of its own.
+ifeq (exercise,$(firstword $(MAKECMDGOALS)))
+  EXERCISE := $(word 2,$(MAKECMDGOALS))
+  $(if $(EXERCISE),$(eval $(EXERCISE):;@:))
+endif
 
 all: build
 
@@ -62,10 +69,27 @@ bench: build
 	bench/compare --preset $(PRESET) $(ARGS)
 
 ## make table [ARGS=--quick]: the one table of chapter 5: every model on one client, against the floor, into bench/results/<date>-five-models/.
-.PHONY: table
 table: build
 	@scripts/install-deps bench
 	bench/table --preset $(PRESET) $(ARGS)
+
+## make demo CHAPTER=1|2|3|4|4b|6|7 [SECONDS=20]: the chapter's lesson live, a line a second, stops by itself.
+CHAPTER ?=
+SECONDS ?= 20
+demo: configure
+	cmake --build --preset $(PRESET) --target mjpeg-single-thread mjpeg-thread-per-client mjpeg-thread-pool \
+	  mjpeg-async mjpeg-io-uring mjpeg-load
+	bench/demo $(CHAPTER) --seconds $(SECONDS) --preset $(PRESET)
+
+## make exercise N [ANSWER=1]: the checks of exercise N (1.1, 3.2, …) against your change (ANSWER=1: the answer's).
+exercise: DEPS = exercises
+exercise: deps
+	scripts/exercise $(if $(ANSWER),--answer )$(EXERCISE)
+
+## make exercises-check: every exercise's checks fail on the unchanged code and pass with its answer.
+exercises-check: DEPS = exercises
+exercises-check: deps
+	scripts/exercise --check
 
 ## make package: the Debian packages (build/<preset>/mjpeg-concurrency{,-opencv}_<version>_<arch>.deb).
 package: DEPS = package
