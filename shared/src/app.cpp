@@ -1,6 +1,7 @@
 #include "mjpeg/app.hpp"
 
 #include <pthread.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <cstdio>
@@ -166,8 +167,13 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
     // The role: a single server, the parent of --workers (captures, supervises) or a worker.
     workers::role role{opts};
     role.set_process_title();
+    // --trace: a fresh file (workers append to their parent's), written as we leave.
+    if (!opts.trace.empty() && opts.worker_of.empty()) ::truncate(opts.trace.c_str(), 0);
+    std::optional<trace_log> trace;
+    if (!opts.trace.empty()) trace.emplace(opts.trace);
     // The core: counters, the broadcast hub, the one shutdown signal and its watcher.
     server_stats stats{std::string{info.name}};
+    if (trace) stats.set_trace(&*trace);
     stats.set_config(opts.width, opts.height, opts.fps);
     frame_hub hub;
     shutdown_signal shutdown;
