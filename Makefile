@@ -8,7 +8,7 @@ BINARY    = $(BUILD_DIR)/variants/$(subst -,_,$(VARIANT))/mjpeg-$(VARIANT)
 
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps configure build run test bench fuzz package format format-check clean cluster
+.PHONY: all deps configure build run test bench figures fuzz package format format-check clean cluster
 
 all: build
 
@@ -52,6 +52,11 @@ fuzz:
 bench: build
 	@scripts/install-deps bench
 	bench/compare --preset $(PRESET) $(ARGS)
+
+## make figures: the chapters' timelines, drawn from real traces, into bench/results/2026-12-04-timelines/ (about a minute).
+figures: configure
+	cmake --build --preset $(PRESET) --target mjpeg-single-thread mjpeg-thread-per-client mjpeg-thread-pool mjpeg-async mjpeg-load
+	bench/figures --preset $(PRESET)
 
 ## make package: the Debian package (build/<preset>/mjpeg-concurrency_<version>_<arch>.deb).
 package: build
