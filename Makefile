@@ -48,10 +48,11 @@ fuzz:
 	build/fuzz/fuzz/mjpeg-request-fuzzer -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	  build/fuzz/corpus fuzz/corpus/request
 
-## make bench [ARGS=--quick]: every variant built, across viewer counts and scenarios, into bench/results/<date>/.
+## make bench [ARGS=--quick]: every variant built, across viewer counts and scenarios, into bench/results/<date>/; then make figures' timelines.
 bench: build
 	@scripts/install-deps bench
 	bench/compare --preset $(PRESET) $(ARGS)
+	bench/figures --preset $(PRESET)
 
 ## make figures: the chapters' timelines, drawn from real traces, into bench/results/2026-12-04-timelines/ (about a minute).
 figures: configure
