@@ -32,18 +32,19 @@ struct options {
   int queue = 0;                         ///< Waiting connections (thread_pool).
   int max_clients = 0;                   ///< Open connections before 503 (per worker process); 0 = unlimited.
   log::level log_level = log::level::info;  ///< Least severe log lines written (--log-level, --quiet).
-  std::string trace;  ///< Write every viewer's events to this file at exit (--trace); empty = off.
-  std::vector<std::string> publish;  ///< Frame-bus endpoints to publish every frame on.
-  std::string bus_keys;              ///< CurveZMQ key directory (publish and bus sources); empty = none.
-  std::string bus_keygen;            ///< Write a new key set into this directory and exit.
-  int workers = 0;                   ///< Worker processes behind one port; 0 = serve in this process.
-  std::string worker_of;             ///< Hidden: this process is a worker; the parent's private directory.
-  int worker_index = 0;              ///< Hidden: this worker's slot.
+  std::vector<std::string> publish;         ///< Frame-bus endpoints to publish every frame on.
+  std::string bus_keys;    ///< CurveZMQ key directory (publish and bus sources); empty = none.
+  std::string bus_keygen;  ///< Write a new key set into this directory and exit.
+  int workers = 0;         ///< Worker processes behind one port; 0 = serve in this process.
+  std::string worker_of;   ///< Hidden: this process is a worker; the parent's private directory.
+  int worker_index = 0;    ///< Hidden: this worker's slot.
 
   /// /healthz answers 503 once the source has been down this many seconds; 0 = never.
   double max_source_down = 30;
   /// Reverse proxies whose X-Forwarded-For/Forwarded name the client (--trusted-proxy).
   std::vector<std::string> trusted_proxies;
+  /// Write every viewer's events to this file at exit (--trace); empty = off.
+  std::string trace;
 };
 
 /// Which model options a variant has, with its defaults; nullopt leaves the option out.
