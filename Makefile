@@ -16,7 +16,7 @@ BINARY    = $(BUILD_DIR)/variants/$(subst -,_,$(VARIANT))/mjpeg-$(VARIANT)
 
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps configure build run test bench fuzz package package-check arm64-check table format format-check clean cluster demo exercise \
+.PHONY: all deps configure build run test bench figures fuzz package package-check arm64-check table format format-check clean cluster demo exercise \
         exercises-check
 
 # `make exercise 1.1`: the word after `exercise` is the exercise's number, not a target of its own.
@@ -63,10 +63,16 @@ fuzz:
 	build/fuzz/fuzz/mjpeg-request-fuzzer -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	  build/fuzz/corpus fuzz/corpus/request
 
-## make bench [ARGS=--quick]: every variant built, across viewer counts and scenarios, into bench/results/<date>/.
+## make bench [ARGS=--quick]: every variant built, across viewer counts and scenarios, into bench/results/<date>/; then make figures' timelines.
 bench: build
 	@scripts/install-deps bench
 	bench/compare --preset $(PRESET) $(ARGS)
+	bench/figures --preset $(PRESET)
+
+## make figures: the chapters' timelines, drawn from real traces, into bench/results/2026-12-04-timelines/ (about a minute).
+figures: configure
+	cmake --build --preset $(PRESET) --target mjpeg-single-thread mjpeg-thread-per-client mjpeg-thread-pool mjpeg-async mjpeg-load
+	bench/figures --preset $(PRESET)
 
 ## make table [ARGS=--quick]: the one table of chapter 5: every model on one client, against the floor, into bench/results/<date>-five-models/.
 table: build

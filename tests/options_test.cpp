@@ -77,6 +77,7 @@ TEST(Options, BadValuesExitWithCode2AndNameTheOption) {
       {{"--auth", "user:"}, "--auth"},
       {{"--auth", ":pass"}, "--auth"},
       {{"--idle-stop", "-1"}, "--idle-stop"},
+      {{"--trace", "/nonexistent-dir/trace"}, "--trace"},
       {{"--bogus"}, "--bogus"},
       {{"--port"}, "--port"},
   };

@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -76,6 +77,10 @@ void add_options(CLI::App& app, config& cfg) {
   app.add_option("--json", cfg.json, "Write the full report as JSON to this file");
   app.add_option("--label", cfg.label, "Free text copied into the JSON report");
   app.add_flag("!--no-per-viewer", cfg.per_viewer, "Leave the per-viewer list out of the JSON");
+  app.add_option("--trace", cfg.trace,
+                 "Write each viewer's events (connect, open, status, every frame's seq, close) to this "
+                 "file, named by the viewer's local port as the server's --trace names it")
+      ->type_name("FILE");
   app.add_option(
       "--launch", cfg.launch,
       "Start this server command (words split at spaces; --port 0 unless it names one), read its URL line, "
@@ -173,9 +178,20 @@ int run(config cfg) {
     std::fprintf(stderr, "mjpeg-load: %s\n", e.what());
     return 2;
   }
+  std::optional<trace_log> trace;
+  if (!cfg.trace.empty()) {
+    if (std::FILE* f = std::fopen(cfg.trace.c_str(), "w")) {
+      std::fclose(f);
+    } else {
+      std::fprintf(stderr, "mjpeg-load: cannot write %s\n", cfg.trace.c_str());
+      return 2;
+    }
+    trace.emplace(cfg.trace, 'C');
+  }
   const timeline tl = plan_timeline(cfg);
-  const auto workers = place_viewers(cfg, tl, endpoint);
+  const auto workers = place_viewers(cfg, tl, endpoint, trace ? &*trace : nullptr);
   const run_report report = gather(workers, cfg, tl, drive(workers, cfg, tl));
+  if (trace) trace->flush();
   write_json(json_report(report, cfg, tl, workers), cfg);
   print_summary(report, cfg);
   if (server) server->stop(std::chrono::seconds{5});

@@ -31,6 +31,10 @@ void worker::run() {
   asio::steady_timer stop{io_, tl_.end};
   stop.async_wait([this](const error_code&) { io_.stop(); });
   io_.run();
+  // The run's end closes whatever is still open.
+  if (trace_ != nullptr)
+    for (const auto& v : viewers_)
+      if (v->connected_ && !v->finished_) trace_->record(trace_event::close, v->port_, 0);
 }
 
 viewer::viewer(worker& w, int id, kind k, steady::time_point start_at)
@@ -67,6 +71,11 @@ void viewer::on_connect(const error_code& ec) {
   }
   connected_ = true;
   error_code ignored;
+  if (w_.trace_ != nullptr) {
+    port_ = socket_.local_endpoint(ignored).port();
+    w_.trace_->record(trace_event::connect, port_, static_cast<std::uint64_t>(id_), connect_started_);
+    w_.trace_->record(trace_event::open, port_, static_cast<std::uint64_t>(id_));
+  }
   socket_.set_option(tcp::no_delay{true}, ignored);
   socket_.non_blocking(true, ignored);
   if (kind_ == kind::idle) {  // slowloris: never send a request, just see what the server does
@@ -154,6 +163,7 @@ void viewer::finish(const error_code& ec) {
   if (ec == asio::error::operation_aborted || finished_) return;
   finished_ = true;
   closed_at_ = steady::now();
+  if (w_.trace_ != nullptr && connected_) w_.trace_->record(trace_event::close, port_, 0, *closed_at_);
   if (ec && ec != asio::error::eof && error_.empty()) error_ = ec.message();
   if (status_ == 0 && kind_ != kind::idle && error_.empty()) error_ = "closed before a response";
   // The server closed on us: a stream that ended, or an idle connection it timed out.
@@ -165,6 +175,8 @@ void viewer::finish(const error_code& ec) {
 
 void viewer::on_response(const response_head& head) {
   status_ = head.status;
+  if (w_.trace_ != nullptr)
+    w_.trace_->record(trace_event::status, port_, static_cast<std::uint64_t>(status_), w_.now_);
 }
 
 void viewer::on_part(const part_info& part) {
@@ -194,6 +206,7 @@ void viewer::on_part(const part_info& part) {
   }
   if (part.seq) last_seq_ = part.seq;
   last_frame_ = now;
+  if (w_.trace_ != nullptr) w_.trace_->record(trace_event::frame, port_, part.seq.value_or(0), now);
 }
 
 timeline plan_timeline(const config& cfg) {
@@ -208,10 +221,10 @@ timeline plan_timeline(const config& cfg) {
 }
 
 std::vector<std::unique_ptr<worker>> place_viewers(const config& cfg, const timeline& tl,
-                                                   tcp::endpoint endpoint) {
+                                                   tcp::endpoint endpoint, trace_log* trace) {
   std::vector<std::unique_ptr<worker>> workers;
   for (int t = 0; t < cfg.threads; ++t)
-    workers.push_back(std::make_unique<worker>(cfg, tl, endpoint));
+    workers.push_back(std::make_unique<worker>(cfg, tl, endpoint, trace));
   int id = 0;
   const auto add = [&](kind k, steady::time_point at) {
     workers[static_cast<std::size_t>(id % cfg.threads)]->add(id, k, at);

@@ -14,6 +14,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "mjpeg/multipart.hpp"
+#include "mjpeg/trace.hpp"
 
 namespace mjpeg::bench {
 
@@ -50,6 +51,7 @@ struct config {
   std::string launch;           ///< Server command to start (--launch).
   std::vector<std::string> source_addresses;  ///< Loopback addresses viewers connect from, in turn.
   std::vector<std::string> paths;  ///< Paths viewers ask for, viewer i the (i mod n)-th; empty: target.
+  std::string trace;                          ///< Write every viewer's events here (--trace); "" : off.
 };
 
 /// The phases of a run, shared by every thread.
@@ -112,6 +114,7 @@ class viewer final : public multipart_listener {
   double age_max_ms_ = 0;
   std::uint64_t age_count_ = 0;
   std::optional<std::uint64_t> last_seq_;
+  std::uint16_t port_ = 0;  // the local port once connected: the viewer's name in a trace
   multipart_parser parser_;
 
  private:
@@ -133,8 +136,8 @@ class viewer final : public multipart_listener {
 class worker {
  public:
   /// A worker for `cfg`, connecting to `endpoint`.
-  worker(const config& cfg, const timeline& tl, tcp::endpoint endpoint)
-      : cfg_{cfg}, tl_{tl}, endpoint_{endpoint}, buffer_(256 * 1024) {}
+  worker(const config& cfg, const timeline& tl, tcp::endpoint endpoint, trace_log* trace = nullptr)
+      : cfg_{cfg}, tl_{tl}, endpoint_{endpoint}, buffer_(256 * 1024), trace_{trace} {}
 
   /// Places a viewer of kind `k` that connects at `start_at`.
   void add(int id, kind k, steady::time_point start_at) {
@@ -148,6 +151,7 @@ class worker {
   const timeline& tl_;
   tcp::endpoint endpoint_;
   std::vector<char> buffer_;
+  trace_log* trace_;                // --trace, or null
   std::vector<double> ages_ms_[2];  // by kind: normal, slow
   std::int64_t now_wall_us_ = 0;    // receive time of the bytes being parsed
   std::int64_t now_raw_us_ = 0;     // the same on CLOCK_MONOTONIC_RAW (ustreamer's grab clock)
@@ -161,6 +165,6 @@ timeline plan_timeline(const config& cfg);
 /// `cfg.threads` workers with every connection placed: idle ones first, so a slowloris is in
 /// place before the viewers arrive, then the viewers over the ramp, slow ones among the fast.
 std::vector<std::unique_ptr<worker>> place_viewers(const config& cfg, const timeline& tl,
-                                                   tcp::endpoint endpoint);
+                                                   tcp::endpoint endpoint, trace_log* trace = nullptr);
 
 }  // namespace mjpeg::bench

@@ -1,6 +1,7 @@
 #include "mjpeg/app.hpp"
 
 #include <pthread.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <cstdio>
@@ -181,11 +182,16 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
     // The role: a single server, the parent of --workers (captures, supervises) or a worker.
     workers::role role{opts};
     role.set_process_title();
+    // --trace: a fresh file (workers append to their parent's), written as we leave.
+    if (!opts.trace.empty() && opts.worker_of.empty()) ::truncate(opts.trace.c_str(), 0);
+    std::optional<trace_log> trace;
+    if (!opts.trace.empty()) trace.emplace(opts.trace);
     // The core: one set of counters and one broadcast hub per camera (the first camera's counters
     // are also the server's), the one shutdown signal and its watcher.
     std::vector<std::unique_ptr<camera_core>> cores;
     for (const camera_spec& spec : opts.cameras) {
       cores.push_back(std::make_unique<camera_core>(spec, std::string{info.name}));
+      if (trace) cores.back()->stats.set_trace(&*trace);
       cores.back()->stats.set_config(opts.width, opts.height, opts.fps);
     }
     server_stats& stats = cores.front()->stats;

@@ -146,6 +146,7 @@ bool accept_next(server_context& ctx, connection& c) {
     if (!ec) {
       c.accepted = steady_clock::now();
       ctx.stats.connection_accepted();
+      if (ctx.stats.tracing()) ctx.stats.trace(trace_event::accept, peer_port(c.socket));
       return true;
     }
     if (ec == asio_error::would_block || ec == asio_error::try_again || ec == asio_error::connection_aborted)

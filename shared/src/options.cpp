@@ -393,6 +393,17 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
       ->capture_default_str();
   bool quiet = false;
   app.add_flag("-q,--quiet", quiet, "Same as --log-level warning: no line per viewer");
+  app.add_option("--trace", o.trace,
+                 "Record each viewer's events (accept, stream start, every frame, leave, 503) with the "
+                 "serving thread's id, and write them to this file at exit (bench/timeline draws them)")
+      ->type_name("FILE")
+      ->check([](const std::string& v) {
+        // Appending creates it if need be and destroys nothing: the server truncates it as it starts.
+        const int fd = ::open(v.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd < 0) return "cannot write " + v + ": " + std::strerror(errno);
+        ::close(fd);
+        return std::string{};
+      });
 
   app.add_option("--publish", o.publish,
                  "Publish every frame on the frame bus: PORT (tcp on 127.0.0.1; 0 picks one) or a ZeroMQ "

@@ -24,6 +24,12 @@ std::string peer_name(const boost::asio::ip::tcp::socket& socket) {
          std::to_string(endpoint.port());
 }
 
+std::uint16_t peer_port(const boost::asio::ip::tcp::socket& socket) {
+  boost::system::error_code ec;
+  const auto endpoint = socket.remote_endpoint(ec);
+  return ec ? 0 : endpoint.port();
+}
+
 bool peer_gone(int native_socket) noexcept {
   // POLLRDHUP: the peer sent its FIN. A viewer only ever sends its request, so end of stream
   // after it means the viewer closed (or half-closed: it can never ask for anything again).
@@ -33,6 +39,7 @@ bool peer_gone(int native_socket) noexcept {
 
 void reject_busy(server_stats& stats, boost::asio::ip::tcp::socket socket) {
   stats.connection_rejected();
+  if (stats.tracing()) stats.trace(trace_event::reject, peer_port(socket));
   const std::string response = http::error_response(http::status::service_unavailable);
   // One non-blocking attempt: a small response into an empty send buffer always fits, and the
   // acceptor must never wait for a client it is turning away.

@@ -129,6 +129,10 @@ void server_stats::viewer_started(viewer_state& v, std::string peer) {
   v.frames_skipped.store(0, relaxed);
   v.bytes_sent.store(0, relaxed);
   v.ended = end_reason::error;  // until the stream loop says otherwise
+  if (trace_ != nullptr) {
+    v.port = port_of(v.peer);
+    trace_->record(trace_event::stream, v.port, v.id);
+  }
   viewers_total_.fetch_add(1, relaxed);
   std::size_t watching = 0;
   {
@@ -148,6 +152,7 @@ void server_stats::frame_sent(viewer_state& v, std::uint64_t seq, std::size_t by
   v.bytes_sent.fetch_add(bytes, relaxed);
   frames_sent_.fetch_add(1, relaxed);
   bytes_sent_.fetch_add(bytes, relaxed);
+  if (trace_ != nullptr) trace_->record(trace_event::frame, v.port, seq);
   if (skipped != 0) {
     v.frames_skipped.fetch_add(skipped, relaxed);
     frames_skipped_.fetch_add(skipped, relaxed);
@@ -171,6 +176,7 @@ void server_stats::viewer_stopped(viewer_state& v) {
   }
   const auto reason = static_cast<std::size_t>(v.ended);
   ended_[reason].fetch_add(1, relaxed);
+  if (trace_ != nullptr) trace_->record(trace_event::left, v.port, reason);
   log::write(log::level::info,
              "viewer %llu from %s left after %.1f s: %llu frames sent, %llu skipped, %s; %s (%zu watching)",
              static_cast<unsigned long long>(v.id), v.peer.c_str(),

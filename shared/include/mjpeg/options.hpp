@@ -53,6 +53,8 @@ struct options {
   double max_source_down = 30;
   /// Reverse proxies whose X-Forwarded-For/Forwarded name the client (--trusted-proxy).
   std::vector<std::string> trusted_proxies;
+  /// Write every viewer's events to this file at exit (--trace); empty = off.
+  std::string trace;
 };
 
 /// Which model options a variant has, with its defaults; nullopt leaves the option out.

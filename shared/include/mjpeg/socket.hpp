@@ -1,6 +1,7 @@
 /// Socket helpers every model uses: an accepted connection, tuning for streaming, peer names, the 503.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include <boost/asio/io_context.hpp>
@@ -30,6 +31,9 @@ void tune_for_streaming(int native_socket) noexcept;
 
 /// "address:port" of the connected peer, or "?" if it is already gone.
 std::string peer_name(const boost::asio::ip::tcp::socket& socket);
+
+/// The connected peer's port (the viewer's name in a --trace), or 0 if it is already gone.
+std::uint16_t peer_port(const boost::asio::ip::tcp::socket& socket);
 
 /// True once the peer has closed or reset the connection (end of stream or an error is pending),
 /// asked without blocking. Bytes it sent and we did not read do not count.

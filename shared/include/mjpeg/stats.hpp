@@ -17,6 +17,7 @@
 #include <boost/system/error_code.hpp>
 
 #include "mjpeg/camera_info.hpp"
+#include "mjpeg/trace.hpp"
 
 namespace mjpeg {
 
@@ -43,6 +44,7 @@ end_reason end_reason_of(const boost::system::error_code& ec);
 struct viewer_state {
   std::uint64_t id = 0;                          ///< Unique per viewer, never reused.
   std::string peer;                              ///< "address:port" of the viewer.
+  std::uint16_t port = 0;                        ///< Its port, set only with --trace (the trace's viewer).
   std::chrono::steady_clock::time_point since;   ///< When the stream started.
   std::atomic<std::uint64_t> last_seq{0};        ///< Sequence number of the last frame sent.
   std::atomic<std::uint64_t> frames_sent{0};     ///< Frames written to this viewer.
@@ -221,6 +223,14 @@ class server_stats {
   /// With worker processes: returns every worker's row (this one's included), so /stats
   /// answers for the whole server whichever worker is asked. Set before serving.
   void on_workers(std::function<std::vector<worker_row>()> rows) { workers_ = std::move(rows); }
+  /// Records viewer events into `trace` (--trace; null: off, the default). Set before serving.
+  void set_trace(trace_log* trace) { trace_ = trace; }
+  /// Records `e` for the viewer on client port `port` if --trace is on; one branch when off.
+  void trace(trace_event e, std::uint16_t port, std::uint64_t value = 0) {
+    if (trace_ != nullptr) trace_->record(e, port, value);
+  }
+  /// True with --trace.
+  bool tracing() const { return trace_ != nullptr; }
   /// Frame-bus endpoints this server publishes on, shown in /stats.
   void set_publish(std::vector<std::string> endpoints);
   /// Everything /stats and /metrics show, taken once under the locks; `frame_seq` and
@@ -267,6 +277,7 @@ class server_stats {
   double fps_ = 0;
   std::vector<std::string> publish_;
   std::function<std::vector<worker_row>()> workers_;
+  trace_log* trace_ = nullptr;  // set before serving, then only read
 };
 
 /// The `__enter__`/`__exit__` pair of one viewer: viewer_started on construction, viewer_stopped
