@@ -51,7 +51,7 @@ struct config {
   std::string launch;           ///< Server command to start (--launch).
   std::vector<std::string> source_addresses;  ///< Loopback addresses viewers connect from, in turn.
   std::vector<std::string> paths;  ///< Paths viewers ask for, viewer i the (i mod n)-th; empty: target.
-  std::string trace;                          ///< Write every viewer's events here (--trace); "" : off.
+  std::string trace;               ///< Write every viewer's events here (--trace); "" : off.
 };
 
 /// The phases of a run, shared by every thread.
