@@ -16,6 +16,7 @@
 #include "eventually.hpp"
 #include "every_variant.hpp"
 #include "mjpeg/capture.hpp"
+#include "mjpeg/image.hpp"
 #include "mjpeg/pattern.hpp"
 #include "server_process.hpp"
 
@@ -38,8 +39,8 @@ constexpr const char* device = "/dev/video-cameras-test";
 // frames cannot pass.
 std::set<std::string> write_jpegs(const fs::path& dir, std::uint64_t first, int count) {
   fs::create_directories(dir);
-  const cv::Mat background = mjpeg::pattern_background(320, 240);
-  cv::Mat image;
+  const mjpeg::image background = mjpeg::pattern_background(320, 240);
+  mjpeg::image image;
   std::set<std::string> jpegs;
   for (int n = 0; n < count; ++n) {
     mjpeg::draw_pattern(image, background, first + static_cast<std::uint64_t>(n) * 7);
