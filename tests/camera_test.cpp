@@ -22,6 +22,7 @@
 
 #include "client.hpp"
 #include "eventually.hpp"
+#include "fake_camera.hpp"
 #include "mjpeg/capture.hpp"
 #include "mjpeg/frame_source.hpp"
 #include "mjpeg/pattern.hpp"
@@ -31,7 +32,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using mjpeg::test::get;
-using mjpeg::test::sanitizer_runtime;
 using mjpeg::test::server_process;
 using mjpeg::test::small_frames;
 using mjpeg::test::stream_reader;
@@ -45,33 +45,14 @@ class Camera : public testing::Test {
  protected:
   void SetUp() override {
     folder_ = fs::temp_directory_path() / ("mjpeg-camera-test-" + std::to_string(::getpid()));
-    fs::create_directories(folder_);
-    const mjpeg::image background = mjpeg::pattern_background(width, height);
-    mjpeg::image image;
-    for (std::uint64_t n = 1; n <= 5; ++n) {
-      mjpeg::draw_pattern(image, background, n * 10);
-      const auto jpeg = mjpeg::encode_jpeg(image, 70);
-      std::ofstream{folder_ / ("frame" + std::to_string(n) + ".jpg"), std::ios::binary}.write(
-          reinterpret_cast<const char*>(jpeg.data()), static_cast<std::streamsize>(jpeg.size()));
-      jpegs_.emplace(jpeg.begin(), jpeg.end());
-    }
-    const std::string runtime = sanitizer_runtime();
-    set("LD_PRELOAD", (runtime.empty() ? "" : runtime + ":") + MJPEG_FAKE_V4L2);
-    set("FAKE_V4L2_PATH", device);
-    set("FAKE_V4L2_JPEGS", folder_.string());
-    set("FAKE_V4L2_SIZE", std::to_string(width) + "x" + std::to_string(height));
-    set("FAKE_V4L2_FPS", "30");
+    jpegs_ = mjpeg::test::write_test_card_jpegs(folder_, width, height, 10, 10, 5);
+    mjpeg::test::use_fake_camera(env_, device, folder_, std::to_string(width) + "x" + std::to_string(height));
   }
   void TearDown() override {
-    for (const auto& name : set_)
-      ::unsetenv(name.c_str());
     std::error_code ec;
     fs::remove_all(folder_, ec);
   }
-  void set(const std::string& name, const std::string& value) {
-    ::setenv(name.c_str(), value.c_str(), 1);
-    set_.push_back(name);
-  }
+  void set(const std::string& name, const std::string& value) { env_.set(name, value); }
   static std::string binary(const std::string& key = "mjpeg_async") {
     return mjpeg::test::variant_binary(key);
   }
@@ -102,7 +83,7 @@ class Camera : public testing::Test {
   static constexpr int height = 240;
   fs::path folder_;
   std::set<std::string> jpegs_;  // the camera's frames, byte for byte
-  std::vector<std::string> set_;
+  mjpeg::test::scoped_env env_;  // the fake camera's settings, unset when the test ends
 };
 
 std::string stats(unsigned short port) {

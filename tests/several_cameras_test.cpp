@@ -15,6 +15,7 @@
 #include "client.hpp"
 #include "eventually.hpp"
 #include "every_variant.hpp"
+#include "fake_camera.hpp"
 #include "mjpeg/capture.hpp"
 #include "mjpeg/image.hpp"
 #include "mjpeg/pattern.hpp"
@@ -34,51 +35,18 @@ namespace fs = std::filesystem;
 
 constexpr const char* device = "/dev/video-cameras-test";
 
-// `count` distinct JPEGs of the test card (frame numbers from `first`) written into a new folder
-// `dir`; returns them byte for byte. Each camera gets its own, so a camera serving another's
-// frames cannot pass.
-std::set<std::string> write_jpegs(const fs::path& dir, std::uint64_t first, int count) {
-  fs::create_directories(dir);
-  const mjpeg::image background = mjpeg::pattern_background(320, 240);
-  mjpeg::image image;
-  std::set<std::string> jpegs;
-  for (int n = 0; n < count; ++n) {
-    mjpeg::draw_pattern(image, background, first + static_cast<std::uint64_t>(n) * 7);
-    const auto jpeg = mjpeg::encode_jpeg(image, 70);
-    std::ofstream{dir / ("frame" + std::to_string(n) + ".jpg"), std::ios::binary}.write(
-        reinterpret_cast<const char*>(jpeg.data()), static_cast<std::streamsize>(jpeg.size()));
-    jpegs.emplace(jpeg.begin(), jpeg.end());
-  }
-  return jpegs;
-}
-
 // The fake V4L2 camera (tests/support/fake_v4l2.cpp) at `device`, serving the JPEGs in `folder`
 // with zero padding after EOI on every third frame, as some USB cameras do: set in the
 // environment the next server inherits, and unset again when this goes.
 class fake_camera {
  public:
   explicit fake_camera(const fs::path& folder) {
-    const std::string runtime = mjpeg::test::sanitizer_runtime();
-    set("LD_PRELOAD", (runtime.empty() ? "" : runtime + ":") + MJPEG_FAKE_V4L2);
-    set("FAKE_V4L2_PATH", device);
-    set("FAKE_V4L2_JPEGS", folder.string());
-    set("FAKE_V4L2_SIZE", "320x240");
-    set("FAKE_V4L2_FPS", "30");
-    set("FAKE_V4L2_PAD_EVERY", "3");
+    mjpeg::test::use_fake_camera(env_, device, folder, "320x240");
+    env_.set("FAKE_V4L2_PAD_EVERY", "3");
   }
-  ~fake_camera() {
-    for (const auto& name : set_)
-      ::unsetenv(name.c_str());
-  }
-  fake_camera(const fake_camera&) = delete;
-  fake_camera& operator=(const fake_camera&) = delete;
 
  private:
-  void set(const std::string& name, const std::string& value) {
-    ::setenv(name.c_str(), value.c_str(), 1);
-    set_.push_back(name);
-  }
-  std::vector<std::string> set_;
+  mjpeg::test::scoped_env env_;
 };
 
 // `count` frames read from `path`, each required to be one of `jpegs` byte for byte.
@@ -106,9 +74,12 @@ std::string state_of(unsigned short port, const std::string& name) {
 
 TEST_P(EveryVariant, EveryCameraOfAThreeCameraServerPlaysItsOwnBytes) {
   const scratch_dir dir;
-  const auto device_jpegs = write_jpegs(fs::path{dir.path()} / "device", 1, 4);
-  const auto folder_jpegs = write_jpegs(fs::path{dir.path()} / "folder", 100, 4);
-  const auto origin_jpegs = write_jpegs(fs::path{dir.path()} / "origin", 200, 4);
+  const auto device_jpegs =
+      mjpeg::test::write_test_card_jpegs(fs::path{dir.path()} / "device", 320, 240, 1, 7, 4);
+  const auto folder_jpegs =
+      mjpeg::test::write_test_card_jpegs(fs::path{dir.path()} / "folder", 320, 240, 100, 7, 4);
+  const auto origin_jpegs =
+      mjpeg::test::write_test_card_jpegs(fs::path{dir.path()} / "origin", 320, 240, 200, 7, 4);
   // The relayed camera is a second server's stream.
   server_process origin{binary(), small_frames({"--source", dir.path() + "/origin"})};
   const std::string relay = "http://127.0.0.1:" + std::to_string(origin.port()) + "/stream";
