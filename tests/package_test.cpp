@@ -165,16 +165,15 @@ TEST(Package, DebsHaveTheirLibrariesAsDependenciesAndRun) {
   ASSERT_EQ(unpacked.exit_code, 0) << unpacked.err;
   EXPECT_EQ(listing(d + "/root/usr/bin"), servers) << "tests and benchmarks are not packaged";
   // A man page per server, made from its --help: every option is in it.
-  if (exists("/usr/bin/help2man")) {
-    std::vector<std::string> pages;
-    for (const auto& server : servers)
-      pages.push_back(server + ".1.gz");
-    EXPECT_EQ(listing(d + "/root/usr/share/man/man1"), pages);
-    const auto page =
-        run_command("/bin/sh", {"-c", "zcat '" + d + "/root/usr/share/man/man1/mjpeg-async.1.gz'"}, 10s);
-    for (const char* option : {"\\-\\-source", "\\-\\-workers", "\\-\\-max\\-clients"})
-      EXPECT_NE(page.out.find(option), std::string::npos) << option;
-  }
+  // (help2man and lintian come with `make test`'s set: scripts/install-deps test.)
+  std::vector<std::string> pages;
+  for (const auto& server : servers)
+    pages.push_back(server + ".1.gz");
+  EXPECT_EQ(listing(d + "/root/usr/share/man/man1"), pages);
+  const auto page =
+      run_command("/bin/sh", {"-c", "zcat '" + d + "/root/usr/share/man/man1/mjpeg-async.1.gz'"}, 10s);
+  for (const char* option : {"\\-\\-source", "\\-\\-workers", "\\-\\-max\\-clients"})
+    EXPECT_NE(page.out.find(option), std::string::npos) << option;
   EXPECT_TRUE(exists(d + "/root/usr/lib/systemd/system/mjpeg-concurrency.service"));
   const std::string unit = slurp(d + "/root/usr/lib/systemd/system/mjpeg-concurrency.service");
   EXPECT_NE(
@@ -195,10 +194,8 @@ TEST(Package, DebsHaveTheirLibrariesAsDependenciesAndRun) {
   }
 
   // lintian finds nothing but what deploy/debian/*.lintian-overrides explains.
-  if (exists("/usr/bin/lintian")) {
-    const auto lint = run_command("/usr/bin/lintian", {"--fail-on", "error,warning", deb, module_deb}, 240s);
-    EXPECT_EQ(lint.exit_code, 0) << lint.out << lint.err;
-  }
+  const auto lint = run_command("/usr/bin/lintian", {"--fail-on", "error,warning", deb, module_deb}, 240s);
+  EXPECT_EQ(lint.exit_code, 0) << lint.out << lint.err;
 }
 
 }  // namespace
