@@ -158,12 +158,12 @@ TEST(FrameHub, NoLostWakeUpForAsyncWaiters) {
   constexpr std::uint64_t last = 2000;
   constexpr int waiters = 16;
   struct handoff final : mjpeg::hub_waiter {
+    // Notifies under the lock: the waiter's thread may end, and its condition variable with it,
+    // as soon as it sees `woken`.
     void wake(mjpeg::frame_ptr f) noexcept override {
-      {
-        std::lock_guard lock{mutex};
-        got = std::move(f);
-        woken = true;
-      }
+      std::lock_guard lock{mutex};
+      got = std::move(f);
+      woken = true;
       ready.notify_one();
     }
     std::mutex mutex;
