@@ -176,6 +176,21 @@ class Engine : public testing::TestWithParam<engine> {
     std::istringstream{r} >> x >> y >> w >> h;
     return {x, y, w, h};
   }
+  // The page's status line: empty while the picture plays.
+  static std::string state_of(browser& b) {
+    return b.execute("return document.querySelector('.state').textContent;");
+  }
+  // Waits up to 8 s for the page to say it is reconnecting; returns its status line then (or last).
+  static std::string reconnecting_notice(browser& b) {
+    std::string state;
+    mjpeg::test::eventually(
+        [&] {
+          state = state_of(b);
+          return state.find("reconnecting since ") == 0;
+        },
+        8s);
+    return state;
+  }
   // Two screenshots `apart`, saved as viewer-<engine>-<label>-1/2.png: did the picture move?
   bool moving(browser& b, const std::string& label, std::chrono::milliseconds apart = 1000ms) {
     const cv::Rect area = picture_of(b);
@@ -221,14 +236,7 @@ TEST_P(Engine, ResumesWithoutReloadAfterTheServerRestarts) {
   server->wait(5s);
   server.reset();
   // The page notices and says so plainly.
-  std::string state;
-  EXPECT_TRUE(mjpeg::test::eventually(
-      [&] {
-        state = b.execute("return document.querySelector('.state').textContent;");
-        return state.find("reconnecting since ") == 0;
-      },
-      8s))
-      << "state: " << state;
+  const std::string state = reconnecting_notice(b);
   EXPECT_TRUE(std::regex_search(state, std::regex{"^reconnecting since [0-9]{2}:[0-9]{2}:[0-9]{2}"}))
       << state;
 
@@ -242,8 +250,7 @@ TEST_P(Engine, ResumesWithoutReloadAfterTheServerRestarts) {
     moved = moving(b, "restarted", 700ms);
   EXPECT_TRUE(moved) << "the picture did not move again within 12 s of the restart";
   EXPECT_EQ(b.execute("return window.still_the_same_page || 'reloaded';"), "yes");
-  EXPECT_TRUE(mjpeg::test::eventually(
-      [&] { return b.execute("return document.querySelector('.state').textContent;").empty(); }, 3s))
+  EXPECT_TRUE(mjpeg::test::eventually([&] { return state_of(b).empty(); }, 3s))
       << "the reconnecting note stays after the picture is back";
 }
 
@@ -335,25 +342,14 @@ TEST_P(ReadStream, GetsTheRateItAsksAndRecoversFromAFrozenPicture) {
   EXPECT_NEAR(rate, 2.0, 0.2) << first << " then " << last << " frames";
 
   origin.signal(SIGSTOP);
-  std::string state;
-  EXPECT_TRUE(mjpeg::test::eventually(
-      [&] {
-        state = b.execute("return document.querySelector('.state').textContent;");
-        return state.find("reconnecting since ") == 0;
-      },
-      8s))
-      << "no notice of the frozen picture: '" << state << "'";
+  const std::string state = reconnecting_notice(b);
   EXPECT_TRUE(
       std::regex_search(state, std::regex{"^reconnecting since [0-9]{2}:[0-9]{2}:[0-9]{2}: no new frame"}))
       << state;
 
   origin.signal(SIGCONT);
   const int before = frames();
-  EXPECT_TRUE(mjpeg::test::eventually(
-      [&] {
-        return frames() > before && b.execute("return document.querySelector('.state').textContent;").empty();
-      },
-      12s))
+  EXPECT_TRUE(mjpeg::test::eventually([&] { return frames() > before && state_of(b).empty(); }, 12s))
       << "the picture did not come back within 12 s of the upstream resuming";
   EXPECT_TRUE(moving(b, "unfrozen")) << "the picture does not move after the stall";
 }
