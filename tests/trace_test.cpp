@@ -96,6 +96,7 @@ TEST_P(EveryVariant, TraceNamesAViewerByItsPortWithEveryFrameAndTheThreadThatSen
     if (r.event == "stream") stream_at = r.seconds;
     if (r.event == "left") left_at = r.seconds;
   }
+  EXPECT_EQ(events["accept"], 1) << "every model records its accept under the client's port";
   EXPECT_EQ(events["stream"], 1);
   EXPECT_EQ(events["left"], 1);
   EXPECT_GE(left_at, stream_at);

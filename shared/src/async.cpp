@@ -198,8 +198,7 @@ awaitable<bool> accept_next(server_context& ctx, sessions& all, connection& c) {
       continue;
     }
     c.accepted = steady_clock::now();
-    ctx.stats.connection_accepted();
-    if (ctx.stats.tracing()) ctx.stats.trace(trace_event::accept, peer_port(c.socket));
+    count_accepted(ctx.stats, c.socket.native_handle());
     // Over --max-clients: 503 at once (reject_busy never waits), never a queue.
     if (all.try_admit(ctx.opts.max_clients)) co_return true;
     reject_busy(ctx.stats, std::move(c.socket));

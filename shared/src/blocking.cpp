@@ -145,8 +145,7 @@ bool accept_next(server_context& ctx, connection& c) {
     ctx.acceptor.accept(c.socket, ec);
     if (!ec) {
       c.accepted = steady_clock::now();
-      ctx.stats.connection_accepted();
-      if (ctx.stats.tracing()) ctx.stats.trace(trace_event::accept, peer_port(c.socket));
+      count_accepted(ctx.stats, c.socket.native_handle());
       return true;
     }
     if (ec == asio_error::would_block || ec == asio_error::try_again || ec == asio_error::connection_aborted)

@@ -24,10 +24,18 @@ std::string peer_name(const boost::asio::ip::tcp::socket& socket) {
          std::to_string(endpoint.port());
 }
 
-std::uint16_t peer_port(const boost::asio::ip::tcp::socket& socket) {
-  boost::system::error_code ec;
-  const auto endpoint = socket.remote_endpoint(ec);
-  return ec ? 0 : endpoint.port();
+std::uint16_t peer_port(int native_socket) noexcept {
+  sockaddr_storage address{};
+  socklen_t length = sizeof address;
+  if (::getpeername(native_socket, reinterpret_cast<sockaddr*>(&address), &length) != 0) return 0;
+  if (address.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in&>(address).sin_port);
+  if (address.ss_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6&>(address).sin6_port);
+  return 0;
+}
+
+void count_accepted(server_stats& stats, int native_socket) {
+  stats.connection_accepted();
+  if (stats.tracing()) stats.trace(trace_event::accept, peer_port(native_socket));
 }
 
 bool peer_gone(int native_socket) noexcept {
@@ -39,7 +47,7 @@ bool peer_gone(int native_socket) noexcept {
 
 void reject_busy(server_stats& stats, boost::asio::ip::tcp::socket socket) {
   stats.connection_rejected();
-  if (stats.tracing()) stats.trace(trace_event::reject, peer_port(socket));
+  if (stats.tracing()) stats.trace(trace_event::reject, peer_port(socket.native_handle()));
   const std::string response = http::error_response(http::status::service_unavailable);
   // One non-blocking attempt: a small response into an empty send buffer always fits, and the
   // acceptor must never wait for a client it is turning away.

@@ -116,7 +116,7 @@ class server {
       accept_paused_ = true;
       return;
     }
-    ctx_.stats.connection_accepted();
+    count_accepted(ctx_.stats, res);
     accept();
     boost::asio::ip::tcp::socket s{ctx_.io};
     error_code ec;

@@ -33,7 +33,11 @@ void tune_for_streaming(int native_socket) noexcept;
 std::string peer_name(const boost::asio::ip::tcp::socket& socket);
 
 /// The connected peer's port (the viewer's name in a --trace), or 0 if it is already gone.
-std::uint16_t peer_port(const boost::asio::ip::tcp::socket& socket);
+std::uint16_t peer_port(int native_socket) noexcept;
+
+/// Counts a connection just accepted and, with --trace, records its accept under the client's port:
+/// every model's acceptor calls this, however it accepts.
+void count_accepted(server_stats& stats, int native_socket);
 
 /// True once the peer has closed or reset the connection (end of stream or an error is pending),
 /// asked without blocking. Bytes it sent and we did not read do not count.
