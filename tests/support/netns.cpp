@@ -211,8 +211,6 @@ void veth_link::unshape(side end) {
   const auto& ns = host(end).name();
   run_command(tc_tool(), {"-n", ns, "qdisc", "del", "dev", interface(end), "root"}, 10s);
   shaped_[i] = false;
-  if (down_[i]) must(ip_tool(), {"-n", ns, "link", "set", interface(end), "up"});
-  down_[i] = false;
 }
 
 void veth_link::apply(side end) {
@@ -220,17 +218,17 @@ void veth_link::apply(side end) {
   const auto& ns = host(end).name();
   const auto& s = shaping_[i];
   if (s.rate_bits == 0) {
-    // tbf has no zero rate; a link that is down drops everything, and TCP sees only silence.
-    must(ip_tool(), {"-n", ns, "link", "set", interface(end), "down"});
-    down_[i] = true;
+    // tbf has no zero rate; a FIFO that holds nothing drops everything, and TCP sees only
+    // silence. Not `ip link set down`: a switch port that goes down loses its learnt addresses,
+    // and the switch then floods the host's traffic to every other port, filling its neighbours'
+    // slow links (a 2 Mbit/s viewer beside the outage saw frames 700 ms old).
+    must(tc_tool(), {"-n", ns, "qdisc", "replace", "dev", interface(end), "root", "pfifo", "limit", "0"});
     return;
   }
   const auto burst = s.burst_bytes != 0 ? s.burst_bytes : default_burst(s.rate_bits);
   must(tc_tool(), {"-n", ns, "qdisc", "replace", "dev", interface(end), "root", "tbf", "rate",
                    std::to_string(s.rate_bits) + "bit", "burst", std::to_string(burst), "latency",
                    std::to_string(s.queue.count()) + "ms"});
-  if (down_[i]) must(ip_tool(), {"-n", ns, "link", "set", interface(end), "up"});
-  down_[i] = false;
 }
 
 std::string veth_link::qdisc_stats(side end) const {

@@ -109,7 +109,7 @@ class veth_link {
   /// Changes the rate of one end at run time, keeping its burst and queue; 0 drops everything,
   /// a later non-zero rate brings the link back.
   void set_rate(side end, std::uint64_t rate_bits);
-  /// Removes the shaping of one end (and brings it up if a zero rate had set it down).
+  /// Removes the shaping of one end.
   void unshape(side end);
   /// The interface name of one end.
   const std::string& interface(side end) const { return end == side::a ? a_if_ : b_if_; }
@@ -127,7 +127,6 @@ class veth_link {
   std::string a_if_, b_if_, a_address_, b_address_;
   shaping shaping_[2];
   bool shaped_[2] = {false, false};
-  bool down_[2] = {false, false};
 };
 
 /// A star of hosts on one switch (a namespace holding a bridge): every host is a namespace with
