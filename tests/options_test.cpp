@@ -128,7 +128,8 @@ TEST(Options, CamerasAreNamedSources) {
   ASSERT_EQ(std::get<mjpeg::options>(plain).cameras.size(), 1u);
   EXPECT_EQ(std::get<mjpeg::options>(plain).cameras[0].name, "");
   EXPECT_EQ(std::get<mjpeg::options>(plain).cameras[0].source, "/srv/jpegs");
-  // Bad names, a repeated name, an empty source, two cameras on one device, --source beside them.
+  // Bad names, a repeated name, an empty source, two cameras on one device, --source beside them,
+  // a bus source whose '#' is not followed by a camera name.
   for (const std::vector<std::string>& bad : std::vector<std::vector<std::string>>{
            {"--camera", "pattern"},
            {"--camera", "=pattern"},
@@ -141,11 +142,15 @@ TEST(Options, CamerasAreNamedSources) {
            {"--camera", "a=/dev/video0", "--camera", "b=/dev/video0"},
            {"--camera", "a=0", "--camera", "b=0"},
            {"--camera", "a=pattern", "--source", "pattern"},
-           {"--camera", "a=pattern", "--camera", "b=pattern", "--workers", "2"}})
+           {"--camera", "a=pattern", "--camera", "b=zmq+tcp://127.0.0.1:5555#A b"}})
     EXPECT_EQ(std::get<int>(parse(bad)), 2) << bad.back();
-  // The same folder or test card twice is fine: nothing is held open.
+  // The same folder or test card twice is fine: nothing is held open. Workers and the bus carry
+  // every camera, and a bus source may name one.
   EXPECT_TRUE(
       std::holds_alternative<mjpeg::options>(parse({"--camera", "a=pattern", "--camera", "b=pattern"})));
+  EXPECT_TRUE(std::holds_alternative<mjpeg::options>(
+      parse({"--camera", "a=pattern", "--camera", "b=zmq+tcp://127.0.0.1:5555#front", "--workers", "2",
+             "--publish", "0"})));
 }
 
 TEST(Options, EmptyUserOrPasswordIsRefused) {

@@ -7,13 +7,16 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <regex>
+#include <set>
 #include <thread>
 
 #include "client.hpp"
 #include "eventually.hpp"
 #include "every_variant.hpp"
+#include "fake_camera.hpp"
 #include "server_process.hpp"
 
 namespace {
@@ -84,6 +87,57 @@ TEST_P(EveryVariant, WorkersShareThePortAndStatsCountThemAll) {
   EXPECT_EQ(s.viewers, count);
   ASSERT_EQ(s.workers.size(), 2u);
   EXPECT_EQ(s.workers[0].viewers + s.workers[1].viewers, count);
+}
+
+TEST(Workers, EveryCameraIsServedThroughEveryWorker) {
+  const mjpeg::test::scratch_dir dir;
+  const std::map<std::string, std::set<std::string>> jpegs{
+      {"a", mjpeg::test::write_test_card_jpegs(std::filesystem::path{dir.path()} / "a", 320, 240, 1, 7, 4)},
+      {"ab",
+       mjpeg::test::write_test_card_jpegs(std::filesystem::path{dir.path()} / "ab", 320, 240, 100, 7, 4)}};
+  server_process server{mjpeg::test::variant_binary("mjpeg_async"),
+                        small_frames({"--workers", "2", "--camera", "a=" + dir.path() + "/a", "--camera",
+                                      "ab=" + dir.path() + "/ab"})};
+  const auto s = ask(server.port());
+  ASSERT_EQ(s.workers.size(), 2u) << server.error_output();
+  const std::vector<long> pids{s.workers[0].pid, s.workers[1].pid};
+  // New connections until each camera has been served by both workers (the kernel spreads them
+  // by a hash of addresses and ports), each playing its own camera's bytes.
+  std::map<std::string, std::set<long>> served;
+  for (int i = 0; i < 40 && (served["a"].size() < 2 || served["ab"].size() < 2); ++i)
+    for (const auto& [name, bytes] : jpegs) {
+      stream_reader viewer{server.port(), "/" + name + "/stream"};
+      ASSERT_EQ(viewer.open(), 200) << name;
+      for (int n = 0; n < 3; ++n) {
+        const auto part = viewer.next();
+        ASSERT_TRUE(part) << name << " part " << n << server.error_output();
+        EXPECT_EQ(bytes.count(part->body), 1u) << name << ": another camera's bytes";
+      }
+      served[name].insert(mjpeg::test::serving_process(viewer.conn().fd(), pids));
+    }
+  const std::set<long> both{pids.begin(), pids.end()};
+  EXPECT_EQ(served["a"], both);
+  EXPECT_EQ(served["ab"], both);
+}
+
+// The parent's --idle-stop of a camera counts every worker's viewers of that camera, not only of
+// the first: a camera watched through a worker keeps streaming while the other one idles.
+TEST(Workers, IdleStopKeepsEveryWatchedCameraCapturing) {
+  server_process server{mjpeg::test::variant_binary("mjpeg_async"),
+                        small_frames({"--workers", "2", "--idle-stop", "0.3", "--camera", "idle=pattern",
+                                      "--camera", "watched=pattern"})};
+  stream_reader viewer{server.port(), "/watched/stream"};
+  ASSERT_EQ(viewer.open(), 200);
+  // Ten times the idle limit on, new frames keep coming (a stopped camera would send none; the
+  // generous wait for each only rides out a loaded machine).
+  const auto until = std::chrono::steady_clock::now() + 3s;
+  std::uint64_t last = 0;
+  for (int i = 0; std::chrono::steady_clock::now() < until; ++i) {
+    const auto part = viewer.next(5s);
+    ASSERT_TRUE(part) << "frame " << i << server.error_output();
+    EXPECT_GT(mjpeg::test::seq_of(*part), last);
+    last = mjpeg::test::seq_of(*part);
+  }
 }
 
 TEST(Workers, KillNineOfAWorkerIsSurvived) {

@@ -83,18 +83,62 @@ class signal_watcher {
   std::thread thread_;
 };
 
-// The bus publisher on `endpoints` (none: no publisher), and the capture sink that feeds it.
+// The bus publisher on `endpoints` (none: no publisher), carrying every camera under its name,
+// and the capture sinks that feed it.
 struct publishing {
   std::optional<bus::publisher> publisher;
-  capture::frame_sink sink;
-  publishing(const std::vector<std::string>& endpoints, const options& opts, server_stats& stats) {
+  publishing(const std::vector<std::string>& endpoints, const std::vector<camera_spec>& cameras,
+             const options& opts, server_stats& stats) {
     if (endpoints.empty()) return;
     const auto keys = opts.bus_keys.empty() ? std::nullopt : std::optional<bus::key_files>{{opts.bus_keys}};
-    publisher.emplace(endpoints, keys);
+    std::vector<std::string> names;  // the catalogue: every named camera
+    for (const camera_spec& camera : cameras)
+      if (!camera.name.empty()) names.push_back(camera.name);
+    publisher.emplace(endpoints, keys, std::move(names));
     stats.set_publish(publisher->endpoints());
-    sink = [this](const frame& f) { publisher->send(f); };
+  }
+  // What feeds camera `name`'s frames to the bus, under its topic (none without a publisher).
+  capture::frame_sink sink(const std::string& name) {
+    if (!publisher) return {};
+    return [this, name](const frame& f) { publisher->send(f, name); };
   }
 };
+
+// How long an edge given a bus source that names no camera waits at start to learn what the
+// publisher serves (its catalogue comes every bus::catalogue_interval).
+constexpr std::chrono::seconds discovery_wait{2};
+
+// The cameras this process serves: those the options give, except that a bus source naming no
+// camera serves what its publisher serves: every camera, under the publisher's names (its
+// catalogue), or its one unnamed camera. A worker asks its parent's bus the same question. When
+// nothing is heard within discovery_wait, the one unnamed camera, said once (it may come later).
+std::vector<camera_spec> served_cameras(const options& opts, const workers::role& role,
+                                        const shutdown_signal& shutdown) {
+  const camera_spec& only = opts.cameras.front();
+  if (opts.cameras.size() != 1 || !only.name.empty() || !bus::is_bus_source(only.source) ||
+      !bus::split_source(only.source).topic.empty())
+    return opts.cameras;
+  const source_config asked = role.source(only);
+  const auto keys = asked.bus_keys.empty() ? std::nullopt : std::optional<bus::key_files>{{asked.bus_keys}};
+  const auto names =
+      bus::discover_cameras(asked.spec, keys, discovery_wait, [&shutdown] { return shutdown.triggered(); });
+  if (!names) {
+    if (!shutdown.triggered())
+      log::write(log::level::warning,
+                 "bus %s: no camera list and no frame within %lld s; serving it as one unnamed camera",
+                 only.source.c_str(), static_cast<long long>(discovery_wait.count()));
+    return opts.cameras;
+  }
+  if (names->empty()) return opts.cameras;
+  std::vector<camera_spec> cameras;
+  std::string listed;
+  for (const std::string& name : *names) {
+    cameras.push_back({name, only.source + bus::topic_separator + name});
+    listed += (listed.empty() ? "" : ", ") + name;
+  }
+  log::write(log::level::info, "bus %s: serving its cameras %s", only.source.c_str(), listed.c_str());
+  return cameras;
+}
 
 // Opens `source` on a thread of its own and waits until it is open, until shutdown, or for
 // source_open_timeout. True when open, false on shutdown; throws the source's own error. A source
@@ -151,7 +195,8 @@ struct camera_core {
 };
 
 // What the router needs: credentials, and the Host policy of the address we are bound to.
-http::route_options routes_for(const options& opts, const boost::asio::ip::tcp::acceptor& acceptor) {
+http::route_options routes_for(const options& opts, const std::vector<camera_spec>& cameras,
+                               const boost::asio::ip::tcp::acceptor& acceptor) {
   http::route_options routes;
   if (!opts.auth.empty()) routes.expected_authorization = http::basic_authorization(opts.auth);
   // Bound to loopback, only this machine can connect, but a web page it visits can reach us
@@ -161,8 +206,8 @@ http::route_options routes_for(const options& opts, const boost::asio::ip::tcp::
   for (const std::string& proxy : opts.trusted_proxies)
     routes.trusted_proxies.push_back(boost::asio::ip::make_address(proxy));  // checked by parse_options
   routes.camera_fps = opts.fps;  // the most a viewer may ask for with ?fps=N
-  if (opts.cameras.size() > 1 || (opts.cameras.size() == 1 && !opts.cameras.front().name.empty()))
-    for (const camera_spec& camera : opts.cameras)
+  if (cameras.size() > 1 || (cameras.size() == 1 && !cameras.front().name.empty()))
+    for (const camera_spec& camera : cameras)
       routes.cameras.push_back(camera.name);
   return routes;
 }
@@ -187,23 +232,29 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
     std::optional<trace_log> trace;
     if (!opts.trace.empty()) trace.emplace(opts.trace);
     // The core: one set of counters and one broadcast hub per camera (the first camera's counters
-    // are also the server's), the one shutdown signal and its watcher.
+    // are also the server's), made once we know the cameras; it outlives the shutdown signal's
+    // watcher, whose last trigger closes the hubs.
     std::vector<std::unique_ptr<camera_core>> cores;
-    for (const camera_spec& spec : opts.cameras) {
+    // The one shutdown signal and its watcher, first: asking a bus what it serves can take a while.
+    shutdown_signal shutdown;
+    const signal_watcher watcher{shutdown, role.duration()};
+    const std::vector<camera_spec> cameras = served_cameras(opts, role, shutdown);
+    for (const camera_spec& spec : cameras) {
       cores.push_back(std::make_unique<camera_core>(spec, std::string{info.name}));
       if (trace) cores.back()->stats.set_trace(&*trace);
       cores.back()->stats.set_config(opts.width, opts.height, opts.fps);
     }
     server_stats& stats = cores.front()->stats;
-    shutdown_signal shutdown;
     shutdown.on_trigger([&cores] {
       for (const auto& core : cores)
         core->hub.close();
     });
-    const signal_watcher watcher{shutdown, role.duration()};
-    const auto reporting = role.share(stats);
+    std::vector<server_stats*> every_stats;
+    for (const auto& core : cores)
+      every_stats.push_back(&core->stats);
+    const auto reporting = role.share(every_stats);
     // The publisher: every --publish endpoint, and the parent's private one for its workers.
-    publishing publish{role.publish_endpoints(), opts, stats};
+    publishing publish{role.publish_endpoints(), cameras, opts, stats};
     // The sources, open before we listen: a camera that is not there is an error at start, not a
     // blank page. Another server's frames may not flow yet (an origin that starts later): do not
     // wait long for them. Each camera has its own capture thread.
@@ -211,16 +262,13 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
     const stop_captures stopping{captures};
     auto first_frame_wait = std::chrono::seconds{10};
     for (const auto& core : cores) {
-      source_config config = role.source();
-      // One camera's source is the role's (a worker reads its parent's bus); several cameras are
-      // served by a single process, each from its own.
-      if (cores.size() > 1) config.spec = core->spec.source;
-      auto source = make_source(config);
+      // Each camera from its own source; a worker reads each from its parent's bus, by name.
+      auto source = make_source(role.source(core->spec));
       if (!open_source(*source, shutdown)) return 0;
       if (source->forwards()) first_frame_wait = std::chrono::seconds{1};
       captures.push_back(std::make_unique<capture>(std::move(source),
                                                    capture_config{opts.fps, opts.quality, opts.idle_stop},
-                                                   core->hub, core->stats, publish.sink));
+                                                   core->hub, core->stats, publish.sink(core->spec.name)));
     }
     // Listen once the first frames exist, so the URL line means "ready" (a snapshot works at once).
     // A signal closes the hubs and ends this wait too.
@@ -241,7 +289,7 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
     for (const auto& core : cores)
       feeds.push_back({core->spec.name, core->spec.source, core->hub, core->stats});
     server_context ctx{
-        info.name, name,     opts,   cores.front()->hub, stats, shutdown, routes_for(opts, acceptor),
+        info.name, name,     opts,   cores.front()->hub, stats, shutdown, routes_for(opts, cameras, acceptor),
         io,        acceptor, logins, std::move(feeds)};
     listener::print_url_line(name, acceptor);
 

@@ -4,16 +4,20 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
+#include <set>
 #include <stdexcept>
 #include <thread>
 
 #include <zmq.hpp>
 
+#include "mjpeg/http.hpp"
 #include "mjpeg/log.hpp"
 #include "mjpeg/multipart.hpp"
 
@@ -22,11 +26,16 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr std::string_view magic = "mjf1";
+constexpr std::string_view magic = "mjf1";        // a frame of the unnamed camera
+constexpr std::string_view named_magic = "mjf2";  // a frame of a named camera: its name and '\n' follow
+constexpr char topic_end = '\n';
 constexpr std::size_t header_size = 4 + 8 + 8;
+// The longest frame topic: "mjf2", a camera name of at most 32 characters, '\n'.
+constexpr std::size_t max_topic_size = 4 + 32 + 1;
 constexpr int key_length = 40;  // Z85 text of a 32-byte CurveZMQ key
-// The largest message a subscriber takes: the relay's limit on one JPEG plus our header. A bigger
-// one drops the connection (libzmq) instead of growing the edge.
+// The largest message a subscriber takes: the relay's limit on one JPEG plus our header (and the
+// camera's topic, see max_message_bytes_of). A bigger one drops the connection (libzmq) instead
+// of growing the edge.
 constexpr std::int64_t max_message_bytes =
     static_cast<std::int64_t>(header_size + http::multipart_parser::body_limit);
 // The handshake outcomes a socket monitor reports to us.
@@ -141,12 +150,44 @@ bool is_bus_source(std::string_view spec) noexcept {
   return spec.rfind("zmq+tcp://", 0) == 0 || spec.rfind("zmq+ipc://", 0) == 0;
 }
 
+source_spec split_source(std::string_view spec) {
+  const auto hash = spec.find(topic_separator);
+  if (hash == std::string_view::npos) return {std::string{spec}, {}};
+  return {std::string{spec.substr(0, hash)}, std::string{spec.substr(hash + 1)}};
+}
+
+std::string topic_problem(std::string_view spec) {
+  if (!is_bus_source(spec) || spec.find(topic_separator) == std::string_view::npos) return "";
+  const std::string topic = split_source(spec).topic;
+  if (http::valid_camera_name(topic)) return "";
+  return "the camera after '#' must be the name of a camera of the origin: 1 to 32 of a-z, 0-9, _ and -";
+}
+
+std::string frame_topic(std::string_view topic) {
+  if (topic.empty()) return std::string{magic};
+  std::string prefix{named_magic};
+  prefix += topic;
+  prefix += topic_end;
+  return prefix;
+}
+
 namespace {
 
-// Writes one message into `out`, which has room for header_size + jpeg.size() bytes.
-void write_message(std::uint8_t* out, std::uint64_t seq, wall_clock::time_point captured,
-                   std::span<const std::uint8_t> jpeg) {
-  std::memcpy(out, magic.data(), magic.size());
+// max_message_bytes for the frames of camera `topic`: the same JPEG limit, whatever its name.
+std::int64_t max_message_bytes_of(std::string_view topic) {
+  return max_message_bytes + static_cast<std::int64_t>(frame_topic(topic).size() - magic.size());
+}
+
+}  // namespace
+
+namespace {
+
+// Writes one message into `out`, which has room for prefix.size() + header_size + jpeg.size()
+// bytes; `prefix` is frame_topic(the camera's name).
+void write_message(std::uint8_t* out, std::string_view prefix, std::uint64_t seq,
+                   wall_clock::time_point captured, std::span<const std::uint8_t> jpeg) {
+  std::memcpy(out, prefix.data(), prefix.size());
+  out += prefix.size() - magic.size();  // seq and time follow the topic as they follow "mjf1"
   put_u64(out + 4, seq);
   const auto us = std::chrono::duration_cast<std::chrono::microseconds>(captured.time_since_epoch()).count();
   put_u64(out + 12, static_cast<std::uint64_t>(us));
@@ -156,16 +197,28 @@ void write_message(std::uint8_t* out, std::uint64_t seq, wall_clock::time_point 
 }  // namespace
 
 std::vector<std::uint8_t> encode_message(std::uint64_t seq, wall_clock::time_point captured,
-                                         std::span<const std::uint8_t> jpeg) {
-  std::vector<std::uint8_t> out(header_size + jpeg.size());
-  write_message(out.data(), seq, captured, jpeg);
+                                         std::span<const std::uint8_t> jpeg, std::string_view topic) {
+  const std::string prefix = frame_topic(topic);
+  std::vector<std::uint8_t> out(prefix.size() - magic.size() + header_size + jpeg.size());
+  write_message(out.data(), prefix, seq, captured, jpeg);
   return out;
 }
 
 std::optional<message> decode_message(std::span<const std::uint8_t> bytes) {
-  if (bytes.size() < header_size || std::memcmp(bytes.data(), magic.data(), magic.size()) != 0)
-    return std::nullopt;
+  if (bytes.size() < magic.size()) return std::nullopt;
   message m;
+  const std::string_view head{reinterpret_cast<const char*>(bytes.data()),
+                              std::min(bytes.size(), max_topic_size)};
+  if (head.starts_with(named_magic)) {
+    const auto end = head.find(topic_end);
+    if (end == std::string_view::npos) return std::nullopt;
+    m.topic = head.substr(named_magic.size(), end - named_magic.size());
+    if (!http::valid_camera_name(m.topic)) return std::nullopt;
+    bytes = bytes.subspan(end + 1 - magic.size());  // now shaped as an "mjf1" message
+  } else if (!head.starts_with(magic)) {
+    return std::nullopt;
+  }
+  if (bytes.size() < header_size) return std::nullopt;
   m.seq = get_u64(bytes.data() + 4);
   // Saturated, not overflowed, when the clock cannot hold it (int64 max µs is not a nanosecond count).
   const auto us = std::chrono::microseconds{static_cast<std::int64_t>(get_u64(bytes.data() + 12))};
@@ -179,6 +232,33 @@ std::optional<message> decode_message(std::span<const std::uint8_t> bytes) {
   m.jpeg.assign(bytes.begin() + header_size, bytes.end());
   if (m.seq == 0 || !looks_like_jpeg(m.jpeg)) return std::nullopt;
   return m;
+}
+
+std::vector<std::uint8_t> encode_catalogue(const std::vector<std::string>& names) {
+  std::vector<std::uint8_t> out{catalogue_topic.begin(), catalogue_topic.end()};
+  for (const std::string& name : names) {
+    out.insert(out.end(), name.begin(), name.end());
+    out.push_back(static_cast<std::uint8_t>(topic_end));
+  }
+  return out;
+}
+
+std::optional<std::vector<std::string>> decode_catalogue(std::span<const std::uint8_t> bytes) {
+  std::string_view text{reinterpret_cast<const char*>(bytes.data()), bytes.size()};
+  if (!text.starts_with(catalogue_topic)) return std::nullopt;
+  text.remove_prefix(catalogue_topic.size());
+  std::vector<std::string> names;
+  std::set<std::string_view> seen;
+  while (!text.empty()) {
+    const auto end = text.find(topic_end);
+    if (end == std::string_view::npos) return std::nullopt;
+    const auto name = text.substr(0, end);
+    if (!http::valid_camera_name(name) || !seen.insert(name).second) return std::nullopt;
+    names.emplace_back(name);
+    text.remove_prefix(end + 1);
+  }
+  if (names.empty()) return std::nullopt;
+  return names;
 }
 
 void generate_keys(const std::string& dir) {
@@ -207,14 +287,59 @@ std::string publish_endpoint(const std::string& spec) {
 
 // Two PUB sockets: a plain one for the private ipc endpoints (worker processes on this host, in
 // a directory only we can open) and one for the rest, which is a CurveZMQ server when keys are
-// given. Every frame goes to both; the second copy shares the first's buffer.
+// given. Every frame goes to both; the second copy shares the first's buffer. Every camera's
+// capture thread sends on them, and the catalogue thread too: one lock around the sockets (a
+// ZeroMQ socket is not thread-safe; a send never blocks, so the lock is held only briefly).
 struct publisher::impl {
   zmq::context_t context{1};
+  std::mutex sockets;  // guards local and remote once the publisher is built
   std::optional<zmq::socket_t> local;
   std::optional<zmq::socket_t> remote;
   std::vector<std::string> allowed;  // binary public keys; empty without keys
   std::thread zap;
   std::thread monitor;
+  std::thread catalogue;  // with named cameras: their list, every catalogue_interval
+  std::condition_variable stop_catalogue;
+  bool stopping = false;  // under `sockets`
+
+  // Sends `message` on both sockets without waiting (a subscriber over its high-water mark misses
+  // it). Under `sockets`.
+  void send_locked(zmq::message_t& message) {
+    if (remote && local) {
+      zmq::message_t copy;
+      copy.copy(message);
+      [[maybe_unused]] const auto sent = remote->send(copy, zmq::send_flags::dontwait);
+    }
+    zmq::socket_t& target = local ? *local : *remote;
+    [[maybe_unused]] const auto sent = target.send(message, zmq::send_flags::dontwait);
+  }
+
+  // Sends the cameras' catalogue now and then until the publisher goes: an edge that starts
+  // later, or reconnects, finds it within one interval (PUB keeps nothing for late joiners).
+  void run_catalogue(const std::vector<std::string>& cameras) {
+    const auto bytes = encode_catalogue(cameras);
+    std::unique_lock lock{sockets};
+    while (!stopping) {
+      zmq::message_t message{bytes.data(), bytes.size()};
+      send_locked(message);
+      stop_catalogue.wait_for(lock, catalogue_interval, [this] { return stopping; });
+    }
+  }
+
+  // Stops the catalogue thread, then closes the sockets and ends the helper threads.
+  void close() {
+    {
+      std::lock_guard lock{sockets};
+      stopping = true;
+    }
+    stop_catalogue.notify_all();
+    if (catalogue.joinable()) catalogue.join();
+    local.reset();
+    remote.reset();
+    context.shutdown();  // ends the ZAP handler's and the monitor's blocking calls (ETERM)
+    if (zap.joinable()) zap.join();
+    if (monitor.joinable()) monitor.join();
+  }
 
   zmq::socket_t make_pub() {
     zmq::socket_t s{context, zmq::socket_type::pub};
@@ -290,7 +415,8 @@ struct publisher::impl {
   }
 };
 
-publisher::publisher(const std::vector<std::string>& endpoints, const std::optional<key_files>& keys)
+publisher::publisher(const std::vector<std::string>& endpoints, const std::optional<key_files>& keys,
+                     std::vector<std::string> cameras)
     : impl_{std::make_unique<impl>()} {
   try {
     std::vector<std::string> local;
@@ -338,68 +464,74 @@ publisher::publisher(const std::vector<std::string>& endpoints, const std::optio
         bound_.push_back(e);
       }
     }
+    if (!cameras.empty() && (impl_->local || impl_->remote))
+      impl_->catalogue = std::thread{[this, cameras = std::move(cameras)] { impl_->run_catalogue(cameras); }};
   } catch (...) {
-    impl_->local.reset();
-    impl_->remote.reset();
-    impl_->context.shutdown();
-    if (impl_->zap.joinable()) impl_->zap.join();
-    if (impl_->monitor.joinable()) impl_->monitor.join();
+    impl_->close();
     throw;
   }
 }
 
 publisher::~publisher() {
-  impl_->local.reset();
-  impl_->remote.reset();
-  impl_->context.shutdown();  // ends the ZAP handler's and the monitor's blocking calls (ETERM)
-  if (impl_->zap.joinable()) impl_->zap.join();
-  if (impl_->monitor.joinable()) impl_->monitor.join();
+  impl_->close();
 }
 
-void publisher::send(const frame& f) {
-  // One copy of the JPEG into the message; the second socket's copy shares its buffer.
-  zmq::message_t message{header_size + f.jpeg().size()};
-  write_message(static_cast<std::uint8_t*>(message.data()), f.seq(), f.captured(), f.jpeg());
+void publisher::send(const frame& f, std::string_view topic) {
+  // One copy of the JPEG into the message; the second socket's copy shares its buffer. Built
+  // before taking the lock: other cameras' threads wait only for the sends.
+  const std::string prefix = frame_topic(topic);
+  zmq::message_t message{prefix.size() - magic.size() + header_size + f.jpeg().size()};
+  write_message(static_cast<std::uint8_t*>(message.data()), prefix, f.seq(), f.captured(), f.jpeg());
   // PUB never blocks: a subscriber over its high-water mark simply misses this frame.
-  if (impl_->remote && impl_->local) {
-    zmq::message_t copy;
-    copy.copy(message);
-    [[maybe_unused]] const auto sent = impl_->remote->send(copy, zmq::send_flags::dontwait);
-  }
-  zmq::socket_t& target = impl_->local ? *impl_->local : *impl_->remote;
-  [[maybe_unused]] const auto sent = target.send(message, zmq::send_flags::dontwait);
+  std::lock_guard lock{impl_->sockets};
+  if (!impl_->local && !impl_->remote) return;
+  impl_->send_locked(message);
 }
 
 namespace {
 
-// Subscribes to one endpoint. ZeroMQ reconnects by itself; the capture loop's close/open after a
-// silence drops any half-dead connection and starts clean.
+// A subscriber's CurveZMQ keys, read once from a key directory.
+struct client_keys {
+  std::string server;
+  std::string client_public;
+  std::string client_secret;
+
+  explicit client_keys(const key_files& keys) {
+    const fs::path dir{keys.dir};
+    server = read_key(dir / "server.pub");
+    client_public = read_key(dir / "client.pub");
+    client_secret = read_secret_key(dir / "client.secret");
+  }
+  // Makes `socket` a CurveZMQ client of the publisher holding server.secret.
+  void apply(zmq::socket_t& socket) const {
+    socket.set(zmq::sockopt::curve_serverkey, server);
+    socket.set(zmq::sockopt::curve_publickey, client_public);
+    socket.set(zmq::sockopt::curve_secretkey, client_secret);
+  }
+};
+
+// Subscribes to one camera's topic on one endpoint, on a socket of its own: ZMQ_CONFLATE keeps
+// the last message of the whole socket, so one socket per camera is what keeps the latest frame
+// of each. ZeroMQ reconnects by itself; the capture loop's close/open after a silence drops any
+// half-dead connection and starts clean.
 class bus_source final : public frame_source {
  public:
-  bus_source(std::string spec, double fps, std::optional<key_files> keys)
+  bus_source(std::string spec, double fps, const std::optional<key_files>& keys)
       : spec_{std::move(spec)},
-        endpoint_{spec_.substr(scheme_prefix.size())},
-        silence_{std::max(1000, static_cast<int>(3000 / std::max(fps, 0.1)))},
-        keys_{std::move(keys)} {
-    if (keys_) {
-      const fs::path dir{keys_->dir};
-      server_key_ = read_key(dir / "server.pub");
-      public_key_ = read_key(dir / "client.pub");
-      secret_key_ = read_secret_key(dir / "client.secret");
-    }
+        endpoint_{split_source(spec_).endpoint.substr(scheme_prefix.size())},
+        topic_{split_source(spec_).topic},
+        silence_{std::max(1000, static_cast<int>(3000 / std::max(fps, 0.1)))} {
+    if (keys) keys_.emplace(*keys);
   }
   void open() override {
     close();
     socket_.emplace(context_, zmq::socket_type::sub);
     socket_->set(zmq::sockopt::linger, 0);
     socket_->set(zmq::sockopt::conflate, 1);  // latest frame wins: a frame is news, not a task
-    socket_->set(zmq::sockopt::subscribe, "");
-    socket_->set(zmq::sockopt::maxmsgsize, max_message_bytes);
-    if (keys_) {
-      socket_->set(zmq::sockopt::curve_serverkey, server_key_);
-      socket_->set(zmq::sockopt::curve_publickey, public_key_);
-      socket_->set(zmq::sockopt::curve_secretkey, secret_key_);
-    }
+    // ZeroMQ's own prefix match, at the publisher: only this camera's frames come our way.
+    socket_->set(zmq::sockopt::subscribe, frame_topic(topic_));
+    socket_->set(zmq::sockopt::maxmsgsize, max_message_bytes_of(topic_));
+    if (keys_) keys_->apply(*socket_);
     try {
       events_ = watch_handshakes(context_, *socket_);
       socket_->connect(endpoint_);
@@ -424,8 +556,8 @@ class bus_source final : public frame_source {
       zmq::message_t message;
       if (!socket_->recv(message, zmq::recv_flags::dontwait)) continue;
       auto m = decode_message({static_cast<const std::uint8_t*>(message.data()), message.size()});
-      if (!m) continue;  // not ours: ignore it
-      told_.clear();     // delivering: a later refusal is news again
+      if (!m || m->topic != topic_) continue;  // not ours: ignore it
+      told_.clear();                           // delivering: a later refusal is news again
       out.pixels.release();
       out.jpeg = std::move(m->jpeg);
       out.seq = m->seq;
@@ -448,18 +580,18 @@ class bus_source final : public frame_source {
     socket_.reset();
   }
   void interrupt() override { interrupted_.store(true); }
-  std::string describe() const override { return "bus " + endpoint_; }
+  std::string describe() const override {
+    return "bus " + endpoint_ + (topic_.empty() ? "" : topic_separator + topic_);
+  }
   bool forwards() const override { return true; }
   std::uint64_t times_replaced() const override { return times_replaced_.load(std::memory_order_relaxed); }
 
  private:
   std::string spec_;
   std::string endpoint_;
+  std::string topic_;  // the camera's name; empty for the unnamed camera
   int silence_;
-  std::optional<key_files> keys_;
-  std::string server_key_;
-  std::string public_key_;
-  std::string secret_key_;
+  std::optional<client_keys> keys_;
   zmq::context_t context_{1};
   std::optional<zmq::socket_t> socket_;
   std::optional<zmq::socket_t> events_;  // socket_'s handshake monitor
@@ -488,6 +620,42 @@ class bus_source final : public frame_source {
 std::unique_ptr<frame_source> make_bus_source(const std::string& spec, double fps,
                                               const std::optional<key_files>& keys) {
   return std::make_unique<bus_source>(spec, fps, keys);
+}
+
+std::optional<std::vector<std::string>> discover_cameras(const std::string& spec,
+                                                         const std::optional<key_files>& keys,
+                                                         std::chrono::milliseconds wait,
+                                                         const std::function<bool()>& cancelled) {
+  const std::string endpoint = split_source(spec).endpoint.substr(scheme_prefix.size());
+  zmq::context_t context{1};
+  zmq::socket_t socket{context, zmq::socket_type::sub};
+  socket.set(zmq::sockopt::linger, 0);
+  socket.set(zmq::sockopt::maxmsgsize, max_message_bytes);
+  // Whichever comes first tells: a catalogue (named cameras) or an unnamed camera's frame.
+  socket.set(zmq::sockopt::subscribe, catalogue_topic);
+  socket.set(zmq::sockopt::subscribe, magic);
+  if (keys) client_keys{*keys}.apply(socket);
+  try {
+    socket.connect(endpoint);
+  } catch (const zmq::error_t& e) {
+    throw std::runtime_error("--source " + spec + ": " + e.what());
+  }
+  const auto until = std::chrono::steady_clock::now() + wait;
+  while (!cancelled()) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, std::min(left, std::chrono::milliseconds{50}));
+    zmq::message_t message;
+    while (socket.recv(message, zmq::recv_flags::dontwait)) {
+      const std::span<const std::uint8_t> bytes{static_cast<const std::uint8_t*>(message.data()),
+                                                message.size()};
+      if (auto names = decode_catalogue(bytes)) return names;
+      if (decode_message(bytes)) return std::vector<std::string>{};
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace mjpeg::bus

@@ -23,6 +23,7 @@
 #include <CLI/CLI.hpp>
 #include <boost/asio/ip/address.hpp>
 
+#include "mjpeg/bus.hpp"
 #include "mjpeg/http.hpp"
 #include "mjpeg/version.hpp"
 
@@ -341,9 +342,10 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
   app.add_option(
          "--source", o.source,
          "pattern | camera index (0) or /dev/videoN | folder or .jpg to replay | zmq+tcp://HOST:PORT or "
-         "zmq+ipc:///PATH (frame bus) | http://HOST:PORT/PATH (MJPEG relay, no re-encoding) | file or "
-         "rtsp:// URL for OpenCV")
-      ->capture_default_str();
+         "zmq+ipc:///PATH (frame bus: every camera the origin publishes; #NAME after it takes camera NAME "
+         "only) | http://HOST:PORT/PATH (MJPEG relay, no re-encoding) | file or rtsp:// URL for OpenCV")
+      ->capture_default_str()
+      ->check([](const std::string& v) { return bus::topic_problem(v); });
   std::vector<std::string> camera_args;
   auto* camera_option =
       app.add_option(
@@ -504,6 +506,8 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
       return fail("--camera " + printable(arg) + ": the name '" + printable(camera.name) +
                   "' must be 1 to 32 of a-z, 0-9, _ and -");
     if (camera.source.empty()) return fail("--camera " + printable(arg) + ": the source is empty");
+    if (const std::string problem = bus::topic_problem(camera.source); !problem.empty())
+      return fail("--camera " + printable(arg) + ": " + problem);
     for (const camera_spec& other : o.cameras) {
       if (other.name == camera.name) return fail("--camera " + camera.name + ": the name is given twice");
       // One device can be opened by one capture at a time; the second would fail as busy.
@@ -515,9 +519,6 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
     }
     o.cameras.push_back(std::move(camera));
   }
-  if (o.cameras.size() > 1 && o.workers > 0) return fail("--workers serves one camera; give one --camera");
-  if (o.cameras.size() > 1 && !o.publish.empty())
-    return fail("--publish carries one camera; give one --camera");
   if (o.cameras.empty()) o.cameras.push_back({"", o.source});
   o.log_level = quiet ? log::level::warning : *log::parse_level(log_level);
   log::set_level(o.log_level);

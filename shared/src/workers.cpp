@@ -55,6 +55,7 @@ struct region::layout {
     std::atomic<std::int64_t> heartbeat;  // monotonic_ms() of the last write
     std::atomic<std::uint64_t> restarts;
     std::atomic<std::uint64_t> values[counter_fields.size()];  // stats_counters, as counter_fields lists them
+    std::atomic<std::uint64_t> viewers_by_camera[max_cameras];  // each camera's viewers_now, in order
   } slots[max_workers];
 };
 
@@ -106,14 +107,18 @@ void region::count_restart(int index) noexcept {
   map_->slots[index].restarts.fetch_add(1, relaxed);
 }
 
-void region::store(int index, const stats_counters& c) noexcept {
+void region::store(int index, const stats_counters& c,
+                   std::span<const std::uint64_t> viewers_by_camera) noexcept {
   auto& v = map_->slots[index].values;
   for (std::size_t i = 0; i < counter_fields.size(); ++i)
     v[i].store(c.*counter_fields[i].value, relaxed);
+  auto& cameras = map_->slots[index].viewers_by_camera;
+  for (std::size_t i = 0; i < max_cameras; ++i)
+    cameras[i].store(i < viewers_by_camera.size() ? viewers_by_camera[i] : 0, relaxed);
   map_->slots[index].heartbeat.store(monotonic_ms(), relaxed);
 }
 
-std::vector<worker_row> region::rows() const {
+std::vector<worker_row> region::rows(std::size_t camera) const {
   std::vector<worker_row> rows;
   for (int i = 0; i < count(); ++i) {
     const auto& s = map_->slots[i];
@@ -124,17 +129,22 @@ std::vector<worker_row> region::rows() const {
     r.stale = silent_for(i) > stale_after;
     for (std::size_t f = 0; f < counter_fields.size(); ++f)
       r.counters.*counter_fields[f].value = s.values[f].load(relaxed);
+    if (camera != 0 && camera < max_cameras)
+      r.counters.viewers_now = s.viewers_by_camera[camera].load(relaxed);
     rows.push_back(r);
   }
   return rows;
 }
 
-reporter::reporter(region& shared, int index, server_stats& stats)
-    : shared_{shared}, index_{index}, stats_{stats} {
+reporter::reporter(region& shared, int index, std::vector<server_stats*> cameras)
+    : shared_{shared}, index_{index}, cameras_{std::move(cameras)} {
   if (index < 0 || index >= shared.count()) throw std::runtime_error("--worker-index out of range");
   thread_ = std::thread{[this] {
+    std::vector<std::uint64_t> viewers(cameras_.size());
     while (!stop_.load(relaxed)) {
-      shared_.store(index_, stats_.counters());
+      for (std::size_t i = 0; i < cameras_.size(); ++i)
+        viewers[i] = cameras_[i]->viewers_now();
+      shared_.store(index_, cameras_.front()->counters(), viewers);
       std::this_thread::sleep_for(std::chrono::milliseconds{100});
     }
   }};
@@ -445,21 +455,29 @@ std::vector<std::string> role::publish_endpoints() const {
   return endpoints;
 }
 
-source_config role::source() const {
-  if (worker_)
-    return {"zmq+" + bus_endpoint(opts_.worker_of), opts_.width, opts_.height, opts_.fps, false, {}};
-  const std::string& spec = opts_.cameras.empty() ? opts_.source : opts_.cameras.front().source;
-  return {spec, opts_.width, opts_.height, opts_.fps, opts_.encode, opts_.bus_keys};
+source_config role::source(const camera_spec& camera) const {
+  if (worker_) {
+    // The parent publishes each camera under its name (the unnamed one without a topic).
+    std::string spec = std::string{bus::scheme_prefix} + bus_endpoint(opts_.worker_of);
+    if (!camera.name.empty()) spec += bus::topic_separator + camera.name;
+    return {spec, opts_.width, opts_.height, opts_.fps, false, {}};
+  }
+  return {camera.source, opts_.width, opts_.height, opts_.fps, opts_.encode, opts_.bus_keys};
 }
 
 unsigned short role::port() const noexcept {
   return worker_ ? shared_->port() : static_cast<unsigned short>(opts_.port);
 }
 
-std::unique_ptr<reporter> role::share(server_stats& stats) {
+std::unique_ptr<reporter> role::share(const std::vector<server_stats*>& cameras) {
+  if ((parent_ || worker_) && cameras.size() > max_cameras)
+    throw std::runtime_error("--workers serves at most " + std::to_string(max_cameras) + " cameras, not " +
+                             std::to_string(cameras.size()));
+  server_stats& stats = *cameras.front();
   if (parent_) {
-    // --idle-stop in the parent watches the workers' viewers.
-    stats.on_workers([this] { return shared_->rows(); });
+    // --idle-stop of each camera in the parent watches the workers' viewers of that camera.
+    for (std::size_t i = 0; i < cameras.size(); ++i)
+      cameras[i]->on_workers([this, i] { return shared_->rows(i); });
   } else if (worker_) {
     // /stats answers for the whole server: every worker's row, this one's read fresh. Set
     // before the capture thread starts (its --idle-stop asks for the same sum).
@@ -469,7 +487,7 @@ std::unique_ptr<reporter> role::share(server_stats& stats) {
       rows[index].stale = false;
       return rows;
     });
-    return std::make_unique<reporter>(*shared_, opts_.worker_index, stats);
+    return std::make_unique<reporter>(*shared_, opts_.worker_index, cameras);
   }
   return nullptr;
 }

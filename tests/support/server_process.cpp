@@ -2,10 +2,14 @@
 
 #include "eventually.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -162,6 +166,37 @@ std::string sanitizer_runtime() {
     if (name.starts_with("libasan.so") || name.starts_with("libtsan.so")) return path;
   }
   return {};
+}
+
+long serving_process(int client_fd, const std::vector<long>& candidates) {
+  sockaddr_in ours{};
+  sockaddr_in theirs{};
+  socklen_t length = sizeof ours;
+  if (::getsockname(client_fd, reinterpret_cast<sockaddr*>(&ours), &length) != 0) return 0;
+  length = sizeof theirs;
+  if (::getpeername(client_fd, reinterpret_cast<sockaddr*>(&theirs), &length) != 0) return 0;
+  // The server's end: local port theirs, remote port ours ("0100007F:1F90 0100007F:D431 ..." in hex).
+  char wanted[32];
+  std::snprintf(wanted, sizeof wanted, ":%04X %08X:%04X", ntohs(theirs.sin_port), ours.sin_addr.s_addr,
+                ntohs(ours.sin_port));
+  std::ifstream table{"/proc/net/tcp"};
+  std::string inode;
+  for (std::string line; inode.empty() && std::getline(table, line);) {
+    if (line.find(wanted) == std::string::npos) continue;
+    std::istringstream fields{line};
+    std::string field;
+    for (int i = 0; i < 10 && fields >> field; ++i)  // sl local rem st queues tr retrnsmt uid timeout inode
+      if (i == 9) inode = field;
+  }
+  if (inode.empty()) return 0;
+  const std::string target = "socket:[" + inode + "]";
+  for (const long pid : candidates) {
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it{"/proc/" + std::to_string(pid) + "/fd", ec}, end;
+         !ec && it != end; it.increment(ec))
+      if (std::filesystem::read_symlink(it->path(), ec) == target) return pid;
+  }
+  return 0;
 }
 
 }  // namespace mjpeg::test

@@ -109,6 +109,11 @@ std::vector<std::string> lines_of(const std::string& text);
 run_result run_command(const std::string& binary, const std::vector<std::string>& args,
                        std::chrono::milliseconds timeout);
 
+/// Which of `candidates` (processes sharing a port, such as --workers) holds the server end of the
+/// loopback TCP connection `client_fd`: read from /proc/net/tcp and each candidate's /proc/PID/fd.
+/// 0 when none does.
+long serving_process(int client_fd, const std::vector<long>& candidates);
+
 /// A fresh folder under /tmp for one test, removed with everything in it by the destructor.
 class scratch_dir {
  public:

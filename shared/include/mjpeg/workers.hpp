@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -24,6 +25,10 @@ namespace mjpeg::workers {
 
 /// The bus endpoint workers subscribe to, inside the parent's private directory.
 std::string bus_endpoint(const std::string& dir);
+
+/// The most cameras a server with worker processes serves (each worker's slot counts the viewers
+/// of each camera, for the parent's --idle-stop).
+inline constexpr std::size_t max_cameras = 64;
 
 /// A file in the parent's private directory, mapped shared by the parent and every worker: the
 /// port they all bind and one slot of counters per worker. Each worker writes only its own slot
@@ -50,10 +55,14 @@ class region {
   std::chrono::milliseconds silent_for(int index) const noexcept;
   /// Counts a restart of slot `index` (parent).
   void count_restart(int index) noexcept;
-  /// Writes worker `index`'s counters and its heartbeat (the worker itself).
-  void store(int index, const stats_counters& c) noexcept;
-  /// Every slot as /stats lists it; a slot silent for more than stale_after is marked stale.
-  std::vector<worker_row> rows() const;
+  /// Writes worker `index`'s counters, the viewers of each of its cameras (in order; those not
+  /// given: none) and its heartbeat (the worker itself).
+  void store(int index, const stats_counters& c,
+             std::span<const std::uint64_t> viewers_by_camera = {}) noexcept;
+  /// Every slot as /stats lists it; a slot silent for more than stale_after is marked stale. With
+  /// `camera`, each row's viewers_now is that camera's (what the parent's --idle-stop of that
+  /// camera watches); the other counters are the first camera's.
+  std::vector<worker_row> rows(std::size_t camera = 0) const;
 
  private:
   struct layout;
@@ -72,8 +81,9 @@ inline constexpr std::chrono::seconds give_up_after{10};
 /// heartbeat the supervisor watches).
 class reporter {
  public:
-  /// Starts reporting `stats` into slot `index` of `shared`.
-  reporter(region& shared, int index, server_stats& stats);
+  /// Starts reporting into slot `index` of `shared`: the counters of `cameras`' first (the
+  /// server's), and the viewers of each.
+  reporter(region& shared, int index, std::vector<server_stats*> cameras);
   /// Stops the thread.
   ~reporter();
   reporter(const reporter&) = delete;
@@ -82,7 +92,7 @@ class reporter {
  private:
   region& shared_;
   int index_;
-  server_stats& stats_;
+  std::vector<server_stats*> cameras_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };
@@ -150,16 +160,18 @@ class role {
   double duration() const noexcept;
   /// The bus endpoints to publish every frame on: --publish, and the parent's private one.
   std::vector<std::string> publish_endpoints() const;
-  /// The source to read: --source, or for a worker its parent's bus.
-  source_config source() const;
+  /// The source to read for `camera`: its own, or for a worker its topic on the parent's bus.
+  source_config source(const camera_spec& camera) const;
   /// The port to bind: --port, or for a worker the one its parent reserved.
   unsigned short port() const noexcept;
   /// True when several processes bind the port together (SO_REUSEPORT).
   bool shares_port() const noexcept { return parent_ || worker_; }
-  /// Shares `stats` with the other processes: the parent's --idle-stop and every worker's /stats
-  /// see every worker's row. A worker starts reporting its counters (its heartbeat) into its slot:
-  /// the returned reporter does so until destroyed (null unless this is a worker).
-  std::unique_ptr<reporter> share(server_stats& stats);
+  /// Shares each camera's stats (the first is the server's) with the other processes: the
+  /// parent's --idle-stop of each camera sees every worker's viewers of it, and every worker's
+  /// /stats every worker's row. A worker starts reporting its counters (its heartbeat) into its
+  /// slot: the returned reporter does so until destroyed (null unless this is a worker). Throws
+  /// with more than max_cameras cameras and workers.
+  std::unique_ptr<reporter> share(const std::vector<server_stats*>& cameras);
   /// The parent's life once `acceptor` is bound: reserve its port, start the workers, print the
   /// URL line as `name`, supervise until `shutdown`; `argc`/`argv` are re-executed for each
   /// worker. Returns the exit code (1 when a slot stayed empty).
