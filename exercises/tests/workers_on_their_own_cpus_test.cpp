@@ -53,7 +53,9 @@ TEST(WorkersOnTheirOwnCpus, WorkerIMayRunOnlyOnTheIthCpuOfTheParent) {
     EXPECT_EQ(cpus_of(workers[i]), std::vector<int>{parent[i % parent.size()]})
         << "worker " << i << " (pid " << workers[i] << ") may run on one CPU, the parent's "
         << i % parent.size() << "th";
-  EXPECT_TRUE(get(server.port(), "/snapshot").status == 200) << "and the workers serve";
+  // (A worker answers /snapshot once the bus has brought it a frame.)
+  EXPECT_TRUE(eventually([&] { return get(server.port(), "/snapshot").status == 200; }, 10s))
+      << "and the workers serve";
 }
 
 }  // namespace
