@@ -71,7 +71,8 @@ bench: build
 
 ## make figures: the chapters' timelines, drawn from real traces, into bench/results/2026-12-04-timelines/ (about a minute).
 figures: configure
-	cmake --build --preset $(PRESET) --target mjpeg-single-thread mjpeg-thread-per-client mjpeg-thread-pool mjpeg-async mjpeg-load
+	cmake --build --preset $(PRESET) --target mjpeg-single-thread mjpeg-thread-per-client mjpeg-thread-pool mjpeg-async mjpeg-io-uring \
+	    mjpeg-load
 	bench/figures --preset $(PRESET)
 
 ## make table [ARGS=--quick]: the one table of chapter 5: every model on one client, against the floor, into bench/results/<date>-five-models/.
