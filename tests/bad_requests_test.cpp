@@ -53,6 +53,7 @@ std::vector<bad_case> bad_cases() {
       {"non-numeric fps", "GET /?action=stream&fps=lots HTTP/1.1\r\nHost: localhost\r\n\r\n", 400},
       {"fps above the camera's", "GET /stream?fps=31 HTTP/1.1\r\nHost: localhost\r\n\r\n", 400},
       {"unknown page mode", "GET /?mode=video HTTP/1.1\r\nHost: localhost\r\n\r\n", 400},
+      {"unknown stream type", "GET /stream?type=jpeg HTTP/1.1\r\nHost: localhost\r\n\r\n", 400},
       {"other method", "PUT /stream HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 405},
       {"POST", "POST /stream HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 405},
       {"DELETE", "DELETE / HTTP/1.1\r\n\r\n", 405},
@@ -84,6 +85,10 @@ TEST_P(EveryVariant, BadRequestsGetTheirStatusWhileAViewerKeepsReceiving) {
     if (std::string{c.name}.find("fps") != std::string::npos) {
       EXPECT_NE(r.body.find("fps must be a whole number of frames per second from 1 to 30"),
                 std::string::npos)
+          << c.name << ": the reason in the body: " << r.body;
+    }
+    if (std::string{c.name}.find("stream type") != std::string::npos) {
+      EXPECT_NE(r.body.find("type must be multipart or octet-stream"), std::string::npos)
           << c.name << ": the reason in the body: " << r.body;
     }
     if (c.status == 405) {

@@ -435,6 +435,29 @@ TEST(Route, PageModeIsStreamOrSnapshot) {
   }
 }
 
+TEST(Route, StreamTypeIsMultipartOrOctetStream) {
+  using http::stream_type;
+  for (const auto& [target, type] : std::vector<std::pair<std::string, stream_type>>{
+           {"/stream", stream_type::multipart},
+           {"/stream?type=multipart", stream_type::multipart},
+           {"/stream?type=octet-stream", stream_type::octet_stream},
+           {"/stream?fps=2&type=octet-stream&_=1700000000000", stream_type::octet_stream},
+           {"/?action=stream&type=octet-stream", stream_type::octet_stream}}) {
+    const auto r = handle({get(target)}, camera_at(30));
+    EXPECT_EQ(r.what, resource::stream) << target;
+    EXPECT_EQ(r.type, type) << target;
+  }
+  EXPECT_EQ(handle({get("/stream?fps=2&type=octet-stream")}, camera_at(30)).max_fps, 2u);
+  EXPECT_EQ(handle(get("/snapshot?type=nonsense")).what, resource::snapshot);
+  for (const char* target :
+       {"/stream?type=", "/stream?type=octet", "/stream?type=Multipart",
+        "/stream?type=octet-stream&type=jpeg", "/?action=stream&type=text", "/?type=x"}) {
+    const auto r = handle(get(target));
+    EXPECT_EQ(r.code, status::bad_request) << target;
+    EXPECT_EQ(r.reason, "type must be multipart or octet-stream") << target;
+  }
+}
+
 TEST(Route, AuthSchemeIsCaseInsensitiveAndToleratesSpaces) {
   const http::route_options options = with_auth("alice:secret");
   const auto with = [&](const std::string& value) {
@@ -482,7 +505,7 @@ TEST(Writers, TooManyRequestsCarriesRetryAfter) {
 }
 
 TEST(Writers, StreamPreambleGoldenBytes) {
-  EXPECT_EQ(http::stream_preamble(),
+  EXPECT_EQ(http::stream_preamble(http::stream_type::multipart),
             "HTTP/1.1 200 OK\r\n"
             "Content-Type: multipart/x-mixed-replace;boundary=mjpegconcurrencyframe\r\n"
             "Cache-Control: no-store, no-cache, must-revalidate, max-age=0\r\n"
@@ -490,6 +513,17 @@ TEST(Writers, StreamPreambleGoldenBytes) {
             "Connection: close\r\n"
             "\r\n"
             "--mjpegconcurrencyframe\r\n");
+  // ?type=octet-stream: only the Content-Type differs; it still names the boundary.
+  EXPECT_EQ(http::stream_preamble(http::stream_type::octet_stream),
+            "HTTP/1.1 200 OK\r\n"
+            "Content-Type: application/octet-stream;boundary=mjpegconcurrencyframe\r\n"
+            "Cache-Control: no-store, no-cache, must-revalidate, max-age=0\r\n"
+            "Pragma: no-cache\r\n"
+            "Connection: close\r\n"
+            "\r\n"
+            "--mjpegconcurrencyframe\r\n");
+  EXPECT_EQ(http::stream_head(http::stream_type::octet_stream) + "--mjpegconcurrencyframe\r\n",
+            http::stream_preamble(http::stream_type::octet_stream));
 }
 
 TEST(Writers, ErrorResponsesGoldenBytes) {

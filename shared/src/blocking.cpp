@@ -163,10 +163,10 @@ namespace {
 
 // The stream: preamble, then whatever frame is newest each time the viewer can take one.
 void stream_frames(server_context& ctx, camera_feed& camera, deadline_stream& stream, viewer_state& viewer,
-                   std::string peer) {
+                   std::string peer, http::stream_type type) {
   const viewer_scope scope{camera.stats, viewer, std::move(peer)};
   error_code ec;
-  const std::string preamble = http::stream_preamble();
+  const std::string preamble = http::stream_preamble(type);
   boost::asio::write(stream, boost::asio::buffer(preamble), ec);
   freshness_gate gate{stream.native_handle(), seconds(ctx.opts.send_timeout)};
   while (!ec) {
@@ -210,7 +210,7 @@ void serve_client(server_context& ctx, connection c, viewer_state& viewer) {
   stream.max_fps(plan.max_fps);
   if (plan.what == http::resource::none) return;
   if (plan.what == http::resource::stream && !plan.head_only) {
-    stream_frames(ctx, ctx.camera(plan), stream, viewer, peer_name(c.socket));
+    stream_frames(ctx, ctx.camera(plan), stream, viewer, peer_name(c.socket), plan.type);
     return;
   }
   const reply r = make_reply(plan, ctx);

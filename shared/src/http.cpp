@@ -162,11 +162,12 @@ std::string_view mjpg_streamer_action(std::string_view query, std::size_t inputs
   return "";
 }
 
-// The query's parameters as the router reads them: ?fps=N on the stream and the page, ?mode= on
-// the page. Anything else is left alone (cache busters such as "_=1700000000000"). `error` says
-// what is wrong, empty when nothing is.
+// The query's parameters as the router reads them: ?fps=N and ?type= on the stream and the page,
+// ?mode= on the page. Anything else is left alone (cache busters such as "_=1700000000000").
+// `error` says what is wrong, empty when nothing is.
 struct query_options {
   unsigned fps = 0;
+  stream_type type = stream_type::multipart;
   std::string_view mode;
   std::string error;
 };
@@ -190,6 +191,15 @@ query_options read_query(std::string_view query, double camera_fps) {
         out.error = "fps must be a whole number of frames per second from 1 to " + std::to_string(most) +
                     " (the camera's rate)";
       out.fps = n;
+    } else if (param.rfind("type=", 0) == 0) {
+      // The same parts under another Content-Type, for WebKit's fetch() (stream_type).
+      const std::string_view value = param.substr(5);
+      if (value == "octet-stream")
+        out.type = stream_type::octet_stream;
+      else if (value == "multipart")
+        out.type = stream_type::multipart;
+      else
+        out.error = "type must be multipart or octet-stream";
     } else if (param.rfind("mode=", 0) == 0) {
       out.mode = param.substr(5);
       if (out.mode != "stream" && out.mode != "snapshot") out.error = "mode must be stream or snapshot";
@@ -339,7 +349,9 @@ route_result route(const request_head& head, const route_options& options) {
     const bool streamed = what == resource::stream || what == resource::page;
     if (!query.error.empty() && streamed)
       return route_result{resource::error, status::bad_request, false, login, 0, 0, query.error};
-    return route_result{what, status::ok, head_only, login, 0, streamed ? query.fps : 0U, {}};
+    route_result result{what, status::ok, head_only, login, 0, streamed ? query.fps : 0U, {}};
+    if (what == resource::stream) result.type = query.type;
+    return result;
   };
   const auto not_found = route_result{resource::error, status::not_found, false, login};
   const std::string_view path = target->path;
@@ -407,9 +419,12 @@ route_result route_error(const boost::beast::error_code& ec, const request_parse
   return error(status::bad_request);
 }
 
-std::string stream_head() {
+std::string stream_head(stream_type type) {
   std::string out = status_line(status::ok);
-  out += "Content-Type: multipart/x-mixed-replace;boundary=";
+  // Either way the boundary is named, so a client that splits on it finds it (a parameter that
+  // application/octet-stream does not define is ignored by those that do not: RFC 2045 §5.1).
+  out += type == stream_type::octet_stream ? "Content-Type: application/octet-stream;boundary="
+                                           : "Content-Type: multipart/x-mixed-replace;boundary=";
   out += boundary;
   out +=
       "\r\n"
@@ -420,8 +435,8 @@ std::string stream_head() {
   return out;
 }
 
-std::string stream_preamble() {
-  std::string out = stream_head();
+std::string stream_preamble(stream_type type) {
+  std::string out = stream_head(type);
   out += "--";
   out += boundary;
   out += "\r\n";

@@ -67,23 +67,44 @@ const two = (n) => String(n).padStart(2, "0");
 const blank = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7";
 const clock = (t) => two(t.getHours()) + ":" + two(t.getMinutes()) + ":" + two(t.getSeconds());
 
-// How the live picture is read. Where the browser lets a script read a multipart response as it
-// arrives (fetch() with a streaming body: Chromium, Firefox ESR 115), the page reads the stream
-// itself, splits it into JPEGs by each part's Content-Length and shows each through a Blob URL in
-// the same <img>. Aborting that fetch closes the TCP connection, where dropping a multipart
-// <img>'s src closes it in Chromium only (Firefox ESR keeps streaming to a hidden tab); and each
-// part's X-Frame-Seq tells a new frame from the old one again, so a frozen stream is noticed.
-// WebKit (WebKitGTK, Safari) fails any fetch() of multipart/x-mixed-replace ("Load failed": it
-// takes multipart only for images), so there the tile keeps the browser's multipart <img> and
-// notices a freeze from /stats's frame count. Its limits, measured in WebKitGTK 2.50: the <img>
-// fires "load" once per connection, not per frame, and keeps its connection open after its src
-// changes, after it leaves the page, after window.stop(), and inside an <iframe> removed, so a
-// hidden tab stops polling /stats but its stream stays until the tab closes. So does any browser
-// without streaming fetch().
-const ua = navigator.userAgent;
-const webkit = /AppleWebKit\//.test(ua) && !/Chrome\/|Chromium\//.test(ua);
-const can_fetch_stream = !webkit && typeof ReadableStream === "function" &&
-    typeof AbortController === "function" && typeof Response === "function" && "body" in Response.prototype;
+// How the live picture is read. Where the browser lets a script read a response as it arrives
+// (fetch() with a streaming body), the page reads the stream itself, splits it into JPEGs by each
+// part's Content-Length and shows each through a Blob URL in the same <img>. Aborting that fetch
+// closes the TCP connection, where dropping a multipart <img>'s src closes it in Chromium only
+// (Firefox ESR keeps streaming to a hidden tab, WebKitGTK 2.50 even after the element leaves the
+// page); and each part's X-Frame-Seq tells a new frame from the old one, so a frozen stream is
+// noticed. Chromium and Firefox ESR read multipart/x-mixed-replace this way. WebKit (WebKitGTK,
+// Safari) fails a fetch() of it ("Load failed": it takes multipart only for images), and the
+// failed request's connection stays open, unread, even after the page navigates away, so the page
+// does not find out by trying the stream: it fetches one part from a Blob of that type, which
+// WebKit refuses the same way without any connection. Where refused, the tile asks for
+// /stream?type=octet-stream: the same parts under a type fetch() streams. Should a stream be
+// refused all the same (ok, then a TypeError before its first byte), later connections ask for
+// octet-stream too. Only a browser without streaming fetch() falls back to the multipart <img>,
+// and with it to /stats's frame count for noticing a freeze and to a stream that outlives a
+// hidden tab.
+const can_fetch_stream = typeof ReadableStream === "function" && typeof AbortController === "function" &&
+    typeof Response === "function" && "body" in Response.prototype;
+// How streams are read: "multipart" or "octet-stream" by fetch(), null by <img>; known once the
+// probe below has answered (before any stream starts).
+let stream_type = null;
+async function fetch_takes(type) {
+  const part = "--b\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok\r\n--b\r\n";
+  const url = URL.createObjectURL(new Blob([part], { type: type }));
+  try {
+    const r = await fetch(url);
+    return (await r.arrayBuffer()).byteLength === part.length;  // WebKit refuses here, at the body
+  } catch (e) {
+    return false;
+  } finally {
+    URL.revokeObjectURL(url);
+  }
+}
+async function probe_stream_type() {
+  if (!can_fetch_stream) return null;
+  if (await fetch_takes("multipart/x-mixed-replace;boundary=b")) return "multipart";
+  return await fetch_takes("application/octet-stream") ? "octet-stream" : null;
+}
 // A visible picture that has not changed for this long is stale: reconnect (with the backoff).
 // Three frame periods of the camera at the least, for a slow one.
 const stale_after = Math.max(4000, 3000 / Math.max(@FPS@, 0.1));
@@ -101,7 +122,7 @@ class tile {
     this.id = options.id;
     this.name = options.name || "";
     this.snapshot = !!options.snapshot;
-    this.fetching = !this.snapshot && can_fetch_stream;
+    this.fetching = false;  // set by begin(), once the page knows how streams are read
     this.state = document.createElement("div");
     this.state.className = "state";
     const figure = document.createElement("figure");
@@ -129,9 +150,9 @@ class tile {
     this.decoding = false;
     this.watchdog = setInterval(() => this.check_stale(), 1000);
   }
-  // A new, empty <img> in place of the old one, whose multipart stream (WebKit's, the fallback's)
-  // is dropped on the way: Chromium closes it when the src changes, WebKitGTK 2.50 not even when
-  // the element leaves the page (above). Events of an element already replaced are ignored.
+  // A new, empty <img> in place of the old one, whose multipart stream (the fallback's) is dropped
+  // on the way: Chromium closes it when the src changes, WebKitGTK 2.50 not even when the element
+  // leaves the page (above). Events of an element already replaced are ignored.
   fresh_img() {
     const img = document.createElement("img");
     img.id = this.id;
@@ -164,8 +185,10 @@ class tile {
     this.started = performance.now();
     let url = this.snapshot ? this.snapshot_url : this.stream_url;
     const fps = this.options.fps;
-    url += (url.includes("?") ? "&" : "?") + (!this.snapshot && fps ? "fps=" + fps + "&" : "") + "_=" + Date.now();
+    url += (url.includes("?") ? "&" : "?") + (!this.snapshot && fps ? "fps=" + fps + "&" : "") +
+        (this.fetching && stream_type === "octet-stream" ? "type=octet-stream&" : "") + "_=" + Date.now();
     if (this.fetching) {
+      this.img.dataset.reading = "fetch " + stream_type;  // for people and tests to read
       this.abort();
       // Against location.origin, not the page's URL: fetch() refuses URLs with credentials in them.
       this.read(new URL(url, stats_url).href);
@@ -193,15 +216,18 @@ class tile {
     // No answer within 5 s is a failure too; the stream itself may then take as long as it runs.
     const connect_timer = setTimeout(() => ctl.abort(), 5000);
     let why = "the stream ended";
+    let answered = false, received = 0;
     try {
       const r = await fetch(url, { cache: "no-store", credentials: "same-origin", signal: ctl.signal });
       clearTimeout(connect_timer);
       if (!r.ok) throw new Error("HTTP " + r.status + " " + r.statusText);
+      answered = true;
       const body = r.body.getReader();
       let buf = new Uint8Array(0);
       for (;;) {
         const { value, done } = await body.read();
         if (done) break;
+        received += value.length;
         const joined = new Uint8Array(buf.length + value.length);
         joined.set(buf);
         joined.set(value, buf.length);
@@ -209,6 +235,9 @@ class tile {
       }
     } catch (e) {
       why = e.name === "AbortError" ? "no answer within 5 s" : "the stream broke (" + e.message + ")";
+      // Answered, then refused before the first byte: this engine will not stream multipart.
+      if (e instanceof TypeError && answered && received === 0 && stream_type === "multipart")
+        stream_type = "octet-stream";
     } finally {
       clearTimeout(connect_timer);
     }
@@ -381,11 +410,18 @@ function visibility() {
     if (!stats_timer) stats_timer = setTimeout(refresh, 300);
   }
 }
-document.addEventListener("visibilitychange", visibility);
 // The streams start once the page itself has loaded, so the page's own connection is free again:
 // the single-threaded server answers one connection at a time, and a stream fetch() started
-// earlier takes a second connection that it never serves.
-if (document.readyState === "complete") visibility(); else window.addEventListener("load", visibility);
+// earlier takes a second connection that it never serves. How this browser reads a stream is
+// asked now (the probe opens no connection), so the answer is usually in by then.
+const probed = probe_stream_type();
+async function begin() {
+  stream_type = await probed;
+  for (const t of tiles) t.fetching = !t.snapshot && stream_type !== null;
+  document.addEventListener("visibilitychange", visibility);
+  visibility();
+}
+if (document.readyState === "complete") begin(); else window.addEventListener("load", begin);
 </script>
 </body>
 </html>

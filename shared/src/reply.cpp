@@ -102,7 +102,7 @@ reply make_reply(const http::route_result& plan, const server_context& ctx) {
       return {std::move(head), std::move(latest)};
     }
     case resource::stream:  // only HEAD gets here
-      return {http::stream_head(), nullptr};
+      return {http::stream_head(plan.type), nullptr};
     case resource::error:
     case resource::none:
       break;

@@ -41,10 +41,10 @@ using boost::system::error_code;
 
 // The stream: preamble, then whatever frame is newest each time the viewer can take one.
 awaitable<void> stream_frames(server_context& ctx, camera_feed& camera, deadline_stream& stream,
-                              viewer_state& viewer, std::string peer) {
+                              viewer_state& viewer, std::string peer, http::stream_type type) {
   const viewer_scope scope{camera.stats, viewer, std::move(peer)};
   error_code ec;
-  const std::string preamble = http::stream_preamble();
+  const std::string preamble = http::stream_preamble(type);
   co_await asio::async_write(stream, asio::buffer(preamble), asio::redirect_error(use_awaitable, ec));
   freshness_gate gate{stream.native_handle(), seconds(ctx.opts.send_timeout)};
   while (!ec) {
@@ -111,7 +111,7 @@ awaitable<void> serve_client(server_context& ctx, async::sessions& all, connecti
   stream.max_fps(plan.max_fps);
   if (plan.what == http::resource::none) co_return;
   if (plan.what == http::resource::stream && !plan.head_only) {
-    co_await stream_frames(ctx, ctx.camera(plan), stream, viewer, peer_name(c.socket));
+    co_await stream_frames(ctx, ctx.camera(plan), stream, viewer, peer_name(c.socket), plan.type);
     co_return;
   }
   const reply r = make_reply(plan, ctx);

@@ -155,7 +155,7 @@ class server {
     if (plan.what == http::resource::stream && !plan.head_only) {
       c.scope.emplace(ctx_.camera(plan).stats, c.viewer, peer_name(c.socket));
       tune_for_streaming(c.fd);
-      c.preamble = http::stream_preamble();
+      c.preamble = http::stream_preamble(plan.type);
       c.now = client::phase::preamble;
       c.out.set(std::array{boost::asio::const_buffer{c.preamble.data(), c.preamble.size()}});
     } else {

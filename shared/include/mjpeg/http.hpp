@@ -61,6 +61,14 @@ enum class resource {
   cameras,   ///< The JSON list of cameras (name, source kind, size, rate, viewers, frame age).
 };
 
+/// How a stream's response is labelled; the bytes after the head are the same either way (the
+/// boundary, each part's headers, its JPEG).
+enum class stream_type {
+  multipart,     ///< multipart/x-mixed-replace: what <img>, players and relays read (the default).
+  octet_stream,  ///< application/octet-stream (`?type=octet-stream`), for a script that reads the
+                 ///< stream with fetch() in an engine that refuses a multipart body (WebKit).
+};
+
 /// What the router found out about the request's credentials.
 enum class credentials {
   not_checked,  ///< No --auth, or the request failed before credentials mattered.
@@ -80,6 +88,7 @@ struct route_result {
   std::string reason{};                          ///< Why a 400 or 404 was given, for its body (may be empty).
   std::size_t camera = 0;                        ///< The camera a stream, snapshot or page is for.
   bool one_camera = false;                       ///< The page of one named camera (/NAME/), not the grid.
+  stream_type type = stream_type::multipart;     ///< The stream's Content-Type (?type=).
 };
 
 /// Access control for every endpoint.
@@ -111,11 +120,12 @@ std::string basic_authorization(std::string_view user_colon_pass);
 /// "http://host/path"), Host 400 (HTTP/1.1 needs exactly one well-formed Host, HTTP/1.0 at most
 /// one), Host not allowed 421 (see route_options::loopback_only), credentials 401, path 404, then
 /// the query 400 with a reason: `fps=N` on the stream and the page (a whole number from 1 to the
-/// camera's rate; the stream then sends this viewer at most N frames a second), `mode=stream` or
-/// `mode=snapshot` on the page. Other parameters (cache busters) are ignored. With named cameras,
-/// `/NAME/stream`, `/NAME/snapshot` and `/NAME/` (its page) are that camera's, `?action=stream_N`
-/// and `snapshot_N` the N-th camera's (from 0), the plain URLs the first camera's; an unknown
-/// camera is 404 with a reason.
+/// camera's rate; the stream then sends this viewer at most N frames a second), `type=multipart`
+/// or `type=octet-stream` on the stream (and the page), `mode=stream` or `mode=snapshot` on the
+/// page. Other parameters (cache busters) are ignored. With named cameras, `/NAME/stream`,
+/// `/NAME/snapshot` and `/NAME/` (its page) are that camera's, `?action=stream_N` and
+/// `snapshot_N` the N-th camera's (from 0), the plain URLs the first camera's; an unknown camera
+/// is 404 with a reason.
 route_result route(const request_head& head, const route_options& options);
 
 /// The status for a request whose header could not be read: `ec` from Beast's read_header (or
@@ -139,11 +149,11 @@ bool loopback_host(std::string_view value);
 /// credentials compared in constant time.
 bool same_credentials(std::string_view presented, std::string_view expected);
 
-/// The response head for the stream (what HEAD /stream gets).
-std::string stream_head();
+/// The response head for the stream (what HEAD /stream gets), labelled as `type` says.
+std::string stream_head(stream_type type);
 
 /// The response head for the stream, followed by the first boundary line.
-std::string stream_preamble();
+std::string stream_preamble(stream_type type);
 
 /// A complete plain-text error response; 405 carries Allow, 503 and 429 Retry-After
 /// (`retry_after` seconds, at least 1), 401 WWW-Authenticate; a `reason` follows the status text
