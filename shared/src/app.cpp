@@ -161,6 +161,8 @@ http::route_options routes_for(const options& opts, const boost::asio::ip::tcp::
   for (const std::string& proxy : opts.trusted_proxies)
     routes.trusted_proxies.push_back(boost::asio::ip::make_address(proxy));  // checked by parse_options
   routes.camera_fps = opts.fps;  // the most a viewer may ask for with ?fps=N
+  for (const camera_spec& camera : opts.cameras)
+    routes.camera_rates.push_back(camera.fps);  // each camera's own, from its section
   if (opts.cameras.size() > 1 || (opts.cameras.size() == 1 && !opts.cameras.front().name.empty()))
     for (const camera_spec& camera : opts.cameras)
       routes.cameras.push_back(camera.name);
@@ -192,7 +194,7 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
     for (const camera_spec& spec : opts.cameras) {
       cores.push_back(std::make_unique<camera_core>(spec, std::string{info.name}));
       if (trace) cores.back()->stats.set_trace(&*trace);
-      cores.back()->stats.set_config(opts.width, opts.height, opts.fps);
+      cores.back()->stats.set_config(spec.width, spec.height, spec.fps);
     }
     server_stats& stats = cores.front()->stats;
     shutdown_signal shutdown;
@@ -215,12 +217,16 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
       // One camera's source is the role's (a worker reads its parent's bus); several cameras are
       // served by a single process, each from its own.
       if (cores.size() > 1) config.spec = core->spec.source;
+      // Its own size and rate (the global ones unless its config section says otherwise).
+      config.width = core->spec.width;
+      config.height = core->spec.height;
+      config.fps = core->spec.fps;
       auto source = make_source(config);
       if (!open_source(*source, shutdown)) return 0;
       if (source->forwards()) first_frame_wait = std::chrono::seconds{1};
-      captures.push_back(std::make_unique<capture>(std::move(source),
-                                                   capture_config{opts.fps, opts.quality, opts.idle_stop},
-                                                   core->hub, core->stats, publish.sink));
+      captures.push_back(std::make_unique<capture>(
+          std::move(source), capture_config{core->spec.fps, core->spec.quality, opts.idle_stop}, core->hub,
+          core->stats, publish.sink));
     }
     // Listen once the first frames exist, so the URL line means "ready" (a snapshot works at once).
     // A signal closes the hubs and ends this wait too.
