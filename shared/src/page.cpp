@@ -344,7 +344,8 @@ async function refresh() {
         c.bad_frames + " bad frames dropped" : "";
     // Back after being unreachable, or restarted in between (its frame count began again): our
     // streams went with the old server, so connect again now.
-    for (const t of tiles) t.server_frame(s.frame_seq);
+    // Each tile by its own camera's frame count: its row in the grid's /stats, else the one camera's.
+    for (const t of tiles) t.server_frame(((s.cameras || []).find((c) => c.name === t.options.name) || s).frame_seq);
     const restarted = s.frame_seq < last_seq;
     if (server_gone || restarted) for (const t of tiles) t.start();
     last_seq = s.frame_seq;
