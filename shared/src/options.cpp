@@ -424,7 +424,9 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
   log::set_program(binary);
   // Every option below can also be set in the file, by its long name: `port = 8080`. Options added
   // later are configurable the same way, with no change here.
-  app.set_config("--config", "", "Read options from this TOML/INI file (the command line wins)");
+  app.set_config("--config", "",
+                 "Read options from this TOML/INI file (the command line wins); a [camera.NAME] section "
+                 "per camera: source, and width, height, fps, quality to override the global ones");
   app.allow_config_extras(CLI::config_extras_mode::error);
   app.get_formatter()->column_width(28);
 
@@ -459,7 +461,8 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
       app.add_option(
              "--camera", camera_args,
              "A named camera: NAME=SOURCE, SOURCE as --source takes it, NAME of a-z 0-9 _ - (at most 32); "
-             "repeatable, each served at /NAME/stream, /NAME/snapshot and /NAME/ (not with --source)")
+             "repeatable, each served at /NAME/stream, /NAME/snapshot, /NAME/stats and /NAME/ (not with "
+             "--source), at the global --width, --height, --fps and --quality")
           ->type_name("NAME=SOURCE");
   app.add_option("--width", o.width, "Frame width")->check(CLI::Range(16, 7680))->capture_default_str();
   app.add_option("--height", o.height, "Frame height")->check(CLI::Range(16, 4320))->capture_default_str();
