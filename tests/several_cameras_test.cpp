@@ -233,6 +233,10 @@ TEST(SeveralCameras, EachConfigSectionsCameraRunsAtItsOwnSizeAndRate) {
   EXPECT_NE(get(port, "/cameras")
                 .body.find(R"({"name":"wide","source":"pattern","width":320,"height":240,"fps":20,)"),
             std::string::npos);
+  // The grid shapes each tile as its camera's frames.
+  EXPECT_NE(get(port, "/").body.find(
+                R"("stream":"small/stream","snapshot":"small/snapshot","width":160,"height":96})"),
+            std::string::npos);
   // ?fps=N up to each camera's own rate.
   stream_reader capped{port, "/wide/stream?fps=10"};
   EXPECT_EQ(capped.open(), 200);

@@ -137,6 +137,7 @@ class tile {
     img.id = this.id;
     img.width = this.options.width;
     img.height = this.options.height;
+    img.style.aspectRatio = this.options.width + " / " + this.options.height;  // its own camera's shape
     img.alt = this.name ? "camera " + this.name : "live stream";
     img.addEventListener("load", () => {
       if (img !== this.img) return;
@@ -310,7 +311,7 @@ class tile {
 
 const tiles = cameras.map((camera, index) => new tile($("grid"), camera.stream, camera.snapshot, {
   id: index === 0 ? "stream" : "stream-" + index, name: camera.name, snapshot: snapshot_mode, fps: fps,
-  snapshot_period: snapshot_period, width: @WIDTH@, height: @HEIGHT@ }));
+  snapshot_period: snapshot_period, width: camera.width || @WIDTH@, height: camera.height || @HEIGHT@ }));
 if (tiles.length === 1) $("grid").className = "one"; else document.querySelector("main").className = "wall";
 $("mode").textContent = snapshot_mode ? "snapshots, " + (1000 / snapshot_period) + " a second per camera" :
     "live" + (fps ? ", at most " + fps + " frames a second" : "");
@@ -403,12 +404,11 @@ std::string viewer_page(std::string_view variant, int width, int height, double 
                         const std::vector<page_camera>& cameras) {
   json_writer list;
   list.begin_array();
-  for (const page_camera& c : cameras)
-    list.begin_object()
-        .string("name", c.name)
-        .string("stream", c.stream)
-        .string("snapshot", c.snapshot)
-        .end_object();
+  for (const page_camera& c : cameras) {
+    list.begin_object().string("name", c.name).string("stream", c.stream).string("snapshot", c.snapshot);
+    if (c.width > 0 && c.height > 0) list.number("width", c.width).number("height", c.height);
+    list.end_object();
+  }
   list.end_array();
   // Inside <script>, "</" could end the script early: JSON allows "<\/" for it.
   std::string camera_list = list.str();

@@ -18,13 +18,18 @@ std::array<boost::asio::const_buffer, 2> reply::buffers() const noexcept {
 namespace {
 
 // The page's tiles: the grid of every named camera at "/", one camera at "/NAME/", or the one
-// unnamed camera; URLs relative to the page.
+// unnamed camera; URLs relative to the page, each tile shaped as its camera's frames.
 std::vector<page_camera> tiles_for(const http::route_result& plan, const server_context& ctx) {
-  if (ctx.cameras.size() == 1 && ctx.cameras.front().name.empty()) return {{"", "stream", "snapshot"}};
-  if (plan.one_camera) return {{ctx.cameras.at(plan.camera).name, "stream", "snapshot"}};
+  const auto tile = [](const camera_feed& c, std::string prefix) {
+    const stats_snapshot s = c.stats.snapshot(0, 0);
+    return page_camera{c.name, prefix + "stream", prefix + "snapshot", s.width, s.height};
+  };
+  if (ctx.cameras.size() == 1 && ctx.cameras.front().name.empty())
+    return {{"", "stream", "snapshot"}};  // the page's size
+  if (plan.one_camera) return {tile(ctx.cameras.at(plan.camera), "")};
   std::vector<page_camera> tiles;
   for (const camera_feed& c : ctx.cameras)
-    tiles.push_back({c.name, c.name + "/stream", c.name + "/snapshot"});
+    tiles.push_back(tile(c, c.name + "/"));
   return tiles;
 }
 
