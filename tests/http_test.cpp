@@ -356,7 +356,10 @@ TEST(Route, NamedCamerasHaveTheirOwnUrls) {
   expect("/cameras", resource::cameras, 0);
   expect("/?action=stream_2", resource::stream, 2);
   expect("/?action=snapshot_1&1700000000000", resource::snapshot, 1);
+  expect("/back/stats", resource::stats, 1);
   EXPECT_TRUE(handle({get("/back/")}, options).one_camera);
+  EXPECT_TRUE(handle({get("/back/stats")}, options).one_camera) << "that camera's own counters";
+  EXPECT_FALSE(handle({get("/stats")}, options).one_camera) << "the server's";
   EXPECT_FALSE(handle({get("/")}, options).one_camera);
   // Unknown cameras and inputs: 404, with the reason in the body where it helps.
   for (const char* target :
@@ -370,6 +373,26 @@ TEST(Route, NamedCamerasHaveTheirOwnUrls) {
   // Without named cameras, none of this exists.
   EXPECT_EQ(handle(get("/cameras")).code, status::not_found);
   EXPECT_EQ(handle(get("/front/stream")).code, status::not_found);
+}
+
+// ?fps=N is held to the rate of the camera the URL names: each camera has its own (its section).
+TEST(Route, FpsCapsAreHeldToEachCamerasOwnRate) {
+  http::route_options options;
+  options.cameras = {"fast", "slow"};
+  options.camera_fps = 30;
+  options.camera_rates = {30, 5};
+  for (const char* target : {"/fast/stream?fps=10", "/?action=stream_0&fps=10", "/stream?fps=10"}) {
+    const auto r = handle({get(target)}, options);
+    EXPECT_EQ(r.what, resource::stream) << target;
+    EXPECT_EQ(r.max_fps, 10u) << target;
+  }
+  for (const char* target : {"/slow/stream?fps=10", "/?action=stream_1&fps=10", "/slow/?fps=6"}) {
+    const auto r = handle({get(target)}, options);
+    EXPECT_EQ(r.code, status::bad_request) << target;
+    EXPECT_NE(r.reason.find("from 1 to 5 (the camera's rate)"), std::string::npos)
+        << target << ": " << r.reason;
+  }
+  EXPECT_EQ(handle({get("/slow/stream?fps=5")}, options).max_fps, 5u);
 }
 
 TEST(Route, CameraNames) {

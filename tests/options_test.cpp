@@ -153,6 +153,87 @@ TEST(Options, CamerasAreNamedSources) {
              "--publish", "0"})));
 }
 
+// One [camera.NAME] section per camera in the config file: its keys override the global
+// --width, --height, --fps and --quality for that camera only; --camera cameras come first and
+// take the global ones.
+TEST(Options, ConfigSectionsAreCamerasWithTheirOwnSettings) {
+  const mjpeg::test::scratch_dir dir;
+  const std::string config = dir.write("cameras.conf",
+                                       "quality = 70\n"
+                                       "[camera.front]\n"
+                                       "source = \"/dev/v4l/by-id/usb-046d_C270-video-index0\"\n"
+                                       "width = 1280\n"
+                                       "height = 720\n"
+                                       "fps = 15\n"
+                                       "quality = 60\n"
+                                       "\n"
+                                       "[camera.yard]\n"
+                                       "source = \"http://10.0.0.7:8080/stream\"\n");
+  const auto parsed =
+      parse({"--config", config, "--width", "320", "--fps", "10", "--camera", "door=pattern"});
+  ASSERT_TRUE(std::holds_alternative<mjpeg::options>(parsed));
+  const auto& cameras = std::get<mjpeg::options>(parsed).cameras;
+  ASSERT_EQ(cameras.size(), 3u);
+  const auto expect = [](const mjpeg::camera_spec& c, const std::string& name, const std::string& source,
+                         int width, int height, double fps, int quality) {
+    EXPECT_EQ(c.name, name);
+    EXPECT_EQ(c.source, source) << name;
+    EXPECT_EQ(c.width, width) << name;
+    EXPECT_EQ(c.height, height) << name;
+    EXPECT_DOUBLE_EQ(c.fps, fps) << name;
+    EXPECT_EQ(c.quality, quality) << name;
+  };
+  expect(cameras[0], "door", "pattern", 320, 480, 10, 70);
+  expect(cameras[1], "front", "/dev/v4l/by-id/usb-046d_C270-video-index0", 1280, 720, 15, 60);
+  expect(cameras[2], "yard", "http://10.0.0.7:8080/stream", 320, 480, 10, 70);
+  // The one unnamed camera takes the global settings too.
+  const auto plain = parse({"--width", "160", "--height", "120", "--fps", "5", "--quality", "40"});
+  ASSERT_TRUE(std::holds_alternative<mjpeg::options>(plain));
+  expect(std::get<mjpeg::options>(plain).cameras.at(0), "", "pattern", 160, 120, 5, 40);
+}
+
+// A bad camera section: exit 2 and one line naming the file's line, the section and the key.
+TEST(Options, BadCameraSectionsExitWithCode2AndNameTheSectionAndKey) {
+  const mjpeg::test::scratch_dir dir;
+  const std::string binary = mjpeg::test::variant_binary("mjpeg_single_thread");
+  struct bad {
+    std::string text;                // the file
+    std::vector<std::string> extra;  // more arguments
+    std::string says;                // in the error line
+  };
+  const std::vector<bad> cases = {
+      {"[camera.front]\nsource = \"pattern\"\nzoom = 2\n", {}, "line 3: [camera.front]: unknown key 'zoom'"},
+      {"[camera.front]\nsource = \"pattern\"\nwidth = 99999\n",
+       {},
+       "line 3: [camera.front] width: 99999 is not in range"},
+      {"[camera.front]\nsource = \"pattern\"\nfps = fast\n",
+       {},
+       "line 3: [camera.front] fps: 'fast' is not a number"},
+      {"[camera.front]\nsource = \"pattern\"\nquality = 7.5\n",
+       {},
+       "line 3: [camera.front] quality: '7.5' is not a whole"},
+      {"[camera.front]\nsource = \"\"\n", {}, "line 2: [camera.front] source: the source is empty"},
+      {"port = 0\n[camera.front]\nwidth = 320\n", {}, "line 2: [camera.front] has no source"},
+      {"[camera.Front]\nsource = \"pattern\"\n", {}, "line 1: [camera.Front]: the name 'Front' must be"},
+      {"[camera]\nsource = \"pattern\"\n", {}, "line 1: [camera] needs the camera's name"},
+      {"[camera.front]\nsource = \"pattern\"\n",
+       {"--camera", "front=pattern"},
+       "line 2: [camera.front]: the name front is given twice (also --camera front)"},
+      {"[camera.a]\nsource = \"/dev/video0\"\n[camera.b]\nsource = \"/dev/video0\"\n",
+       {},
+       "both on /dev/video0"},
+      {"[camera.a]\nsource = \"pattern\"\n", {"--source", "pattern"}, "--source and [camera.a]"},
+  };
+  for (const auto& c : cases) {
+    std::vector<std::string> args{"--config", dir.write("cameras.conf", c.text), "--port", "0"};
+    args.insert(args.end(), c.extra.begin(), c.extra.end());
+    const auto result = mjpeg::test::run_command(binary, args, 10s);
+    EXPECT_EQ(result.exit_code, 2) << c.text << result.err;
+    EXPECT_NE(result.err.find(c.says), std::string::npos) << c.text << result.err;
+    EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << "one line: " << result.err;
+  }
+}
+
 TEST(Options, EmptyUserOrPasswordIsRefused) {
   ::unsetenv(mjpeg::auth_variable);
   for (const char* bad : {":", "user:", ":pass", "nocolon", "user:pa\nss"})

@@ -1,8 +1,12 @@
 // Several cameras behind one server (--camera NAME=SOURCE): every camera at its own URLs and at
 // mjpg-streamer's numbered ones, each playing its own source's bytes in every variant; one camera
-// failing never disturbs the others; --idle-stop stops each camera on its own.
+// failing never disturbs the others; --idle-stop stops each camera on its own; each camera of a
+// config file's [camera.NAME] sections captures at its own size and rate, and /NAME/stats counts
+// that camera alone.
 
 #include <gtest/gtest.h>
+
+#include <opencv2/imgcodecs.hpp>
 
 #include <csignal>
 #include <cstdlib>
@@ -20,6 +24,7 @@
 #include "mjpeg/image.hpp"
 #include "mjpeg/pattern.hpp"
 #include "server_process.hpp"
+#include "stats.hpp"
 
 namespace {
 
@@ -30,6 +35,8 @@ using mjpeg::test::get;
 using mjpeg::test::scratch_dir;
 using mjpeg::test::server_process;
 using mjpeg::test::small_frames;
+using mjpeg::test::stats_field;
+using mjpeg::test::stats_number;
 using mjpeg::test::stream_reader;
 namespace fs = std::filesystem;
 
@@ -163,6 +170,79 @@ TEST(SeveralCameras, IdleStopStopsEachUnwatchedCameraOnItsOwn) {
   EXPECT_TRUE(second.next(5s));
   EXPECT_TRUE(second.next(5s));
   EXPECT_TRUE(eventually([&] { return state_of(server.port(), "alone") == "up"; }, 5s));
+}
+
+// Width and height of a JPEG, decoded; 0×0 when it is none.
+std::pair<int, int> size_of(const std::string& jpeg) {
+  const cv::Mat image = cv::imdecode(std::vector<unsigned char>(jpeg.begin(), jpeg.end()), cv::IMREAD_COLOR);
+  return {image.cols, image.rows};
+}
+
+// Two cameras from config sections, at different sizes and rates: each camera's snapshot has its
+// own size, its /NAME/stats its own rate, viewers and frame age, and ?fps=N is held to its rate.
+TEST(SeveralCameras, EachConfigSectionsCameraRunsAtItsOwnSizeAndRate) {
+  const scratch_dir dir;
+  const std::string config = dir.write("cameras.conf",
+                                       "[camera.wide]\n"
+                                       "source = \"pattern\"\n"
+                                       "width = 320\n"
+                                       "height = 240\n"
+                                       "fps = 20\n"
+                                       "\n"
+                                       "[camera.small]\n"
+                                       "source = \"pattern\"\n"
+                                       "width = 160\n"
+                                       "height = 96\n"
+                                       "fps = 4\n"
+                                       "quality = 50\n");
+  server_process server{
+      mjpeg::test::variant_binary("mjpeg_async"),
+      {"--config", config, "--port", "0", "--width", "64", "--height", "48", "--fps", "30"}};
+  const unsigned short port = server.port();
+  EXPECT_EQ(size_of(get(port, "/wide/snapshot").body), std::make_pair(320, 240));
+  EXPECT_EQ(size_of(get(port, "/small/snapshot").body), std::make_pair(160, 96));
+  EXPECT_EQ(size_of(get(port, "/?action=snapshot_1").body), std::make_pair(160, 96));
+  // A viewer of the small camera: counted there, not at the other.
+  stream_reader viewer{port, "/small/stream"};
+  ASSERT_EQ(viewer.open(), 200);
+  ASSERT_TRUE(viewer.next());
+  const auto fps_of = [&](const std::string& name) {
+    return std::stod(stats_field(get(port, "/" + name + "/stats").body, "fps_capture"));
+  };
+  // Measured rates settle within two seconds; a late wake-up only delays them.
+  EXPECT_TRUE(eventually([&] { return fps_of("small") > 3 && fps_of("small") < 4.5; }, 10s))
+      << get(port, "/small/stats").body;
+  EXPECT_TRUE(eventually([&] { return fps_of("wide") > 12 && fps_of("wide") < 21; }, 10s))
+      << get(port, "/wide/stats").body;
+  const std::string small = get(port, "/small/stats").body;
+  EXPECT_EQ(stats_field(small, "name"), "small") << small;
+  EXPECT_NE(small.find(R"("width":160,"height":96,"fps_target":4,)"), std::string::npos) << small;
+  EXPECT_EQ(stats_number(small, "viewers_now"), 1u) << small;
+  EXPECT_NE(stats_field(small, "frame_age_s"), "null") << small;
+  const std::string wide = get(port, "/wide/stats").body;
+  EXPECT_NE(wide.find(R"("width":320,"height":240,"fps_target":20,)"), std::string::npos) << wide;
+  EXPECT_EQ(stats_number(wide, "viewers_now"), 0u) << wide;
+  // /stats: the totals, and a row per camera with its own settings; /cameras the same.
+  const std::string all = get(port, "/stats").body;
+  EXPECT_EQ(stats_number(all, "viewers_now"), 1u) << all;
+  EXPECT_NE(
+      all.find(
+          R"({"name":"small","source":"pattern","source_state":"up","width":160,"height":96,"fps_target":4,)"),
+      std::string::npos)
+      << all;
+  EXPECT_NE(get(port, "/cameras")
+                .body.find(R"({"name":"wide","source":"pattern","width":320,"height":240,"fps":20,)"),
+            std::string::npos);
+  // The grid shapes each tile as its camera's frames.
+  EXPECT_NE(get(port, "/").body.find(
+                R"("stream":"small/stream","snapshot":"small/snapshot","width":160,"height":96})"),
+            std::string::npos);
+  // ?fps=N up to each camera's own rate.
+  stream_reader capped{port, "/wide/stream?fps=10"};
+  EXPECT_EQ(capped.open(), 200);
+  stream_reader too_fast{port, "/small/stream?fps=10"};
+  EXPECT_EQ(too_fast.open(), 400);
+  EXPECT_EQ(get(port, "/porch/stats").status, 404);
 }
 
 }  // namespace

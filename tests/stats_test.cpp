@@ -149,6 +149,9 @@ TEST(StatsRenderers, SeveralCamerasHaveARowAndALabelEach) {
   front.ended = {1, 0, 0, 0};
   front.age_counts = {1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0};
   front.accepted = 9;
+  front.width = 640;
+  front.height = 480;
+  front.fps_target = 30;
   mjpeg::stats_snapshot yard;
   yard.source = "relay http://10.0.0.2/stream";
   yard.state = mjpeg::source_state::down;
@@ -156,6 +159,9 @@ TEST(StatsRenderers, SeveralCamerasHaveARowAndALabelEach) {
   yard.total = {1, 1, 40, 200, 0, 0, 0};
   yard.ended = {0, 2, 0, 0};
   yard.age_counts = {0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0};
+  yard.width = 320;  // each camera's own size and rate (its config section)
+  yard.height = 240;
+  yard.fps_target = 5;
   const auto all = mjpeg::combine_cameras({{"front", front, 0.25}, {"yard", yard, -1}});
   EXPECT_EQ(all.total.viewers_now, 3u);
   EXPECT_EQ(all.total.frames_sent, 540u);
@@ -167,7 +173,7 @@ TEST(StatsRenderers, SeveralCamerasHaveARowAndALabelEach) {
   const std::string json = mjpeg::render_json(all);
   EXPECT_NE(
       json.find(
-          R"("cameras":[{"name":"front","source":"camera /dev/video0","source_state":"up","fps_capture":30,"frames_captured":300,"frame_seq":300,"frame_bytes":0,"frame_age_s":0.25,"viewers_now":2,"viewers_total":3,"frames_sent":500,"bytes_sent":1000,"frames_skipped":1,"rejected":1,"bad_requests":4},{"name":"yard","source":"relay http://10.0.0.2/stream","source_state":"down","fps_capture":0,"frames_captured":7,"frame_seq":0,"frame_bytes":0,"frame_age_s":null,"viewers_now":1,"viewers_total":1,"frames_sent":40,"bytes_sent":200,"frames_skipped":0,"rejected":0,"bad_requests":0}])"),
+          R"("cameras":[{"name":"front","source":"camera /dev/video0","source_state":"up","width":640,"height":480,"fps_target":30,"fps_capture":30,"frames_captured":300,"frame_seq":300,"frame_bytes":0,"frame_age_s":0.25,"viewers_now":2,"viewers_total":3,"frames_sent":500,"bytes_sent":1000,"frames_skipped":1,"rejected":1,"bad_requests":4},{"name":"yard","source":"relay http://10.0.0.2/stream","source_state":"down","width":320,"height":240,"fps_target":5,"fps_capture":0,"frames_captured":7,"frame_seq":0,"frame_bytes":0,"frame_age_s":null,"viewers_now":1,"viewers_total":1,"frames_sent":40,"bytes_sent":200,"frames_skipped":0,"rejected":0,"bad_requests":0}])"),
       std::string::npos)
       << json;
   const std::string page = mjpeg::render_prometheus(all);
@@ -175,11 +181,32 @@ TEST(StatsRenderers, SeveralCamerasHaveARowAndALabelEach) {
        {"\nmjpeg_source_up{camera=\"front\"} 1\n", "\nmjpeg_source_up{camera=\"yard\"} 0\n",
         "\nmjpeg_source_state{camera=\"yard\",state=\"down\"} 1\n",
         "\nmjpeg_frames_sent_total{camera=\"front\"} 500\n", "\nmjpeg_viewers{camera=\"yard\"} 1\n",
-        "\nmjpeg_frames_captured_total{camera=\"yard\"} 7\n", "\nmjpeg_frame_age_seconds_count 6\n",
-        "\nmjpeg_connections_accepted_total 9\n"})
+        "\nmjpeg_frames_captured_total{camera=\"yard\"} 7\n", "\nmjpeg_target_fps{camera=\"yard\"} 5\n",
+        "\nmjpeg_frame_age_seconds_count 6\n", "\nmjpeg_connections_accepted_total 9\n"})
     EXPECT_NE(page.find(line), std::string::npos) << line << page;
   EXPECT_EQ(page.find("\nmjpeg_source_up "), std::string::npos) << "no unlabelled series beside the cameras'";
   EXPECT_EQ(page.find("\nmjpeg_viewers "), std::string::npos);
+}
+
+// /NAME/stats: one camera's own document, shaped as a one-camera server's /stats (the page reads
+// both) with the camera's name and the age of its latest frame.
+TEST(StatsRenderers, OneCamerasOwnStatsNameItAndItsFrameAge) {
+  mjpeg::stats_snapshot yard;
+  yard.variant = "async";
+  yard.source = "pattern";
+  yard.state = mjpeg::source_state::up;
+  yard.width = 160;
+  yard.height = 120;
+  yard.fps_target = 5;
+  yard.fps_capture = 4.9;
+  yard.frame_seq = 12;
+  yard.total = {1, 2, 30, 4000, 0, 0, 0};
+  EXPECT_EQ(
+      mjpeg::render_json(mjpeg::camera_view({"yard", yard, 0.125})),
+      R"({"variant":"async","name":"yard","uptime_s":0,"source":"pattern","source_up":true,"source_state":"up","camera":null,"width":160,"height":120,"fps_target":5,"fps_capture":4.9,"frame_seq":12,"frame_bytes":0,"frame_age_s":0.125,"viewers_now":1,"viewers_total":2,"frames_sent":30,"bytes_sent":4000,"frames_skipped":0,"rejected":0,"bad_requests":0,"frames_captured":0,"times_replaced":0,"publish":[],"viewers":[]})");
+  EXPECT_NE(mjpeg::render_json(mjpeg::camera_view({"yard", yard, -1})).find(R"("frame_age_s":null,)"),
+            std::string::npos)
+      << "no frame yet";
 }
 
 TEST(StatsRenderers, PrometheusByteForByte) {

@@ -133,7 +133,10 @@ std::vector<camera_spec> served_cameras(const options& opts, const workers::role
   std::vector<camera_spec> cameras;
   std::string listed;
   for (const std::string& name : *names) {
-    cameras.push_back({name, only.source + bus::topic_separator + name});
+    camera_spec camera = only;  // the global size and rate
+    camera.name = name;
+    camera.source = only.source + bus::topic_separator + name;
+    cameras.push_back(std::move(camera));
     listed += (listed.empty() ? "" : ", ") + name;
   }
   log::write(log::level::info, "bus %s: serving its cameras %s", only.source.c_str(), listed.c_str());
@@ -206,6 +209,8 @@ http::route_options routes_for(const options& opts, const std::vector<camera_spe
   for (const std::string& proxy : opts.trusted_proxies)
     routes.trusted_proxies.push_back(boost::asio::ip::make_address(proxy));  // checked by parse_options
   routes.camera_fps = opts.fps;  // the most a viewer may ask for with ?fps=N
+  for (const camera_spec& camera : cameras)
+    routes.camera_rates.push_back(camera.fps);  // each camera's own, from its section
   if (cameras.size() > 1 || (cameras.size() == 1 && !cameras.front().name.empty()))
     for (const camera_spec& camera : cameras)
       routes.cameras.push_back(camera.name);
@@ -242,7 +247,7 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
     for (const camera_spec& spec : cameras) {
       cores.push_back(std::make_unique<camera_core>(spec, std::string{info.name}));
       if (trace) cores.back()->stats.set_trace(&*trace);
-      cores.back()->stats.set_config(opts.width, opts.height, opts.fps);
+      cores.back()->stats.set_config(spec.width, spec.height, spec.fps);
     }
     server_stats& stats = cores.front()->stats;
     shutdown.on_trigger([&cores] {
@@ -262,13 +267,14 @@ int run_variant(int argc, const char* const* argv, const variant_info& info, con
     const stop_captures stopping{captures};
     auto first_frame_wait = std::chrono::seconds{10};
     for (const auto& core : cores) {
-      // Each camera from its own source; a worker reads each from its parent's bus, by name.
+      // Each camera from its own source at its own size and rate; a worker reads each from its
+      // parent's bus, by name.
       auto source = make_source(role.source(core->spec));
       if (!open_source(*source, shutdown)) return 0;
       if (source->forwards()) first_frame_wait = std::chrono::seconds{1};
-      captures.push_back(std::make_unique<capture>(std::move(source),
-                                                   capture_config{opts.fps, opts.quality, opts.idle_stop},
-                                                   core->hub, core->stats, publish.sink(core->spec.name)));
+      captures.push_back(std::make_unique<capture>(
+          std::move(source), capture_config{core->spec.fps, core->spec.quality, opts.idle_stop}, core->hub,
+          core->stats, publish.sink(core->spec.name)));
     }
     // Listen once the first frames exist, so the URL line means "ready" (a snapshot works at once).
     // A signal closes the hubs and ends this wait too.

@@ -344,12 +344,15 @@ route_result route(const request_head& head, const route_options& options) {
   // Routes match on the path, then the query: mjpg-streamer's "/?action=…" URLs, ?fps= on the
   // stream (and on the page, which passes it on), ?mode= on the page.
   const bool head_only = head.method == verb::head;
-  const query_options query = read_query(target->query, options.camera_fps);
-  const auto found = [&](resource what) {
+  // ?fps=N is checked against the rate of the camera the URL names (the first for plain URLs).
+  const auto found = [&](resource what, std::size_t camera = 0) {
+    const query_options query =
+        read_query(target->query,
+                   camera < options.camera_rates.size() ? options.camera_rates[camera] : options.camera_fps);
     const bool streamed = what == resource::stream || what == resource::page;
     if (!query.error.empty() && streamed)
       return route_result{resource::error, status::bad_request, false, login, 0, 0, query.error};
-    route_result result{what, status::ok, head_only, login, 0, streamed ? query.fps : 0U, {}};
+    route_result result{what, status::ok, head_only, login, 0, streamed ? query.fps : 0U, {}, camera};
     if (what == resource::stream) result.type = query.type;
     return result;
   };
@@ -360,8 +363,8 @@ route_result route(const request_head& head, const route_options& options) {
     std::size_t input = 0;
     const std::string_view action = mjpg_streamer_action(target->query, camera_count, input);
     auto result = action.empty()         ? found(resource::page)
-                  : action == "stream"   ? found(resource::stream)
-                  : action == "snapshot" ? found(resource::snapshot)
+                  : action == "stream"   ? found(resource::stream, input)
+                  : action == "snapshot" ? found(resource::snapshot, input)
                                          : not_found;
     if (action == "?" && options.cameras.size() > 1)
       result.reason = "there are " + std::to_string(camera_count) + " cameras, numbered 0 to " +
@@ -387,13 +390,14 @@ route_result route(const request_head& head, const route_options& options) {
     return unknown;
   }
   const std::string_view rest = slash == std::string_view::npos ? std::string_view{} : path.substr(slash);
-  auto result = rest == "/stream"     ? found(resource::stream)
-                : rest == "/snapshot" ? found(resource::snapshot)
-                : rest == "/stats"    ? found(resource::stats)
-                : rest == "/"         ? found(resource::page)
+  const auto camera = static_cast<std::size_t>(known - options.cameras.begin());
+  auto result = rest == "/stream"     ? found(resource::stream, camera)
+                : rest == "/snapshot" ? found(resource::snapshot, camera)
+                : rest == "/stats"    ? found(resource::stats, camera)
+                : rest == "/"         ? found(resource::page, camera)
                                       : not_found;
-  result.camera = static_cast<std::size_t>(known - options.cameras.begin());
-  result.one_camera = result.what == resource::page;
+  result.camera = camera;
+  result.one_camera = result.what == resource::page || result.what == resource::stats;
   if (rest.empty()) result.reason = "a camera's page is its name with a slash after it";
   return result;
 }

@@ -30,7 +30,9 @@ const char* source_state_name(source_state s) noexcept {
 
 std::string render_json(const stats_snapshot& s) {
   json_writer j;
-  j.begin_object().string("variant", s.variant).number("uptime_s", rounded(s.uptime_s));
+  j.begin_object().string("variant", s.variant);
+  if (!s.name.empty()) j.string("name", s.name);  // /NAME/stats: one camera's own
+  j.number("uptime_s", rounded(s.uptime_s));
   j.string("source", s.source).boolean("source_up", s.state == source_state::up);
   j.string("source_state", source_state_name(s.state));
   if (s.camera) {
@@ -52,6 +54,12 @@ std::string render_json(const stats_snapshot& s) {
   j.number("width", s.width).number("height", s.height);
   j.number("fps_target", rounded(s.fps_target)).number("fps_capture", rounded(s.fps_capture));
   j.number("frame_seq", s.frame_seq).number("frame_bytes", s.frame_bytes);
+  if (!s.name.empty()) {
+    if (s.frame_age_s >= 0)
+      j.number("frame_age_s", rounded(s.frame_age_s));
+    else
+      j.null("frame_age_s");
+  }
   counter_fields_of(j, s.total);
   j.number("frames_captured", s.frames_captured).number("times_replaced", s.times_replaced);
   j.begin_array("publish");
@@ -63,7 +71,9 @@ std::string render_json(const stats_snapshot& s) {
     j.begin_array("cameras");
     for (const auto& c : s.cameras) {
       j.begin_object().string("name", c.name).string("source", c.source);
-      j.string("source_state", source_state_name(c.state)).number("fps_capture", rounded(c.fps_capture));
+      j.string("source_state", source_state_name(c.state));
+      j.number("width", c.width).number("height", c.height).number("fps_target", rounded(c.fps_target));
+      j.number("fps_capture", rounded(c.fps_capture));
       j.number("frames_captured", c.frames_captured).number("frame_seq", c.frame_seq);
       j.number("frame_bytes", c.frame_bytes);
       if (c.frame_age_s >= 0)
@@ -157,7 +167,7 @@ std::string render_prometheus(const stats_snapshot& s) {
     if (s.cameras.empty())
       return e.sample(name, "",
                       value(camera_row{"", s.source, s.state, s.fps_capture, s.frames_captured, s.frame_seq,
-                                       s.frame_bytes, -1, s.total}));
+                                       s.frame_bytes, -1, s.total, s.width, s.height, s.fps_target}));
     for (const auto& c : s.cameras)
       e.sample(name, "camera=\"" + escape(c.name) + "\"", value(c));
   };
@@ -175,8 +185,8 @@ std::string render_prometheus(const stats_snapshot& s) {
     states("camera=\"" + escape(c.name) + "\",", c.state);
   per_camera("mjpeg_capture_fps", "gauge", "Measured capture rate, frames per second.",
              [](const camera_row& c) { return num(c.fps_capture); });
-  e.family("mjpeg_target_fps", "gauge", "Configured frame rate (--fps).");
-  e.sample("mjpeg_target_fps", "", num(s.fps_target));
+  per_camera("mjpeg_target_fps", "gauge", "Configured frame rate (--fps).",
+             [](const camera_row& c) { return num(c.fps_target); });
   per_camera("mjpeg_frame_seq", "gauge", "Sequence number of the latest frame.",
              [](const camera_row& c) { return u(c.frame_seq); });
   per_camera("mjpeg_frame_bytes", "gauge", "JPEG size of the latest frame in bytes.",

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -14,8 +15,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <system_error>
@@ -153,6 +156,8 @@ class config_text final : public CLI::ConfigTOML {
       if (trimmed.empty() || trimmed.front() == '#' || trimmed.front() == ';') continue;
       if (trimmed.front() == '[') {
         section = std::string{trim(trimmed.substr(1, trimmed.find(']') - 1))};
+        if ((section == "camera" || section.starts_with("camera.")) && !camera_sections_.count(section))
+          camera_sections_.emplace(section, number);
         continue;
       }
       const auto equals = trimmed.find('=');
@@ -174,9 +179,23 @@ class config_text final : public CLI::ConfigTOML {
           }
       }
     }
+    // The [camera.NAME] sections are open-ended (CLI11 2.1 maps a section only to a subcommand of
+    // that fixed name): their items are kept here for camera_sections(), the rest go to CLI11.
     std::istringstream parse{text_};
-    return CLI::ConfigTOML::from_config(parse);
+    std::vector<CLI::ConfigItem> options;
+    for (CLI::ConfigItem& item : CLI::ConfigTOML::from_config(parse)) {
+      if (item.parents.empty() || item.parents.front() != "camera")
+        options.push_back(std::move(item));
+      else if (item.name != "++" && item.name != "--")  // CLI11's section open and close marks
+        camera_items_.push_back(std::move(item));
+    }
+    return options;
   }
+
+  /// The items of the [camera.NAME] sections (and camera.NAME.key dotted keys), as CLI11 read them.
+  const std::vector<CLI::ConfigItem>& camera_items() const { return camera_items_; }
+  /// Each [camera…] section header, with the line of its first appearance.
+  const std::map<std::string, int>& camera_section_lines() const { return camera_sections_; }
 
   /// "config file PATH line N" for `key`, or "config file PATH" when the file does not set it.
   std::string where(const std::string& key) const {
@@ -195,7 +214,98 @@ class config_text final : public CLI::ConfigTOML {
   std::string shown_;
   std::string text_;
   mutable std::map<std::string, int> lines_;
+  mutable std::map<std::string, int> camera_sections_;
+  mutable std::vector<CLI::ConfigItem> camera_items_;
 };
+
+// One key a [camera.NAME] section may set, its range, and where it goes.
+struct camera_key {
+  std::string_view name;  // "width"
+  double low, high;       // its range, as the global option's
+  bool whole;             // a whole number (width, height, quality)
+  void (*set)(camera_spec&, double);
+};
+
+constexpr camera_key camera_keys[] = {
+    {"width", 16, 7680, true, [](camera_spec& c, double v) { c.width = static_cast<int>(v); }},
+    {"height", 16, 4320, true, [](camera_spec& c, double v) { c.height = static_cast<int>(v); }},
+    {"fps", 0.1, 240, false, [](camera_spec& c, double v) { c.fps = v; }},
+    {"quality", 1, 100, true, [](camera_spec& c, double v) { c.quality = static_cast<int>(v); }},
+};
+
+// The cameras of the file's [camera.NAME] sections, in the order of the file, each starting from
+// the global settings in `o` and changed by its keys; a config_error naming the section, the key
+// and its line for a bad name, an unknown key, a bad value or a section without a source.
+std::vector<camera_spec> camera_sections(const config_text& file, const options& o) {
+  struct section {
+    int line;
+    camera_spec camera;
+    bool has_source = false;
+  };
+  std::map<std::string, section> by_name;
+  std::vector<std::string> order;  // names, by line
+  const auto section_of = [&](const std::string& name, int line, const std::string& where) -> section& {
+    if (name.empty()) throw config_error{where + ": [camera] needs the camera's name: [camera.NAME]"};
+    if (!http::valid_camera_name(name))
+      throw config_error{where + ": [camera." + printable(name) + "]: the name '" + printable(name) +
+                         "' must be 1 to 32 of a-z, 0-9, _ and -"};
+    auto [it, fresh] =
+        by_name.try_emplace(name, section{line, {name, "", o.width, o.height, o.fps, o.quality}});
+    if (fresh) order.push_back(name);
+    return it->second;
+  };
+  for (const auto& [header, line] : file.camera_section_lines())
+    section_of(header == "camera" ? "" : header.substr(7), line,
+               file.where("") + " line " + std::to_string(line));
+  for (const CLI::ConfigItem& item : file.camera_items()) {
+    const std::string key = item.fullname();
+    std::string name;
+    for (std::size_t i = 1; i < item.parents.size(); ++i)
+      name += (i > 1 ? "." : "") + item.parents[i];
+    const std::string where = file.where(key);
+    section& s = section_of(name, std::numeric_limits<int>::max(), where);
+    const std::string shown = where + ": [camera." + name + "] " + printable(item.name);
+    if (item.inputs.size() != 1) throw config_error{shown + ": give one value"};
+    const std::string& value = item.inputs.front();
+    if (item.name == "source") {
+      if (value.empty()) throw config_error{shown + ": the source is empty"};
+      s.camera.source = value;
+      s.has_source = true;
+      continue;
+    }
+    const auto* known = std::find_if(std::begin(camera_keys), std::end(camera_keys),
+                                     [&](const camera_key& k) { return k.name == item.name; });
+    if (known == std::end(camera_keys))
+      throw config_error{where + ": [camera." + name + "]: unknown key '" + printable(item.name) +
+                         "' (a camera takes source, width, height, fps and quality)"};
+    double number = 0;
+    char range[64];
+    std::snprintf(range, sizeof range, "%g to %g", known->low, known->high);
+    if (!CLI::detail::lexical_cast(value, number) || !std::isfinite(number))
+      throw config_error{shown + ": '" + printable(value) + "' is not a number (" + range + ")"};
+    if (known->whole && number != std::floor(number))
+      throw config_error{shown + ": '" + printable(value) + "' is not a whole number (" + range + ")"};
+    if (number < known->low || number > known->high)
+      throw config_error{shown + ": " + printable(value) + " is not in range " + range};
+    known->set(s.camera, number);
+  }
+  std::vector<camera_spec> cameras;
+  std::stable_sort(order.begin(), order.end(), [&](const std::string& a, const std::string& b) {
+    return by_name.at(a).line < by_name.at(b).line;
+  });
+  for (const std::string& name : order) {
+    const section& s = by_name.at(name);
+    if (!s.has_source)
+      throw config_error{
+          file.where("camera." + name + ".source") +
+          (s.line == std::numeric_limits<int>::max() ? "" : " line " + std::to_string(s.line)) +
+          ": [camera." + name +
+          "] has no source (source = a device, a folder of JPEGs, a URL or "
+          "pattern)"};
+    cameras.push_back(s.camera);
+  }
+  return cameras;
+}
 
 // CLI11 2.1 names an unknown key ("INI was not able to parse KEY") but not its line.
 std::string unknown_key_message(const CLI::ConfigError& e, const config_text& file) {
@@ -315,7 +425,9 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
   log::set_program(binary);
   // Every option below can also be set in the file, by its long name: `port = 8080`. Options added
   // later are configurable the same way, with no change here.
-  app.set_config("--config", "", "Read options from this TOML/INI file (the command line wins)");
+  app.set_config("--config", "",
+                 "Read options from this TOML/INI file (the command line wins); a [camera.NAME] section "
+                 "per camera: source, and width, height, fps, quality to override the global ones");
   app.allow_config_extras(CLI::config_extras_mode::error);
   app.get_formatter()->column_width(28);
 
@@ -347,12 +459,12 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
       ->capture_default_str()
       ->check([](const std::string& v) { return bus::topic_problem(v); });
   std::vector<std::string> camera_args;
-  auto* camera_option =
-      app.add_option(
-             "--camera", camera_args,
-             "A named camera: NAME=SOURCE, SOURCE as --source takes it, NAME of a-z 0-9 _ - (at most 32); "
-             "repeatable, each served at /NAME/stream, /NAME/snapshot and /NAME/ (not with --source)")
-          ->type_name("NAME=SOURCE");
+  app.add_option(
+         "--camera", camera_args,
+         "A named camera: NAME=SOURCE, SOURCE as --source takes it, NAME of a-z 0-9 _ - (at most 32); "
+         "repeatable, each served at /NAME/stream, /NAME/snapshot, /NAME/stats and /NAME/ (not with "
+         "--source), at the global --width, --height, --fps and --quality")
+      ->type_name("NAME=SOURCE");
   app.add_option("--width", o.width, "Frame width")->check(CLI::Range(16, 7680))->capture_default_str();
   app.add_option("--height", o.height, "Frame height")->check(CLI::Range(16, 4320))->capture_default_str();
   app.add_option("--fps", o.fps, "Frames per second")->check(CLI::Range(0.1, 240.0))->capture_default_str();
@@ -464,12 +576,14 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
     return 2;
   };
   std::shared_ptr<config_text> config_file;
+  std::vector<camera_spec> section_cameras;
   try {
     if (const std::string path = config_argument(argc, argv); !path.empty()) {
       config_file = std::make_shared<config_text>(path, read_config_file(path));
       app.config_formatter(config_file);
     }
     app.parse(argc, argv);
+    if (config_file) section_cameras = camera_sections(*config_file, o);
   } catch (const CLI::Success& e) {  // --help, --version
     return app.exit(e);
   } catch (const config_error& e) {
@@ -498,28 +612,50 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
   }
   if (!camera_args.empty() && app.count("--source") > 0)
     return fail("--source and --camera: give every camera with --camera NAME=SOURCE");
+  if (!section_cameras.empty() && app.count("--source") > 0)
+    return fail("--source and [camera." + section_cameras.front().name + "] in " + config_file->where("") +
+                ": give every camera a section (or --camera NAME=SOURCE)");
+  // Each camera as its messages name it: "--camera NAME" or its section.
+  std::vector<std::string> shown;
+  const auto add_camera = [&](camera_spec camera, std::string label) -> std::optional<int> {
+    if (const std::string problem = bus::topic_problem(camera.source); !problem.empty())
+      return fail(label + ": " + problem);
+    for (std::size_t i = 0; i < o.cameras.size(); ++i) {
+      const camera_spec& other = o.cameras[i];
+      if (other.name == camera.name)
+        return fail(label + ": the name " + camera.name + " is given twice" +
+                    (shown[i] == label ? "" : " (also " + shown[i] + ")"));
+      // One device can be opened by one capture at a time; the second would fail as busy.
+      if (other.source == camera.source &&
+          (camera.source.starts_with("/dev/") ||
+           camera.source.find_first_not_of("0123456789") == std::string::npos))
+        return fail(label + " and " + shown[i] + ": both on " + printable(camera.source));
+    }
+    o.cameras.push_back(std::move(camera));
+    shown.push_back(std::move(label));
+    return std::nullopt;
+  };
   for (const std::string& arg : camera_args) {
     const auto equals = arg.find('=');
-    camera_spec camera{arg.substr(0, equals), equals == std::string::npos ? "" : arg.substr(equals + 1)};
+    camera_spec camera{arg.substr(0, equals),
+                       equals == std::string::npos ? "" : arg.substr(equals + 1),
+                       o.width,
+                       o.height,
+                       o.fps,
+                       o.quality};
     if (equals == std::string::npos) return fail("--camera " + printable(arg) + ": must be NAME=SOURCE");
     if (!http::valid_camera_name(camera.name))
       return fail("--camera " + printable(arg) + ": the name '" + printable(camera.name) +
                   "' must be 1 to 32 of a-z, 0-9, _ and -");
     if (camera.source.empty()) return fail("--camera " + printable(arg) + ": the source is empty");
-    if (const std::string problem = bus::topic_problem(camera.source); !problem.empty())
-      return fail("--camera " + printable(arg) + ": " + problem);
-    for (const camera_spec& other : o.cameras) {
-      if (other.name == camera.name) return fail("--camera " + camera.name + ": the name is given twice");
-      // One device can be opened by one capture at a time; the second would fail as busy.
-      if (other.source == camera.source &&
-          (camera.source.starts_with("/dev/") ||
-           camera.source.find_first_not_of("0123456789") == std::string::npos))
-        return fail("--camera " + camera.name + " and " + other.name + ": both on " +
-                    printable(camera.source));
-    }
-    o.cameras.push_back(std::move(camera));
+    if (const auto code = add_camera(camera, "--camera " + camera.name)) return *code;
   }
-  if (o.cameras.empty()) o.cameras.push_back({"", o.source});
+  for (camera_spec& camera : section_cameras) {
+    const std::string label =
+        config_file->where("camera." + camera.name + ".source") + ": [camera." + camera.name + "]";
+    if (const auto code = add_camera(std::move(camera), label)) return *code;
+  }
+  if (o.cameras.empty()) o.cameras.push_back({"", o.source, o.width, o.height, o.fps, o.quality});
   o.log_level = quiet ? log::level::warning : *log::parse_level(log_level);
   log::set_level(o.log_level);
   // A cap above what this process may open would only fail later, at accept time: lower it to

@@ -158,6 +158,7 @@ class tile {
     img.id = this.id;
     img.width = this.options.width;
     img.height = this.options.height;
+    img.style.aspectRatio = this.options.width + " / " + this.options.height;  // its own camera's shape
     img.alt = this.name ? "camera " + this.name : "live stream";
     img.addEventListener("load", () => {
       if (img !== this.img) return;
@@ -339,7 +340,7 @@ class tile {
 
 const tiles = cameras.map((camera, index) => new tile($("grid"), camera.stream, camera.snapshot, {
   id: index === 0 ? "stream" : "stream-" + index, name: camera.name, snapshot: snapshot_mode, fps: fps,
-  snapshot_period: snapshot_period, width: @WIDTH@, height: @HEIGHT@ }));
+  snapshot_period: snapshot_period, width: camera.width || @WIDTH@, height: camera.height || @HEIGHT@ }));
 if (tiles.length === 1) $("grid").className = "one"; else document.querySelector("main").className = "wall";
 $("mode").textContent = snapshot_mode ? "snapshots, " + (1000 / snapshot_period) + " a second per camera" :
     "live" + (fps ? ", at most " + fps + " frames a second" : "");
@@ -373,7 +374,8 @@ async function refresh() {
         c.bad_frames + " bad frames dropped" : "";
     // Back after being unreachable, or restarted in between (its frame count began again): our
     // streams went with the old server, so connect again now.
-    for (const t of tiles) t.server_frame(s.frame_seq);
+    // Each tile by its own camera's frame count: its row in the grid's /stats, else the one camera's.
+    for (const t of tiles) t.server_frame(((s.cameras || []).find((c) => c.name === t.options.name) || s).frame_seq);
     const restarted = s.frame_seq < last_seq;
     if (server_gone || restarted) for (const t of tiles) t.start();
     last_seq = s.frame_seq;
@@ -438,12 +440,11 @@ std::string viewer_page(std::string_view variant, int width, int height, double 
                         const std::vector<page_camera>& cameras) {
   json_writer list;
   list.begin_array();
-  for (const page_camera& c : cameras)
-    list.begin_object()
-        .string("name", c.name)
-        .string("stream", c.stream)
-        .string("snapshot", c.snapshot)
-        .end_object();
+  for (const page_camera& c : cameras) {
+    list.begin_object().string("name", c.name).string("stream", c.stream).string("snapshot", c.snapshot);
+    if (c.width > 0 && c.height > 0) list.number("width", c.width).number("height", c.height);
+    list.end_object();
+  }
   list.end_array();
   // Inside <script>, "</" could end the script early: JSON allows "<\/" for it.
   std::string camera_list = list.str();

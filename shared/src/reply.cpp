@@ -18,13 +18,18 @@ std::array<boost::asio::const_buffer, 2> reply::buffers() const noexcept {
 namespace {
 
 // The page's tiles: the grid of every named camera at "/", one camera at "/NAME/", or the one
-// unnamed camera; URLs relative to the page.
+// unnamed camera; URLs relative to the page, each tile shaped as its camera's frames.
 std::vector<page_camera> tiles_for(const http::route_result& plan, const server_context& ctx) {
-  if (ctx.cameras.size() == 1 && ctx.cameras.front().name.empty()) return {{"", "stream", "snapshot"}};
-  if (plan.one_camera) return {{ctx.cameras.at(plan.camera).name, "stream", "snapshot"}};
+  const auto tile = [](const camera_feed& c, std::string prefix) {
+    const stats_snapshot s = c.stats.snapshot(0, 0);
+    return page_camera{c.name, prefix + "stream", prefix + "snapshot", s.width, s.height};
+  };
+  if (ctx.cameras.size() == 1 && ctx.cameras.front().name.empty())
+    return {{"", "stream", "snapshot"}};  // the page's size
+  if (plan.one_camera) return {tile(ctx.cameras.at(plan.camera), "")};
   std::vector<page_camera> tiles;
   for (const camera_feed& c : ctx.cameras)
-    tiles.push_back({c.name, c.name + "/stream", c.name + "/snapshot"});
+    tiles.push_back(tile(c, c.name + "/"));
   return tiles;
 }
 
@@ -35,9 +40,10 @@ std::string camera_list(const server_context& ctx) {
   j.begin_array();
   for (const camera_feed& c : ctx.cameras) {
     const frame_ptr latest = c.hub.latest();
+    const stats_snapshot s = c.stats.snapshot(0, 0);
     j.begin_object().string("name", c.name).string("source", source_kind(c.source));
-    j.number("width", ctx.opts.width).number("height", ctx.opts.height).number("fps", ctx.opts.fps);
-    j.string("state", source_state_name(c.stats.snapshot(0, 0).state));
+    j.number("width", s.width).number("height", s.height).number("fps", s.fps_target);
+    j.string("state", source_state_name(s.state));
     j.number("fps_capture", c.stats.capture_fps()).number("viewers", c.stats.viewers_now());
     if (latest)
       j.number("frame_age_s", std::chrono::duration<double>(now - latest->captured()).count());
@@ -49,17 +55,20 @@ std::string camera_list(const server_context& ctx) {
   return j.str();
 }
 
+// One camera's own counters, its latest frame and that frame's age.
+camera_snapshot snapshot_of(const camera_feed& c, wall_clock::time_point now) {
+  const frame_ptr latest = c.hub.latest();
+  return {c.name, c.stats.snapshot(latest ? latest->seq() : 0, latest ? latest->jpeg().size() : 0),
+          latest ? std::chrono::duration<double>(now - latest->captured()).count() : -1.0};
+}
+
 // What /stats and /metrics show: the one camera's counters, or with named cameras one row each
 // and their totals.
 stats_snapshot server_snapshot(const server_context& ctx) {
   const auto now = wall_clock::now();
   std::vector<camera_snapshot> cameras;
-  for (const camera_feed& c : ctx.cameras) {
-    const frame_ptr latest = c.hub.latest();
-    cameras.push_back({c.name,
-                       c.stats.snapshot(latest ? latest->seq() : 0, latest ? latest->jpeg().size() : 0),
-                       latest ? std::chrono::duration<double>(now - latest->captured()).count() : -1.0});
-  }
+  for (const camera_feed& c : ctx.cameras)
+    cameras.push_back(snapshot_of(c, now));
   if (cameras.size() == 1 && cameras.front().name.empty()) return std::move(cameras.front().snapshot);
   return combine_cameras(std::move(cameras));
 }
@@ -69,17 +78,24 @@ stats_snapshot server_snapshot(const server_context& ctx) {
 reply make_reply(const http::route_result& plan, const server_context& ctx) {
   using http::resource;
   switch (plan.what) {
-    case resource::page:
+    case resource::page: {
+      // One camera's page shows its own size and rate; the grid the first camera's.
+      const stats_snapshot config = ctx.cameras.at(plan.camera).stats.snapshot(0, 0);
       return {http::document_response("text/html; charset=utf-8",
-                                      viewer_page(ctx.variant, ctx.opts.width, ctx.opts.height, ctx.opts.fps,
+                                      viewer_page(ctx.variant, config.width, config.height, config.fps_target,
                                                   tiles_for(plan, ctx)),
                                       plan.head_only),
               nullptr};
+    }
     case resource::cameras:
       return {http::document_response("application/json", camera_list(ctx), plan.head_only), nullptr};
-    case resource::stats:
-      return {http::document_response("application/json", render_json(server_snapshot(ctx)), plan.head_only),
-              nullptr};
+    case resource::stats: {
+      // /NAME/stats: that camera's own; /stats: the server's totals with a row per camera.
+      const stats_snapshot s = plan.one_camera
+                                   ? camera_view(snapshot_of(ctx.cameras.at(plan.camera), wall_clock::now()))
+                                   : server_snapshot(ctx);
+      return {http::document_response("application/json", render_json(s), plan.head_only), nullptr};
+    }
     case resource::metrics:
       return {http::document_response("text/plain; version=0.0.4; charset=utf-8",
                                       render_prometheus(server_snapshot(ctx)), plan.head_only),

@@ -289,7 +289,7 @@ stats_snapshot combine_cameras(std::vector<camera_snapshot> cameras) {
   for (const camera_snapshot& c : cameras) {
     const stats_snapshot& s = c.snapshot;
     all.cameras.push_back({c.name, s.source, s.state, s.fps_capture, s.frames_captured, s.frame_seq,
-                           s.frame_bytes, c.frame_age_s, s.total});
+                           s.frame_bytes, c.frame_age_s, s.total, s.width, s.height, s.fps_target});
     for (const auto& field : counter_fields)
       all.total.*field.value += s.total.*field.value;
     all.frames_captured += s.frames_captured;
@@ -302,6 +302,13 @@ stats_snapshot combine_cameras(std::vector<camera_snapshot> cameras) {
       if (all.viewers.size() < 100) all.viewers.push_back(v);
   }
   return all;
+}
+
+stats_snapshot camera_view(camera_snapshot camera) {
+  stats_snapshot s = std::move(camera.snapshot);
+  s.name = std::move(camera.name);
+  s.frame_age_s = camera.frame_age_s;
+  return s;
 }
 
 }  // namespace mjpeg

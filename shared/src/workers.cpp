@@ -460,9 +460,9 @@ source_config role::source(const camera_spec& camera) const {
     // The parent publishes each camera under its name (the unnamed one without a topic).
     std::string spec = std::string{bus::scheme_prefix} + bus_endpoint(opts_.worker_of);
     if (!camera.name.empty()) spec += bus::topic_separator + camera.name;
-    return {spec, opts_.width, opts_.height, opts_.fps, false, {}};
+    return {spec, camera.width, camera.height, camera.fps, false, {}};
   }
-  return {camera.source, opts_.width, opts_.height, opts_.fps, opts_.encode, opts_.bus_keys};
+  return {camera.source, camera.width, camera.height, camera.fps, opts_.encode, opts_.bus_keys};
 }
 
 unsigned short role::port() const noexcept {

@@ -87,8 +87,8 @@ struct route_result {
   unsigned max_fps = 0;                          ///< The stream's ?fps=N cap for this viewer, 0 for none.
   std::string reason{};                          ///< Why a 400 or 404 was given, for its body (may be empty).
   std::size_t camera = 0;                        ///< The camera a stream, snapshot or page is for.
-  bool one_camera = false;                       ///< The page of one named camera (/NAME/), not the grid.
-  stream_type type = stream_type::multipart;     ///< The stream's Content-Type (?type=).
+  bool one_camera = false;  ///< One named camera's page or stats (/NAME/, /NAME/stats), not the server's.
+  stream_type type = stream_type::multipart;  ///< The stream's Content-Type (?type=).
 };
 
 /// Access control for every endpoint.
@@ -106,6 +106,8 @@ struct route_options {
   std::vector<boost::asio::ip::address> trusted_proxies;
   /// The camera's frame rate: the highest ?fps=N a viewer may ask for (0: no upper bound).
   double camera_fps = 0;
+  /// Each camera's own rate, in the order of `cameras` (camera_fps for a camera not listed).
+  std::vector<double> camera_rates;
   /// The cameras' names (--camera), in order; empty for a server's one unnamed camera.
   std::vector<std::string> cameras;
 };

@@ -11,11 +11,16 @@
 
 namespace mjpeg {
 
-/// One camera a server serves: its name (empty for the one camera of a server without --camera)
-/// and its source spec (anything --source takes).
+/// One camera a server serves: its name (empty for the one camera of a server without --camera),
+/// its source spec (anything --source takes) and the settings its capture runs with: the global
+/// --width, --height, --fps and --quality, or what its [camera.NAME] section of the config file says.
 struct camera_spec {
   std::string name;    ///< [a-z0-9_-]{1,32}, or empty for the unnamed only camera.
   std::string source;  ///< Frame source spec (see make_source).
+  int width = 640;     ///< Frame width asked of its source.
+  int height = 480;    ///< Frame height asked of its source.
+  double fps = 30;     ///< Frames per second it publishes (and the most ?fps=N asks of it).
+  int quality = 80;    ///< JPEG quality where its frames are encoded.
 };
 
 /// Every command-line option. The common ones exist in every variant; the model options only
@@ -24,8 +29,8 @@ struct options {
   std::string host = "127.0.0.1";  ///< Address to bind; loopback unless told otherwise.
   int port = 8080;                 ///< TCP port; 0 picks a free one.
   std::string source = "pattern";  ///< Frame source spec (see make_source).
-  /// The cameras served, in order: each --camera NAME=SOURCE, or without any the one unnamed
-  /// camera on --source.
+  /// The cameras served, in order: each --camera NAME=SOURCE, then each [camera.NAME] section of
+  /// the config file, or without any the one unnamed camera on --source.
   std::vector<camera_spec> cameras;
   int width = 640;             ///< Frame width in pixels.
   int height = 480;            ///< Frame height in pixels.
@@ -78,7 +83,8 @@ std::string binary_name(const variant_info& info);
 inline constexpr const char* auth_variable = "MJPEG_AUTH";
 
 /// Parses the command line, the --config file (TOML/INI, CLI11's own reader: every option by its
-/// long name without dashes; the command line wins) and MJPEG_AUTH. Returns the options, or the
+/// long name without dashes; the command line wins; one [camera.NAME] section per camera, with
+/// the keys source, width, height, fps and quality) and MJPEG_AUTH. Returns the options, or the
 /// exit code to leave with: 0 after --help or --version, 2 after a bad value or an unknown key in
 /// the file (a one-line message naming the option, or the key and its line, is printed to
 /// stderr). Also sets the log's program name and level.

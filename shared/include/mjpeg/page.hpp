@@ -12,6 +12,8 @@ struct page_camera {
   std::string name;      ///< Shown on the tile; empty for a server's only camera.
   std::string stream;    ///< Its multipart stream ("stream").
   std::string snapshot;  ///< Its single JPEG ("snapshot").
+  int width = 0;         ///< Its configured width, for the tile's shape; 0: the page's.
+  int height = 0;        ///< Its configured height; 0: the page's.
 };
 
 /// The HTML viewer served at "/": a grid with one tile per camera (each reconnecting on its own

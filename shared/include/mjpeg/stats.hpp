@@ -126,6 +126,9 @@ struct camera_row {
   std::uint64_t frame_bytes = 0;            ///< JPEG size of its latest frame.
   double frame_age_s = -1;                  ///< Age of its latest frame in seconds; -1 before the first.
   stats_counters counters;                  ///< Its viewers and what they were sent.
+  int width = 0;                            ///< Its configured width.
+  int height = 0;                           ///< Its configured height.
+  double fps_target = 0;                    ///< Its configured rate.
 };
 
 /// Everything /stats and /metrics show, taken at one moment: plain data for the renderers.
@@ -155,9 +158,12 @@ struct stats_snapshot {
   std::array<std::uint64_t, age_buckets.size() + 1> age_counts{};  ///< Frame ages per bucket, +Inf last.
   double age_sum_s = 0;                                            ///< Sum of the frame ages.
   std::vector<camera_row> cameras;  ///< One row per camera with --camera (the totals above sum them).
+  std::string name;                 ///< /NAME/stats: the camera's name; empty in the server's /stats.
+  double frame_age_s = -1;          ///< /NAME/stats: age of its latest frame (-1 before the first).
 };
 
-/// One camera's own snapshot, with its name and the age of its latest frame (-1 before the first).
+/// One camera's own snapshot, with its name and the age of its latest frame (-1 before the first):
+/// what /NAME/stats shows (see camera_view), and a row of /stats.
 struct camera_snapshot {
   std::string name;         ///< --camera NAME.
   stats_snapshot snapshot;  ///< Its counters (the first camera's also hold the server's).
@@ -169,6 +175,10 @@ struct camera_snapshot {
 /// frames captured, the streams ended, the frame-age histogram and the viewer list summed over
 /// every camera.
 stats_snapshot combine_cameras(std::vector<camera_snapshot> cameras);
+
+/// One camera's snapshot as /NAME/stats shows it: its own counters, viewers, capture state and
+/// configured size and rate, with its name and frame age.
+stats_snapshot camera_view(camera_snapshot camera);
 
 /// Server-wide counters behind /stats (JSON) and /metrics (Prometheus text format).
 class server_stats {
