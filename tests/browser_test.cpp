@@ -210,12 +210,22 @@ class Engine : public testing::TestWithParam<engine> {
   // Two screenshots `apart`, saved as viewer-<engine>-<label>-1/2.png: did the picture move?
   bool moving(browser& b, const std::string& label, std::chrono::milliseconds apart = 1000ms) {
     const cv::Rect area = picture_of(b);
-    const auto first = b.screenshot();
+    // The first screenshot once the card is painted: on a loaded machine WebKit once painted the
+    // <img> black for a moment after its first frame had loaded.
+    std::vector<std::uint8_t> first;
+    cv::Mat a;
+    mjpeg::test::eventually(
+        [&] {
+          first = b.screenshot();
+          a = decode(first);
+          return shows_test_card(a, area);
+        },
+        5s);
     std::this_thread::sleep_for(apart);
     const auto second = b.screenshot();
     save(first, "viewer-" + name_ + "-" + label + "-1.png");
     save(second, "viewer-" + name_ + "-" + label + "-2.png");
-    const cv::Mat a = decode(first), c = decode(second);
+    const cv::Mat c = decode(second);
     return shows_test_card(a, area) && picture_changed(a, c, area);
   }
   std::string name_;

@@ -17,13 +17,8 @@ using namespace mjpeg::test;
 
 TEST(GlobalViewerStateOnThreads, TwoViewersOnTwoThreadsShareOneViewerState) {
   server_process server{exercise_binary("mjpeg_thread_per_client"), small_frames()};
-  auto viewers = open_viewers(server.port(), 2);
-  for (auto& v : viewers)
-    ASSERT_TRUE(v->next());
-  stats_snapshot s;
-  ASSERT_TRUE(eventually([&] { return (s = read_stats(server.port())).viewers.size() == 2; }, 2s));
-  EXPECT_EQ(s.viewers[0].id, s.viewers[1].id)
-      << "two viewers, two threads: with a global both threads use one viewer_state";
+  expect_two_viewers_share_one_viewer_state(
+      server.port(), "two viewers, two threads: with a global both threads use one viewer_state");
 }
 
 }  // namespace

@@ -17,15 +17,7 @@ using namespace mjpeg::test;
 TEST(PoolWithoutRefusals, AViewerBeyondTheQueueWaitsForAWorkerInsteadOfA503) {
   server_process server{exercise_binary("mjpeg_thread_pool"),
                         small_frames({"--threads", "1", "--queue", "0"})};
-  auto one = std::make_unique<stream_reader>(server.port());
-  ASSERT_EQ(one->open(), 200);
-  ASSERT_TRUE(one->next());
-  stream_reader two{server.port()};
-  EXPECT_EQ(two.open(1s), 0) << "viewer two must wait, not be answered (a 503 is " << 503 << ")";
-  EXPECT_TRUE(one->next()) << "viewer one keeps receiving";
-  one.reset();  // viewer one leaves: its worker is free
-  ASSERT_EQ(two.open(5s), 200) << "once a worker is free, the waiting viewer is served";
-  EXPECT_TRUE(two.next());
+  expect_the_next_viewer_waits_for_room(server.port(), "its worker");
 }
 
 }  // namespace
