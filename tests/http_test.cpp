@@ -379,7 +379,6 @@ TEST(Route, NamedCamerasHaveTheirOwnUrls) {
 TEST(Route, FpsCapsAreHeldToEachCamerasOwnRate) {
   http::route_options options;
   options.cameras = {"fast", "slow"};
-  options.camera_fps = 30;
   options.camera_rates = {30, 5};
   for (const char* target : {"/fast/stream?fps=10", "/?action=stream_0&fps=10", "/stream?fps=10"}) {
     const auto r = handle({get(target)}, options);
@@ -404,7 +403,7 @@ TEST(Route, CameraNames) {
 
 http::route_options camera_at(double fps) {
   http::route_options options;
-  options.camera_fps = fps;
+  options.camera_rates = {fps};
   return options;
 }
 

@@ -208,9 +208,8 @@ http::route_options routes_for(const options& opts, const std::vector<camera_spe
   routes.allowed_hosts = opts.allow_hosts;
   for (const std::string& proxy : opts.trusted_proxies)
     routes.trusted_proxies.push_back(boost::asio::ip::make_address(proxy));  // checked by parse_options
-  routes.camera_fps = opts.fps;  // the most a viewer may ask for with ?fps=N
   for (const camera_spec& camera : cameras)
-    routes.camera_rates.push_back(camera.fps);  // each camera's own, from its section
+    routes.camera_rates.push_back(camera.fps);  // the most its viewer may ask for with ?fps=N
   if (cameras.size() > 1 || (cameras.size() == 1 && !cameras.front().name.empty()))
     for (const camera_spec& camera : cameras)
       routes.cameras.push_back(camera.name);

@@ -347,8 +347,7 @@ route_result route(const request_head& head, const route_options& options) {
   // ?fps=N is checked against the rate of the camera the URL names (the first for plain URLs).
   const auto found = [&](resource what, std::size_t camera = 0) {
     const query_options query =
-        read_query(target->query,
-                   camera < options.camera_rates.size() ? options.camera_rates[camera] : options.camera_fps);
+        read_query(target->query, camera < options.camera_rates.size() ? options.camera_rates[camera] : 0.0);
     const bool streamed = what == resource::stream || what == resource::page;
     if (!query.error.empty() && streamed)
       return route_result{resource::error, status::bad_request, false, login, 0, 0, query.error};

@@ -33,33 +33,33 @@ std::vector<page_camera> tiles_for(const http::route_result& plan, const server_
   return tiles;
 }
 
+// One camera's own counters, its latest frame and that frame's age.
+camera_snapshot snapshot_of(const camera_feed& c, wall_clock::time_point now) {
+  const frame_ptr latest = c.hub.latest();
+  return {c.name, c.stats.snapshot(latest ? latest->seq() : 0, latest ? latest->jpeg().size() : 0),
+          latest ? std::chrono::duration<double>(now - latest->captured()).count() : -1.0};
+}
+
 // /cameras: what the grid and an operator need to know of each camera.
 std::string camera_list(const server_context& ctx) {
   const auto now = wall_clock::now();
   json_writer j;
   j.begin_array();
   for (const camera_feed& c : ctx.cameras) {
-    const frame_ptr latest = c.hub.latest();
-    const stats_snapshot s = c.stats.snapshot(0, 0);
+    const camera_snapshot seen = snapshot_of(c, now);
+    const stats_snapshot& s = seen.snapshot;
     j.begin_object().string("name", c.name).string("source", source_kind(c.source));
     j.number("width", s.width).number("height", s.height).number("fps", s.fps_target);
     j.string("state", source_state_name(s.state));
-    j.number("fps_capture", c.stats.capture_fps()).number("viewers", c.stats.viewers_now());
-    if (latest)
-      j.number("frame_age_s", std::chrono::duration<double>(now - latest->captured()).count());
+    j.number("fps_capture", s.fps_capture).number("viewers", c.stats.viewers_now());
+    if (seen.frame_age_s >= 0)
+      j.number("frame_age_s", seen.frame_age_s);
     else
       j.null("frame_age_s");
     j.end_object();
   }
   j.end_array();
   return j.str();
-}
-
-// One camera's own counters, its latest frame and that frame's age.
-camera_snapshot snapshot_of(const camera_feed& c, wall_clock::time_point now) {
-  const frame_ptr latest = c.hub.latest();
-  return {c.name, c.stats.snapshot(latest ? latest->seq() : 0, latest ? latest->jpeg().size() : 0),
-          latest ? std::chrono::duration<double>(now - latest->captured()).count() : -1.0};
 }
 
 // What /stats and /metrics show: the one camera's counters, or with named cameras one row each

@@ -104,9 +104,8 @@ struct route_options {
   /// Reverse proxies (--trusted-proxy): from these peers the client address is the one their
   /// X-Forwarded-For (or Forwarded) header names (see client_address).
   std::vector<boost::asio::ip::address> trusted_proxies;
-  /// The camera's frame rate: the highest ?fps=N a viewer may ask for (0: no upper bound).
-  double camera_fps = 0;
-  /// Each camera's own rate, in the order of `cameras` (camera_fps for a camera not listed).
+  /// Each camera's frame rate, in the order of `cameras` (the one camera's alone without names):
+  /// the highest ?fps=N a viewer of it may ask for. A camera not listed has no upper bound.
   std::vector<double> camera_rates;
   /// The cameras' names (--camera), in order; empty for a server's one unnamed camera.
   std::vector<std::string> cameras;
