@@ -162,11 +162,7 @@ TEST(BusOptions, BadValuesAreClearErrors) {
 TEST_P(EveryVariant, ForwardsTheOriginsBytesSeqAndTimestamp) {
   server_process origin{origin_binary(), small_frames({"--publish", "0"})};
   server_process edge{binary(), small_frames({"--source", "zmq+" + bus_of(origin.port())})};
-  // Read both streams at the same time, so they overlap in frames.
-  std::map<std::uint64_t, mjpeg::test::part> from_origin;
-  std::thread reader{[&] { from_origin = mjpeg::test::parts_by_seq(origin.port(), 20); }};
-  const auto from_edge = mjpeg::test::parts_by_seq(edge.port(), 20);
-  reader.join();
+  const auto [from_edge, from_origin] = mjpeg::test::read_relayed(origin.port(), edge.port(), 20);
   ASSERT_GE(from_edge.size(), 10u) << edge.error_output();
   EXPECT_GE(mjpeg::test::same_parts(from_edge, from_origin), 5) << "the edge's seq must be the origin's";
   EXPECT_EQ(stats_field(stats(edge.port()), "source"), "bus " + bus_of(origin.port()));
@@ -212,22 +208,7 @@ TEST(Bus, AnEdgeServesEveryCameraOfTheOriginOrTheOneItNames) {
   // Every camera under the origin's names, each the origin's bytes by seq.
   for (const auto& [name, jpegs] : {std::pair{"a", &cameras.a}, std::pair{"ab", &cameras.ab}}) {
     const std::string path = std::string{"/"} + name + "/stream";
-    // The origin's stream is read from before the edge's first part until after its last, so
-    // every seq the edge serves was on offer there too, however slowly the edge starts.
-    std::map<std::uint64_t, mjpeg::test::part> from_origin;
-    std::atomic<bool> edge_done{false};
-    stream_reader origin_viewer{origin.port(), path};
-    ASSERT_EQ(origin_viewer.open(), 200);
-    std::thread reader{[&] {
-      while (!edge_done.load())
-        if (auto part = origin_viewer.next(); part)
-          from_origin[mjpeg::test::seq_of(*part)] = std::move(*part);
-        else
-          break;
-    }};
-    const auto from_edge = mjpeg::test::parts_by_seq(every.port(), 20, path);
-    edge_done.store(true);
-    reader.join();
+    const auto [from_edge, from_origin] = mjpeg::test::read_relayed(origin.port(), every.port(), 20, path);
     ASSERT_GE(from_edge.size(), 10u) << path << every.error_output();
     EXPECT_GE(mjpeg::test::same_parts(from_edge, from_origin), 5) << path;
     for (const auto& [seq, part] : from_edge)

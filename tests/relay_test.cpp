@@ -41,10 +41,7 @@ TEST_P(EveryVariant, RelaysOurStreamByteForByte) {
   server_process edge{
       binary(),
       small_frames({"--source", "http://127.0.0.1:" + std::to_string(origin.port()) + "/?action=stream"})};
-  std::map<std::uint64_t, mjpeg::test::part> from_origin;
-  std::thread reader{[&] { from_origin = mjpeg::test::parts_by_seq(origin.port(), 20, "/stream"); }};
-  const auto from_edge = mjpeg::test::parts_by_seq(edge.port(), 20, "/stream");
-  reader.join();
+  const auto [from_edge, from_origin] = mjpeg::test::read_relayed(origin.port(), edge.port(), 20);
   ASSERT_GE(from_edge.size(), 10u) << edge.error_output();
   EXPECT_GE(mjpeg::test::same_parts(from_edge, from_origin), 5)
       << "the relay keeps the upstream's X-Frame-Seq";

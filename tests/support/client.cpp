@@ -7,10 +7,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <regex>
 #include <stdexcept>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -406,6 +408,24 @@ std::map<std::uint64_t, part> parts_by_seq(unsigned short port, int count, const
     parts[std::stoull(p->headers.at("x-frame-seq"))] = *p;
   }
   return parts;
+}
+
+relayed_parts read_relayed(unsigned short origin, unsigned short edge, int count, const std::string& path) {
+  relayed_parts read;
+  stream_reader origin_viewer{origin, path};
+  if (origin_viewer.open() != 200) return read;
+  std::atomic<bool> edge_done{false};
+  std::thread reader{[&] {
+    while (!edge_done.load())
+      if (auto p = origin_viewer.next(); p)
+        read.from_origin[seq_of(*p)] = std::move(*p);
+      else
+        break;
+  }};
+  read.from_edge = parts_by_seq(edge, count, path);
+  edge_done.store(true);
+  reader.join();
+  return read;
 }
 
 int same_parts(const std::map<std::uint64_t, part>& relayed, const std::map<std::uint64_t, part>& original) {

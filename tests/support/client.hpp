@@ -178,4 +178,16 @@ std::map<std::uint64_t, part> parts_by_seq(unsigned short port, int count,
 /// not).
 int same_parts(const std::map<std::uint64_t, part>& relayed, const std::map<std::uint64_t, part>& original);
 
+/// An edge's (or relay's) parts and its origin's, read so that they overlap.
+struct relayed_parts {
+  std::map<std::uint64_t, part> from_edge;
+  std::map<std::uint64_t, part> from_origin;
+};
+
+/// Up to `count` parts of the edge's stream at `path`, and the origin's stream at `path` read from
+/// before the edge's first part until after its last, so every seq the edge serves was on offer at
+/// the origin too, however slowly the edge starts.
+relayed_parts read_relayed(unsigned short origin, unsigned short edge, int count,
+                           const std::string& path = "/stream");
+
 }  // namespace mjpeg::test
