@@ -80,13 +80,14 @@ table: build
 	@scripts/install-deps bench
 	bench/table --preset $(PRESET) $(ARGS)
 
-## make demo CHAPTER=1|2|3|4|4b|6|7 [SECONDS=20]: the chapter's lesson live, a line a second, stops by itself.
+## make demo CHAPTER=1|2|2b|3|4|4b|6|7 [SECONDS=20] [LINK=1]: the chapter's lesson live, a line a second,
+## stops by itself (LINK=1: chapter 7 on a shaped link, as root).
 CHAPTER ?=
 SECONDS ?= 20
 demo: configure
 	cmake --build --preset $(PRESET) --target mjpeg-single-thread mjpeg-thread-per-client mjpeg-thread-pool \
-	  mjpeg-async mjpeg-io-uring mjpeg-load
-	bench/demo $(CHAPTER) --seconds $(SECONDS) --preset $(PRESET)
+	  mjpeg-async mjpeg-io-uring mjpeg-load $(if $(LINK),mjpeg-lan)
+	bench/demo $(CHAPTER) --seconds $(SECONDS) --preset $(PRESET) $(if $(LINK),--link)
 
 ## make exercise N [ANSWER=1]: the checks of exercise N (1.1, 3.2, …) against your change (ANSWER=1: the answer's).
 exercise: DEPS = exercises

@@ -239,6 +239,45 @@ TEST_P(outage_past_timeout, ViewerIsDroppedAfterSendTimeout) {
 INSTANTIATE_TEST_SUITE_P(Variants, outage_past_timeout, ::testing::ValuesIn(multi_viewer_variants()),
                          [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
 
+class without_the_gate : public ::testing::TestWithParam<std::string> {};
+
+// The gate is what keeps a slow viewer's frames fresh: two viewers, each behind its own 1 Mbit/s
+// link with a one-second bottleneck queue (BBR), watch the same stream at the same time, one from
+// a server with the gate and one from a server without (--no-freshness-gate). Without it, frames
+// queue in the link and arrive several times as old.
+TEST_P(without_the_gate, AViewerBehindASlowLinkGetsOldFrames) {
+  if (auto why = netns_unavailable(); !why.empty()) GTEST_SKIP() << why;
+  lan net{unique_netns_prefix("networks")};
+  const auto srv = net.add_host("srv");
+  const auto gated = net.add_host("gated");
+  const auto ungated = net.add_host("ungated");
+  net.set_congestion_control("bbr");
+  net.shape_down(gated, {1'000'000, 0, 1000ms});
+  net.shape_down(ungated, {1'000'000, 0, 1000ms});
+  const auto ip = net.address(srv);
+  auto with = net.host(srv).start_server(variant_binary(GetParam()), server_args(ip));
+  auto without =
+      net.host(srv).start_server(variant_binary(GetParam()), server_args(ip, "50", {"--no-freshness-gate"}));
+  const auto until = steady::now() + 8s;
+  viewer_log with_log, without_log;
+  std::thread a{[&] { with_log = watch(net.host(gated), ip, with->port(), until); }};
+  std::thread b{[&] { without_log = watch(net.host(ungated), ip, without->port(), until); }};
+  a.join();
+  b.join();
+  std::printf("[ %s ] with the gate: %s\n[ %s ] without: %s\n", GetParam().c_str(),
+              describe(with_log).c_str(), GetParam().c_str(), describe(without_log).c_str());
+  ASSERT_FALSE(with_log.frames.empty()) << describe(with_log);
+  ASSERT_FALSE(without_log.frames.empty()) << describe(without_log);
+  const double gated_p50 = percentile(ages_within(with_log, 6s), 0.5);
+  const double ungated_p50 = percentile(ages_within(without_log, 6s), 0.5);
+  EXPECT_LE(gated_p50, 500) << describe(with_log);
+  EXPECT_GE(ungated_p50, 2 * gated_p50)
+      << "without the gate: " << describe(without_log) << "; with it: " << describe(with_log);
+}
+
+INSTANTIATE_TEST_SUITE_P(Variants, without_the_gate, ::testing::ValuesIn(multi_viewer_variants()),
+                         [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
+
 std::vector<case_name> cases() {
   std::vector<case_name> all;
   for (const auto& v : multi_viewer_variants())

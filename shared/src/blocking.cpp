@@ -168,7 +168,7 @@ void stream_frames(server_context& ctx, camera_feed& camera, deadline_stream& st
   error_code ec;
   const std::string preamble = http::stream_preamble(type);
   boost::asio::write(stream, boost::asio::buffer(preamble), ec);
-  freshness_gate gate{stream.native_handle(), seconds(ctx.opts.send_timeout)};
+  freshness_gate gate{stream.native_handle(), seconds(ctx.opts.send_timeout), ctx.opts.freshness_gate};
   while (!ec) {
     frame_ptr f = wait_newer(camera.hub, gate.after(viewer.last_seq.load(std::memory_order_relaxed)), stream);
     if (!f) break;  // shutdown, or the viewer left

@@ -28,8 +28,8 @@ double seconds(freshness_gate::clock::duration d) {
 
 }  // namespace
 
-freshness_gate::freshness_gate(int fd, clock::duration stall_limit) noexcept
-    : fd_{fd}, stall_limit_{stall_limit}, progress_at_{clock::now()} {
+freshness_gate::freshness_gate(int fd, clock::duration stall_limit, bool on) noexcept
+    : fd_{fd}, stall_limit_{stall_limit}, on_{on}, progress_at_{clock::now()} {
   const int cap = static_cast<int>(retransmit_cap.count());
   ::setsockopt(fd_, IPPROTO_TCP, tcp_rto_max_ms, &cap, sizeof cap);
 }
@@ -45,6 +45,7 @@ freshness_gate::verdict freshness_gate::check(const frame& f, clock::time_point 
 }
 
 freshness_gate::verdict freshness_gate::check(std::size_t frame_bytes, clock::time_point now) noexcept {
+  if (!on_) return verdict::send;
   tcp_info ti{};
   socklen_t len = sizeof ti;
   if (::getsockopt(fd_, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||

@@ -480,6 +480,10 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
   app.add_option("--send-timeout", o.send_timeout, "Seconds a stalled viewer is kept before it is dropped")
       ->check(CLI::Range(0.05, 3600.0))
       ->capture_default_str();
+  bool no_freshness_gate = false;
+  app.add_flag("--no-freshness-gate", no_freshness_gate,
+               "Send a slow viewer every newest frame the socket takes, however long the path needs to "
+               "deliver it (to see what the freshness gate is for; chapter 7)");
   app.add_option("--idle-stop", o.idle_stop,
                  "Close the source after this many seconds without viewers, reopen on the next (0 = never)")
       ->check(CLI::Range(0.0, 1e9))
@@ -657,6 +661,7 @@ std::variant<options, int> parse_options(int argc, const char* const* argv, cons
   }
   if (o.cameras.empty()) o.cameras.push_back({"", o.source, o.width, o.height, o.fps, o.quality});
   o.log_level = quiet ? log::level::warning : *log::parse_level(log_level);
+  o.freshness_gate = !no_freshness_gate;
   log::set_level(o.log_level);
   // A cap above what this process may open would only fail later, at accept time: lower it to
   // what the open-file limit allows, and say so.

@@ -46,7 +46,7 @@ awaitable<void> stream_frames(server_context& ctx, camera_feed& camera, deadline
   error_code ec;
   const std::string preamble = http::stream_preamble(type);
   co_await asio::async_write(stream, asio::buffer(preamble), asio::redirect_error(use_awaitable, ec));
-  freshness_gate gate{stream.native_handle(), seconds(ctx.opts.send_timeout)};
+  freshness_gate gate{stream.native_handle(), seconds(ctx.opts.send_timeout), ctx.opts.freshness_gate};
   while (!ec) {
     frame_ptr f = co_await async::wait_newer(
         camera.hub, gate.after(viewer.last_seq.load(std::memory_order_relaxed)), stream);

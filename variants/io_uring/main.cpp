@@ -180,7 +180,7 @@ class server {
         c.how = SHUT_RD;
         return recv(c, tag);
       case client::phase::preamble:
-        c.gate.emplace(c.fd, seconds(ctx_.opts.send_timeout));
+        c.gate.emplace(c.fd, seconds(ctx_.opts.send_timeout), ctx_.opts.freshness_gate);
         break;
       default:
         ctx_.cameras[c.camera].stats.frame_sent(c.viewer, *c.sending);

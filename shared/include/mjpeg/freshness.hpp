@@ -49,7 +49,9 @@ class freshness_gate {
   };
 
   /// A gate for the TCP socket `fd` (sets its retransmit cap); `stall_limit` is --send-timeout.
-  freshness_gate(int fd, clock::duration stall_limit) noexcept;
+  /// A gate that is not `on` (--no-freshness-gate) says `send` to every frame without asking the
+  /// kernel: the loop then sends whatever the socket takes, latest-frame-wins alone.
+  freshness_gate(int fd, clock::duration stall_limit, bool on) noexcept;
 
   /// Decides for the newest frame `f` at `now`; a frame skipped here is remembered (see after()).
   verdict check(const frame& f, clock::time_point now = clock::now()) noexcept;
@@ -69,6 +71,7 @@ class freshness_gate {
  private:
   int fd_;
   clock::duration stall_limit_;
+  bool on_;
   std::uint64_t acked_ = 0;  // bytes acknowledged at the last check
   std::uint64_t backlog_ = 0;
   std::uint64_t retransmitted_ = 0;  // tcpi_bytes_retrans at the last check

@@ -40,7 +40,9 @@ struct options {
   double duration = 0;         ///< Stop after this many seconds; 0 runs until a signal.
   double header_timeout = 10;  ///< Seconds a client has to send its request head.
   double send_timeout = 10;    ///< Seconds a viewer may stall a send before it is dropped.
-  std::string auth;            ///< "user:pass" for HTTP Basic on every endpoint; empty = open.
+  /// Ask the freshness gate before each frame (freshness.hpp); --no-freshness-gate shows why.
+  bool freshness_gate = true;
+  std::string auth;                      ///< "user:pass" for HTTP Basic on every endpoint; empty = open.
   std::vector<std::string> allow_hosts;  ///< Host names accepted besides loopback ones (loopback bind).
   double idle_stop = 0;                  ///< Close the source after this long without viewers; 0 = never.
   int threads = 1;                       ///< Worker threads (thread_pool, async).
