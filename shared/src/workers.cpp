@@ -196,7 +196,10 @@ supervisor::child supervisor::spawn(int index) {
   ::close(out[1]);
   ::fcntl(out[0], F_SETFL, O_NONBLOCK);  // the supervisor drains it between other duties
   shared_.set_pid(index, pid);
-  return {pid, out[0]};
+  child c;
+  c.pid = pid;
+  c.out = out[0];
+  return c;
 }
 
 void supervisor::start() {
@@ -263,11 +266,13 @@ void supervisor::reap(child& c, int index, int status) {
   shared_.count_restart(index);
   const auto delay = c.backoff;
   c.backoff = std::min(std::max(c.backoff * 2, first_backoff), max_backoff);
-  c = child{.failing = true,
-            .down_since = c.down_since,
-            .restart_at = now + delay,
-            .backoff = c.backoff,
-            .restarts_while_failing = c.restarts_while_failing};
+  child next;  // a slot with no worker, until restart_at
+  next.failing = true;
+  next.down_since = c.down_since;
+  next.restart_at = now + delay;
+  next.backoff = c.backoff;
+  next.restarts_while_failing = c.restarts_while_failing;
+  c = std::move(next);
 }
 
 bool supervisor::run(const shutdown_signal& shutdown) {
