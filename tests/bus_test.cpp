@@ -221,6 +221,24 @@ TEST(Bus, AnEdgeServesEveryCameraOfTheOriginOrTheOneItNames) {
   EXPECT_EQ(get(one.port(), "/ab/stream").status, 404);
 }
 
+TEST(Bus, AnEdgeStartedBeforeAnOriginOfNamedCamerasSaysSoOnce) {
+  // The edge starts first: within its discovery wait it hears nothing, and serves the bus as one
+  // unnamed camera. The origin that comes up later publishes named cameras only.
+  const std::string port = std::to_string(mjpeg::test::free_port());
+  server_process edge{origin_binary(), small_frames({"--source", "zmq+tcp://127.0.0.1:" + port})};
+  const two_cameras cameras;
+  server_process origin{origin_binary(), cameras.args({"--publish", port})};
+  const std::string said = "publishes named cameras (a, ab), not one unnamed camera";
+  EXPECT_TRUE(mjpeg::test::eventually([&] { return occurrences(edge.error_output(), said) == 1; }, 10s))
+      << edge.error_output();
+  // The catalogue comes every 500 ms, and the source reopens after each silence: still said once.
+  std::this_thread::sleep_for(2s);
+  EXPECT_EQ(occurrences(edge.error_output(), said), 1u) << edge.error_output();
+  EXPECT_NE(edge.error_output().find("--camera NAME=zmq+tcp://127.0.0.1:" + port + "#NAME"),
+            std::string::npos)
+      << edge.error_output();
+}
+
 TEST(Bus, ACameraThePublisherDoesNotHaveIsServedAnywayAndSaidOnce) {
   server_process origin{origin_binary(), small_frames({"--camera", "card=pattern", "--publish", "0"})};
   const std::string bus = "zmq+" + bus_of(origin.port());

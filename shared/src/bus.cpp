@@ -535,9 +535,20 @@ class bus_source final : public frame_source {
     try {
       events_ = watch_handshakes(context_, *socket_);
       socket_->connect(endpoint_);
+      // The unnamed camera also listens for a catalogue, which only a publisher of named cameras
+      // sends (see tell_named). On a socket of its own: a conflating socket passes on only one
+      // subscription.
+      if (topic_.empty() && !told_named_) {
+        catalogue_.emplace(context_, zmq::socket_type::sub);
+        catalogue_->set(zmq::sockopt::linger, 0);
+        catalogue_->set(zmq::sockopt::conflate, 1);
+        catalogue_->set(zmq::sockopt::subscribe, catalogue_topic);
+        catalogue_->set(zmq::sockopt::maxmsgsize, max_message_bytes);
+        if (keys_) keys_->apply(*catalogue_);
+        catalogue_->connect(endpoint_);
+      }
     } catch (const zmq::error_t& e) {
-      events_.reset();
-      socket_.reset();
+      close();
       throw std::runtime_error("--source " + spec_ + ": " + e.what());
     }
   }
@@ -549,10 +560,16 @@ class bus_source final : public frame_source {
           std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
       if (left.count() <= 0 || interrupted_.load()) return false;  // quiet publisher: a source loss
       zmq::pollitem_t items[] = {{socket_->handle(), 0, ZMQ_POLLIN, 0},
-                                 {events_->handle(), 0, ZMQ_POLLIN, 0}};
-      zmq::poll(items, 2, std::min(left, std::chrono::milliseconds{50}));
+                                 {events_->handle(), 0, ZMQ_POLLIN, 0},
+                                 {catalogue_ ? catalogue_->handle() : nullptr, 0, ZMQ_POLLIN, 0}};
+      zmq::poll(items, catalogue_ ? 3 : 2, std::min(left, std::chrono::milliseconds{50}));
       while (const auto e = next_event(*events_))
         tell(*e);
+      if (zmq::message_t listed; catalogue_ && catalogue_->recv(listed, zmq::recv_flags::dontwait))
+        if (const auto names =
+                decode_catalogue({static_cast<const std::uint8_t*>(listed.data()), listed.size()});
+            names && !names->empty())
+          tell_named(*names);
       zmq::message_t message;
       if (!socket_->recv(message, zmq::recv_flags::dontwait)) continue;
       auto m = decode_message({static_cast<const std::uint8_t*>(message.data()), message.size()});
@@ -576,6 +593,7 @@ class bus_source final : public frame_source {
     }
   }
   void close() override {
+    catalogue_.reset();
     events_.reset();
     socket_.reset();
   }
@@ -594,10 +612,28 @@ class bus_source final : public frame_source {
   std::optional<client_keys> keys_;
   zmq::context_t context_{1};
   std::optional<zmq::socket_t> socket_;
-  std::optional<zmq::socket_t> events_;  // socket_'s handshake monitor
-  std::vector<std::uint32_t> told_;      // handshake failures logged since the last frame
+  std::optional<zmq::socket_t> events_;     // socket_'s handshake monitor
+  std::optional<zmq::socket_t> catalogue_;  // the unnamed camera's ear for a catalogue (tell_named)
+  std::vector<std::uint32_t> told_;         // handshake failures logged since the last frame
   std::atomic<bool> interrupted_{false};
   std::atomic<std::uint64_t> times_replaced_{0};
+  bool told_named_ = false;  // the publisher's named cameras were logged
+
+  // An edge that heard nothing at start (its origin was down) serves one unnamed camera; when the
+  // origin turns out to publish named cameras, that camera never gets a frame. Said once, with
+  // what to do (the list of cameras is read at start only), and not listened for again.
+  void tell_named(const std::vector<std::string>& names) {
+    told_named_ = true;
+    catalogue_.reset();
+    std::string listed;
+    for (const std::string& name : names)
+      listed += (listed.empty() ? "" : ", ") + name;
+    log::write(log::level::error,
+               "bus %s publishes named cameras (%s), not one unnamed camera; this server started before "
+               "it could hear them and serves none of them: restart it, or name each with --camera "
+               "NAME=%s%cNAME",
+               endpoint_.c_str(), listed.c_str(), spec_.c_str(), topic_separator);
+  }
 
   // Says why the publisher refused us, once until frames flow again (ZeroMQ retries every 100 ms).
   void tell(const monitor_event& e) {
