@@ -280,6 +280,21 @@ TEST(MultipartParser, NonMultipartSuccessIsDone) {
   EXPECT_EQ(r.heads.at(0).boundary, "");
 }
 
+TEST(MultipartParser, OctetStreamWithABoundaryIsParts) {
+  // What /stream?type=octet-stream sends: the same parts under another type.
+  multipart_parser parser;
+  std::string octet = head;
+  octet.replace(octet.find("multipart/x-mixed-replace"), 25, "application/octet-stream");
+  const auto r = feed_whole(octet + part("abc", 7, "1.5"), parser);
+  ASSERT_EQ(r.bodies.size(), 1u);
+  EXPECT_EQ(r.parts.at(0).seq, 7u);
+  // Without a boundary it is a file, not a stream.
+  multipart_parser plain;
+  recorder file;
+  plain.feed("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\nabc", file);
+  EXPECT_EQ(plain.current(), multipart_parser::state::done);
+}
+
 TEST(MultipartParser, KeepsBodiesWhenSplitAtEveryByte) {
   // Framed, unframed (no Content-Length: the CRLF before the boundary is not body) and empty parts.
   const std::string framed = tricky_body(64);

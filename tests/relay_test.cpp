@@ -204,6 +204,17 @@ INSTANTIATE_TEST_SUITE_P(
                     framing_case{"declared_with_dashes", {"myboundary", false, true, true}}),
     [](const testing::TestParamInfo<framing_case>& p) { return std::string{p.param.name}; });
 
+TEST(Relay, RelaysTheOctetStreamFormOfOurStream) {
+  // /stream?type=octet-stream (the page's form for WebKit) is the same parts under another type.
+  server_process origin{mjpeg::test::variant_binary("mjpeg_async"), small_frames()};
+  server_process edge{mjpeg::test::variant_binary("mjpeg_async"),
+                      small_frames({"--source", "http://127.0.0.1:" + std::to_string(origin.port()) +
+                                                    "/stream?type=octet-stream"})};
+  const auto [from_edge, from_origin] = mjpeg::test::read_relayed(origin.port(), edge.port(), 10);
+  ASSERT_GE(from_edge.size(), 5u) << edge.error_output();
+  EXPECT_GE(mjpeg::test::same_parts(from_edge, from_origin), 3);
+}
+
 TEST(Relay, AnUpstreamThatIsNotAStreamIsAClearErrorAtStart) {
   server_process plain{mjpeg::test::variant_binary("mjpeg_async"), small_frames()};
   // /stats answers JSON, not a multipart stream.

@@ -261,8 +261,11 @@ void multipart_parser::finish_response_head(multipart_listener& listener) {
 }
 
 bool multipart_parser::expect_parts(const response_head& head) {
+  // Parts come as multipart/*, or as application/octet-stream with a boundary: the same parts
+  // that this project's servers send for /stream?type=octet-stream (for WebKit's fetch()).
+  const std::string_view type{head.content_type};
   if (head.status < 200 || head.status >= 300 || head.boundary.empty() ||
-      !iequals(std::string_view{head.content_type}.substr(0, 10), "multipart/"))
+      !(iequals(type.substr(0, 10), "multipart/") || iequals(type.substr(0, 24), "application/octet-stream")))
     return false;
   delimiter_ = "--" + head.boundary;
   // Some servers declare the boundary with the "--" already in it and send it once.
