@@ -31,18 +31,6 @@ std::vector<int> cpus_of(pid_t pid) {
   return cpus;
 }
 
-// The worker processes /stats lists, in index order (none while one of them restarts).
-std::vector<pid_t> worker_pids(unsigned short port) {
-  const std::string body = get(port, "/stats").body;
-  const std::regex row{R"(\{"index":\d+,"pid":(\d+))"};
-  std::vector<pid_t> pids;
-  for (auto it = std::sregex_iterator(body.begin(), body.end(), row); it != std::sregex_iterator(); ++it)
-    pids.push_back(static_cast<pid_t>(std::stol((*it)[1])));
-  for (const pid_t pid : pids)
-    if (pid <= 0) return {};
-  return pids;
-}
-
 TEST(WorkersOnTheirOwnCpus, WorkerIMayRunOnlyOnTheIthCpuOfTheParent) {
   server_process server{exercise_binary("mjpeg_async"), small_frames({"--workers", "2"})};
   const std::vector<int> parent = cpus_of(server.pid());

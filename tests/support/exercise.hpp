@@ -9,7 +9,9 @@
 #include <cstdlib>
 #include <fstream>
 #include <memory>
+#include <regex>
 #include <string>
+#include <vector>
 
 #include "client.hpp"
 #include "eventually.hpp"
@@ -30,6 +32,18 @@ inline long proc_status(pid_t pid, const std::string& field) {
   for (std::string line; std::getline(in, line);)
     if (line.rfind(field + ":", 0) == 0) return std::stol(line.substr(field.size() + 1));
   return -1;
+}
+
+/// The worker processes /stats lists, in index order (none while one of them restarts).
+inline std::vector<pid_t> worker_pids(unsigned short port) {
+  const std::string body = get(port, "/stats").body;
+  const std::regex row{R"(\{"index":\d+,"pid":(\d+))"};
+  std::vector<pid_t> pids;
+  for (auto it = std::sregex_iterator(body.begin(), body.end(), row); it != std::sregex_iterator(); ++it)
+    pids.push_back(static_cast<pid_t>(std::stol((*it)[1])));
+  for (const pid_t pid : pids)
+    if (pid <= 0) return {};
+  return pids;
 }
 
 /// Two viewers of the server on `port` each get a frame, and /stats then lists both under one
